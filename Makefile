@@ -1,0 +1,109 @@
+# msmilter: plain GNU make.  Outputs under build/.
+# `make` builds; `make check` runs every test; `make demo` shows it working.
+
+PREFIX		?= /usr/local
+SBINDIR		?= $(PREFIX)/sbin
+LIBEXECDIR	?= $(PREFIX)/libexec
+BUILD		?= build
+SAN		?=
+
+PKGS		:= milter libseccomp libcap-ng libsodium libpcre2-8
+PKG_CFLAGS	:= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+CC		?= cc
+CFLAGS		?= -O2 -g
+WARN		:= -Wall -Wextra -Werror -Wformat=2 -Wshadow -Wstrict-prototypes \
+		   -Wmissing-prototypes -Wno-unused-parameter
+HARDEN		:= -D_FORTIFY_SOURCE=2 -fstack-protector-strong -fPIE
+ifneq ($(SAN),)
+HARDEN		:= -fPIE
+SANFLAGS	:= -fsanitize=address,undefined -fno-omit-frame-pointer \
+		   -fno-sanitize-recover=undefined
+endif
+ALL_CFLAGS	:= -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(SANFLAGS) \
+		   -DLIBEXECDIR='"$(LIBEXECDIR)/msmilter"' \
+		   -Icommon $(PKG_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS	:= -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
+LIBS		:= $(PKG_LIBS) -lpthread
+
+COMMON_SRC	:= $(wildcard common/*.c)
+COMMON_OBJ	:= $(COMMON_SRC:%.c=$(BUILD)/%.o)
+PARENT_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard privsep/*.c))
+CAPTURE_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard capture/*.c))
+SPOOLER_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard spooler/*.c))
+
+PROGS		:= $(BUILD)/msmilter $(BUILD)/msmilter-capture \
+		   $(BUILD)/msmilter-spooler
+
+UNIT_SRC	:= $(wildcard tests/unit/test_*.c)
+UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+PYTEST		?= pytest-3
+
+.PHONY: all check unit integration milter demo bench clean install deps \
+	san-check
+
+all: deps-check $(PROGS)
+
+$(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+$(BUILD)/libmsm.a: $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/msmilter: $(PARENT_OBJ) $(BUILD)/libmsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/msmilter-capture: $(CAPTURE_OBJ) $(BUILD)/libmsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/msmilter-spooler: $(SPOOLER_OBJ) $(BUILD)/libmsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libmsm.a \
+		$(LIBS) -lcmocka
+
+# Missing Debian packages: installed when root, named otherwise.
+deps-check:
+	@sh tests/deps.sh build
+
+deps:
+	@sh tests/deps.sh all
+
+unit: $(UNIT_BINS)
+	@rc=0; for t in $(UNIT_BINS); do \
+		(cd tests/unit && ../../$$t) || rc=1; done; exit $$rc
+
+integration: all
+	@sh tests/deps.sh all
+	$(PYTEST) -ra tests/integration
+
+check: all $(UNIT_BINS)
+	@sh tests/deps.sh all
+	@sh tests/run-checks.sh "$(BUILD)" "$(PYTEST)" $(UNIT_BINS)
+
+san-check:
+	$(MAKE) BUILD=build-san SAN=1 check
+
+demo: all
+	@sh tests/deps.sh all
+	@sh contrib/demo.sh "$(BUILD)"
+
+bench: all
+	@sh tests/deps.sh all
+	@sh tests/bench/run.sh "$(BUILD)"
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/msmilter
+	install -m 0755 $(BUILD)/msmilter $(DESTDIR)$(SBINDIR)/msmilter
+	install -m 0755 $(BUILD)/msmilter-capture $(BUILD)/msmilter-spooler \
+		$(DESTDIR)$(LIBEXECDIR)/msmilter/
+
+clean:
+	rm -rf build build-san
+
+.DELETE_ON_ERROR:

@@ -1,0 +1,255 @@
+/*
+ * msmilter-capture: speaks milter to Postfix.  Start-up is the privilege
+ * drop checklist: take settings from the parent, open the listening socket,
+ * load time zone data, chroot into an empty directory, become the milter
+ * user, tell the parent we are ready, then hand over to libmilter.  After
+ * that it never opens a file; the spooler's channel and new settings reach
+ * it from the parent through the parent-reader thread.
+ */
+#include <errno.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+#include <sodium.h>
+
+#include "capture.h"
+#include "child.h"
+#include "log.h"
+#include "sandbox.h"
+
+#define DRAIN_SECONDS	30
+
+struct capture capture = { .lock = PTHREAD_MUTEX_INITIALIZER, .control = -1 };
+
+void
+capture_session_count(int delta)
+{
+	pthread_mutex_lock(&capture.lock);
+	capture.sessions += delta;
+	pthread_mutex_unlock(&capture.lock);
+}
+
+/*
+ * A new session channel: one end stays with the connection's thread, the
+ * other goes to the spooler over the control channel.
+ */
+int
+capture_session_channel(unsigned *gen)
+{
+	int	 sv[2], rc;
+
+	pthread_mutex_lock(&capture.lock);
+	if (capture.control == -1) {
+		pthread_mutex_unlock(&capture.lock);
+		return -1;
+	}
+	if (ipc_pair(sv) == -1) {
+		pthread_mutex_unlock(&capture.lock);
+		log_warn("socketpair");
+		return -1;
+	}
+	rc = ipc_send(capture.control, MSG_CAPTURE_SESSION, NULL, 0, sv[1]);
+	if (rc == -1)
+		log_warn("passing a session channel to the spooler");
+	*gen = capture.control_gen;
+	pthread_mutex_unlock(&capture.lock);
+	close(sv[1]);
+	if (rc == -1) {
+		close(sv[0]);
+		return -1;
+	}
+	{
+		/* A stuck spooler must not hold an SMTP session forever. */
+		struct timeval tv = { (time_t)capture.set.milter_commit_timeout,
+		    0 };
+
+		setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
+	return sv[0];
+}
+
+static void
+take_peer(int fd)
+{
+	pthread_mutex_lock(&capture.lock);
+	if (capture.control != -1)
+		close(capture.control);
+	capture.control = fd;
+	capture.control_gen++;
+	pthread_mutex_unlock(&capture.lock);
+	log_debug("new spooler channel");
+}
+
+/* Records from the parent after start-up: settings and spooler channels. */
+static void *
+parent_reader(void *arg)
+{
+	static unsigned char	 buf[sizeof(struct msm_settings)];
+	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
+	struct msm_settings	 s;
+
+	(void)arg;
+	for (;;) {
+		int r = ipc_recv(IPC_PARENT_FD, &m);
+
+		if (r == 0)
+			fatalx("parent went away");
+		if (r == -1)
+			fatal("parent channel");
+		if (m.hdr.type == MSG_PARENT_PEER && m.fd != -1 &&
+		    m.hdr.len == 0 && ipc_is_socket(m.fd, SOCK_SEQPACKET)) {
+			take_peer(m.fd);
+			continue;
+		}
+		if (m.hdr.type == MSG_PARENT_SETTINGS &&
+		    child_take_settings(m.data, m.hdr.len, &s) == 0) {
+			pthread_mutex_lock(&capture.lock);
+			capture.set = s;
+			pthread_mutex_unlock(&capture.lock);
+			log_info("settings reloaded");
+			continue;
+		}
+		fatalx("unexpected %s from the parent",
+		    ipc_type_name(m.hdr.type));
+	}
+	return NULL;
+}
+
+static void
+listen_spec(const struct msm_settings *s, char *buf, size_t len)
+{
+	if (s->milter_socket[0] != '\0')
+		snprintf(buf, len, "unix:%s", s->milter_socket);
+	else if (strchr(s->milter_bind, ':') != NULL)
+		snprintf(buf, len, "inet6:%u@%s", s->milter_port,
+		    s->milter_bind);
+	else
+		snprintf(buf, len, "inet:%u@%s", s->milter_port, s->milter_bind);
+}
+
+/* Owner, group and mode of a unix listening socket, from the config. */
+static void
+set_socket_access(const struct msm_settings *s)
+{
+	struct sandbox_creds	 owner;
+	char			 err[256];
+	const char		*user, *group;
+
+	if (s->milter_socket[0] == '\0')
+		return;
+	user = s->milter_socket_owner[0] ? s->milter_socket_owner :
+	    s->run_as_user;
+	group = s->milter_socket_group[0] ? s->milter_socket_group :
+	    s->run_as_group;
+	if (sandbox_privileged()) {
+		if (sandbox_lookup(user, group, &owner, err, sizeof(err)) == -1)
+			fatalx("Milter Socket Owner/Group: %s", err);
+		if (chown(s->milter_socket, owner.uid, owner.gid) == -1)
+			fatal("chown %s", s->milter_socket);
+	}
+	if (chmod(s->milter_socket, s->milter_socket_mode) == -1)
+		fatal("chmod %s", s->milter_socket);
+}
+
+static void
+open_listener(const struct msm_settings *s)
+{
+	char spec[MSM_PATH_LEN + 16];
+
+	listen_spec(s, spec, sizeof(spec));
+	if (smfi_register(capture_milter) == MI_FAILURE)
+		fatalx("smfi_register failed");
+	if (smfi_setconn(spec) == MI_FAILURE)
+		fatalx("smfi_setconn %s failed", spec);
+	if (smfi_setbacklog(128) == MI_FAILURE)
+		fatalx("smfi_setbacklog failed");
+	/* A stale unix socket from a previous run is removed (true). */
+	if (smfi_opensocket(true) == MI_FAILURE)
+		fatalx("cannot listen on %s (in use, or no permission?)", spec);
+	set_socket_access(s);
+	log_info("listening on %s", spec);
+}
+
+static void
+drop_privileges(const struct msm_settings *s)
+{
+	struct sandbox_creds	 creds;
+	char			 err[512];
+	struct stat		 st;
+	const char		*user = s->milter_user;
+
+	if (sandbox_privileged() &&
+	    sandbox_lookup(user, NULL, &creds, err, sizeof(err)) == -1) {
+		log_warnx("Milter User: %s; falling back to nobody", err);
+		user = "nobody";
+		if (sandbox_lookup(user, NULL, &creds, err, sizeof(err)) == -1)
+			fatalx("%s", err);
+	}
+	if (!sandbox_privileged()) {
+		memset(&creds, 0, sizeof(creds));
+		log_warnx("UNPRIVILEGED MODE: no chroot, no change of user");
+	} else {
+		/* An empty, root-owned root: nothing to read or write. */
+		if (stat(s->milter_chroot, &st) == -1)
+			fatal("Milter Chroot %s", s->milter_chroot);
+		if (!S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+		    (st.st_mode & 022) != 0)
+			fatalx("Milter Chroot %s must be a directory owned by "
+			    "root and writable by nobody else",
+			    s->milter_chroot);
+	}
+	if (sandbox_enter(&creds, sandbox_privileged() ? s->milter_chroot :
+	    NULL, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+}
+
+int
+main(void)
+{
+	pthread_t	 reader;
+	int		 r;
+
+	child_init("capture");
+	child_get_settings(&capture.set);
+	if (sodium_init() == -1)
+		fatalx("sodium_init failed");
+	/* Time zone data must be loaded before the chroot hides it. */
+	tzset();
+	if (gethostname(capture.hostname, sizeof(capture.hostname) - 1) == -1)
+		snprintf(capture.hostname, sizeof(capture.hostname), "localhost");
+	signal(SIGPIPE, SIG_IGN);
+
+	open_listener(&capture.set);
+	drop_privileges(&capture.set);
+
+	if ((r = pthread_create(&reader, NULL, parent_reader, NULL)) != 0) {
+		errno = r;
+		fatal("pthread_create");
+	}
+	child_ready();
+
+	r = smfi_main();
+	log_info("no longer accepting connections (smfi_main returned %d)",
+	    r);
+	for (int i = 0; i < DRAIN_SECONDS * 10; i++) {
+		unsigned left;
+
+		pthread_mutex_lock(&capture.lock);
+		left = capture.sessions;
+		pthread_mutex_unlock(&capture.lock);
+		if (left == 0)
+			break;
+		usleep(100000);
+	}
+	return 0;
+}

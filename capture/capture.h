@@ -1,0 +1,65 @@
+/*
+ * The capture process: libmilter callbacks turn an SMTP transaction into
+ * queue file records for the spooler.  No file system access at all.
+ */
+#ifndef MSM_CAPTURE_H
+#define MSM_CAPTURE_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ipc.h"
+
+/* Shared by every libmilter thread; guarded by lock. */
+struct capture {
+	pthread_mutex_t		 lock;
+	struct msm_settings	 set;
+	int			 control;	/* to the spooler, -1 if none */
+	unsigned		 control_gen;	/* bumped on every new one */
+	unsigned		 sessions;	/* open milter connections */
+	char			 hostname[256];	/* when Postfix sends no j */
+};
+
+extern struct capture capture;
+
+/* One recipient and its DSN parameters, in SMTP order. */
+struct rcpt {
+	char	*addr;		/* without angle brackets */
+	char	*dsn;		/* "NOTIFY=... ORCPT=..." or NULL */
+};
+
+/* What the Received header and envelope lines are made from. */
+struct envelope {
+	const char	*queue_id;
+	const char	*sender;	/* "" for the null sender */
+	const char	*auth_type;	/* SASL method or NULL */
+	struct rcpt	*rcpts;
+	size_t		 nrcpt;
+	const char	*helo;		/* NULL when the client sent none */
+	const char	*client_name;
+	const char	*client_addr;	/* "192.0.2.1", "IPv6:2001:db8::1" */
+	const char	*by_host;
+	const char	*tls_version, *cipher, *cipher_bits;
+	int		 client_cert;	/* a client certificate was shown */
+	int64_t		 when;		/* time(2) for the date */
+};
+
+/*
+ * The head of a queue file: S, A, E and O lines, then our Received header.
+ * Returns a malloc'ed string (length in *len) or NULL.
+ */
+char	*received_head(const struct envelope *e, size_t *len);
+/* RFC 5322 date in English whatever the locale: "Tue, 24 Nov 2026 ..." */
+void	received_date(int64_t when, char *buf, size_t len);
+
+/* Get a session channel to the spooler for this connection. */
+int	capture_session_channel(unsigned *gen);
+void	capture_session_count(int delta);
+
+/* The libmilter description (milter.c). */
+struct smfiDesc;
+extern struct smfiDesc capture_milter;
+
+#endif

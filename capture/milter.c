@@ -1,0 +1,689 @@
+/*
+ * libmilter callbacks, one per SMTP stage, in the order Postfix calls them.
+ * A connection (struct conn) may carry several transactions (struct txn).
+ * Everything here is hostile input from the SMTP client, relayed by Postfix.
+ *
+ * Replies: DISCARD only after the spooler said "committed"; ACCEPT for a
+ * loopback client when configured; everything else that goes wrong is
+ * TEMPFAIL 451 4.3.0, so Postfix keeps or refuses the message and nothing
+ * is lost.  Stages we asked not to answer (SMFIP_NR_*) cannot fail, so a
+ * failure there is remembered and reported at DATA or end of message.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmilter/mfapi.h>
+
+#include "capture.h"
+#include "log.h"
+#include "queueid.h"
+
+#define STAGING_SIZE	65536		/* one DATA record */
+#define MAX_RECIPIENTS	100000		/* far above smtpd_recipient_limit */
+#define PUBLIC_TEMPFAIL	"Mail spool temporarily unavailable, try again later"
+
+/* The SMTP stages we ask Postfix not to wait for. */
+#define WANT_NOREPLY	(SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | \
+			 SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
+
+struct txn {
+	char		 queue_id[QUEUEID_MAX];
+	char		*sender;
+	char		*auth_type;
+	struct rcpt	*rcpts;
+	size_t		 nrcpt, rcpt_cap;
+	int		 begun;		/* the spooler holds a temp file */
+	char		 error[IPC_REASON_MAX];	/* first failure, for logs */
+	char		*out;		/* staging for the next DATA record */
+	size_t		 outlen;
+	int		 pending_cr;	/* a CR ended the previous chunk */
+	uint64_t	 size;
+};
+
+struct conn {
+	unsigned long	 proto;		/* negotiated SMFIP_* flags */
+	char		 client_name[256];
+	char		 client_addr[INET6_ADDRSTRLEN + 8];
+	char		*helo;
+	char		 by_host[256];
+	char		*tls_version, *cipher, *cipher_bits;
+	int		 client_cert;
+	int		 chan;		/* session channel to the spooler */
+	unsigned	 chan_gen;
+	struct txn	*txn;
+};
+
+static struct conn *
+conn_of(SMFICTX *ctx)
+{
+	return smfi_getpriv(ctx);
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? strdup(s) : NULL;
+}
+
+static void
+txn_free(struct txn *t)
+{
+	if (t == NULL)
+		return;
+	for (size_t i = 0; i < t->nrcpt; i++) {
+		free(t->rcpts[i].addr);
+		free(t->rcpts[i].dsn);
+	}
+	free(t->rcpts);
+	free(t->sender);
+	free(t->auth_type);
+	free(t->out);
+	free(t);
+}
+
+static void txn_fail(struct txn *, const char *, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Remember the first failure; the client hears of it at DATA or EOM. */
+static void
+txn_fail(struct txn *t, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (t->error[0] != '\0')
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->error, sizeof(t->error), fmt, ap);
+	va_end(ap);
+	log_warnx("%s: %s", t->queue_id[0] ? t->queue_id : "-", t->error);
+}
+
+static void
+conn_drop_channel(struct conn *c)
+{
+	if (c->chan != -1)
+		close(c->chan);
+	c->chan = -1;
+}
+
+/* Tell the spooler to forget an uncommitted message. */
+static void
+txn_abort(struct conn *c)
+{
+	struct txn *t = c->txn;
+
+	if (t == NULL)
+		return;
+	if (t->begun && c->chan != -1 &&
+	    ipc_send(c->chan, MSG_CAPTURE_ABORT, NULL, 0, -1) == -1)
+		conn_drop_channel(c);	/* the spooler removes it on close */
+	txn_free(t);
+	c->txn = NULL;
+}
+
+static int
+txn_send(struct conn *c, uint32_t type, const void *p1, size_t l1,
+    const void *p2, size_t l2)
+{
+	if (ipc_sendv2(c->chan, type, p1, l1, p2, l2, -1) == -1) {
+		txn_fail(c->txn, "spooler channel: %s", strerror(errno));
+		conn_drop_channel(c);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+txn_flush(struct conn *c)
+{
+	struct txn *t = c->txn;
+
+	if (t->outlen > 0 && t->begun && t->error[0] == '\0')
+		txn_send(c, MSG_CAPTURE_DATA, t->out, t->outlen, NULL, 0);
+	t->outlen = 0;
+}
+
+static void
+txn_putc(struct conn *c, char ch)
+{
+	struct txn *t = c->txn;
+
+	if (t->outlen == STAGING_SIZE)
+		txn_flush(c);
+	t->out[t->outlen++] = ch;
+	t->size++;
+}
+
+/* Append bytes, turning CRLF into LF, also across chunk boundaries. */
+static void
+txn_put_lf(struct conn *c, const unsigned char *p, size_t len)
+{
+	struct txn *t = c->txn;
+
+	for (size_t i = 0; i < len; i++) {
+		if (t->pending_cr) {
+			t->pending_cr = 0;
+			if (p[i] == '\n') {
+				txn_putc(c, '\n');
+				continue;
+			}
+			txn_putc(c, '\r');
+		}
+		if (p[i] == '\r')
+			t->pending_cr = 1;
+		else
+			txn_putc(c, (char)p[i]);
+	}
+}
+
+/* A CR that no LF followed is data, not a line end. */
+static void
+txn_put_pending(struct conn *c)
+{
+	if (c->txn->pending_cr) {
+		c->txn->pending_cr = 0;
+		txn_putc(c, '\r');
+	}
+}
+
+static int
+is_loopback(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)sa;
+
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)sa;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+
+		if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+			return 1;
+		return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
+	}
+	return 0;
+}
+
+/* "192.0.2.1" or "IPv6:2001:db8::1", as Postfix writes them. */
+static void
+format_addr(const struct sockaddr *sa, char *buf, size_t len)
+{
+	char tmp[INET6_ADDRSTRLEN];
+
+	buf[0] = '\0';
+	if (sa == NULL)
+		return;
+	if (sa->sa_family == AF_INET &&
+	    inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)sa)
+	    ->sin_addr, tmp, sizeof(tmp)) != NULL)
+		snprintf(buf, len, "%s", tmp);
+	else if (sa->sa_family == AF_INET6 &&
+	    inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)sa)
+	    ->sin6_addr, tmp, sizeof(tmp)) != NULL)
+		snprintf(buf, len, "IPv6:%s", tmp);
+}
+
+static void
+set_reply(SMFICTX *ctx, const char *text)
+{
+	if (smfi_setreply(ctx, "451", "4.3.0", (char *)text) != MI_SUCCESS)
+		log_warnx("could not set the 451 reply text");
+}
+
+static sfsistat
+tempfail(SMFICTX *ctx, const char *text)
+{
+	set_reply(ctx, text);
+	return SMFIS_TEMPFAIL;
+}
+
+/* The answer for a stage we may have asked not to reply to. */
+static sfsistat
+carry_on(struct conn *c, unsigned long noreply_flag)
+{
+	return (c->proto & noreply_flag) ? SMFIS_NOREPLY : SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
+    unsigned long f2, unsigned long f3, unsigned long *pf0,
+    unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
+{
+	struct conn *c;
+
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return SMFIS_TEMPFAIL;
+	c->chan = -1;
+	/* Byte-exact headers keep DKIM signatures valid. */
+	c->proto = f1 & (WANT_NOREPLY | SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
+	smfi_setpriv(ctx, c);
+	*pf0 = 0;		/* we never modify the message */
+	*pf1 = c->proto;
+	*pf2 = 0;
+	*pf3 = 0;
+	smfi_setsymlist(ctx, SMFIM_CONNECT, "j");
+	smfi_setsymlist(ctx, SMFIM_HELO,
+	    "{tls_version} {cipher} {cipher_bits} {cert_subject}");
+	smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {auth_type}");
+	smfi_setsymlist(ctx, SMFIM_DATA, "i");
+	capture_session_count(1);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
+{
+	struct conn	*c = conn_of(ctx);
+	const char	*j = smfi_getsymval(ctx, "j");
+	int		 ignore_loopback;
+
+	if (c == NULL)
+		return SMFIS_TEMPFAIL;
+	pthread_mutex_lock(&capture.lock);
+	ignore_loopback = capture.set.milter_ignore_loopback;
+	snprintf(c->by_host, sizeof(c->by_host), "%s",
+	    j != NULL && j[0] != '\0' ? j : capture.hostname);
+	pthread_mutex_unlock(&capture.lock);
+
+	if (hostaddr != NULL && ignore_loopback && is_loopback(hostaddr)) {
+		log_debug("loopback client accepted without spooling");
+		return SMFIS_ACCEPT;
+	}
+	format_addr(hostaddr, c->client_addr, sizeof(c->client_addr));
+	/* Postfix sends "[addr]" when the client has no verified name. */
+	snprintf(c->client_name, sizeof(c->client_name), "%s",
+	    hostname == NULL || hostname[0] == '[' || hostname[0] == '\0' ?
+	    "unknown" : hostname);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_helo(SMFICTX *ctx, char *helo)
+{
+	struct conn *c = conn_of(ctx);
+	const char *subject = smfi_getsymval(ctx, "{cert_subject}");
+
+	/* HELO may come again (after STARTTLS) or never. */
+	free(c->helo);
+	free(c->tls_version);
+	free(c->cipher);
+	free(c->cipher_bits);
+	c->helo = dup_or_null(helo);
+	c->tls_version = dup_or_null(smfi_getsymval(ctx, "{tls_version}"));
+	c->cipher = dup_or_null(smfi_getsymval(ctx, "{cipher}"));
+	c->cipher_bits = dup_or_null(smfi_getsymval(ctx, "{cipher_bits}"));
+	c->client_cert = subject != NULL && subject[0] != '\0';
+	return carry_on(c, SMFIP_NR_HELO);
+}
+
+/* "<a@b>" -> "a@b"; anything else is kept as Postfix gave it. */
+static char *
+strip_brackets(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n >= 2 && s[0] == '<' && s[n - 1] == '>')
+		return strndup(s + 1, n - 2);
+	return strdup(s);
+}
+
+static sfsistat
+mlfi_envfrom(SMFICTX *ctx, char **argv)
+{
+	struct conn	*c = conn_of(ctx);
+	struct txn	*t;
+	const char	*auth = smfi_getsymval(ctx, "{auth_type}");
+
+	/* MAIL starts a new transaction, whatever came before. */
+	txn_abort(c);
+	if ((t = calloc(1, sizeof(*t))) == NULL ||
+	    (t->sender = strip_brackets(argv[0] ? argv[0] : "")) == NULL ||
+	    (auth != NULL && auth[0] != '\0' &&
+	    (t->auth_type = strdup(auth)) == NULL)) {
+		if (t != NULL)
+			txn_free(t);
+		/* No transaction: DATA will answer TEMPFAIL. */
+		log_warnx("out of memory at MAIL FROM");
+		return carry_on(c, SMFIP_NR_MAIL);
+	}
+	c->txn = t;
+	return carry_on(c, SMFIP_NR_MAIL);
+}
+
+/* Keep NOTIFY= and ORCPT= parameters for the E line of this recipient. */
+static char *
+dsn_params(char **argv)
+{
+	char	*buf = NULL;
+	size_t	 size = 0;
+	FILE	*f;
+	int	 n = 0, bad;
+
+	for (char **a = argv; *a != NULL; a++) {
+		if (strncasecmp(*a, "NOTIFY=", 7) != 0 &&
+		    strncasecmp(*a, "ORCPT=", 6) != 0)
+			continue;
+		if (n == 0 && (f = open_memstream(&buf, &size)) == NULL)
+			return NULL;
+		fprintf(f, "%s%s", n++ ? " " : "", *a);
+	}
+	if (n == 0)
+		return NULL;
+	bad = ferror(f);
+	if (fclose(f) != 0 || bad) {
+		free(buf);
+		return NULL;
+	}
+	return buf;
+}
+
+static sfsistat
+mlfi_envrcpt(SMFICTX *ctx, char **argv)
+{
+	struct conn	*c = conn_of(ctx);
+	struct txn	*t = c->txn;
+	struct rcpt	*r;
+
+	if (t == NULL || argv[0] == NULL)
+		return carry_on(c, SMFIP_NR_RCPT);
+	if (t->nrcpt == t->rcpt_cap) {
+		size_t ncap = t->rcpt_cap ? t->rcpt_cap * 2 : 4;
+
+		if (ncap > MAX_RECIPIENTS ||
+		    (r = reallocarray(t->rcpts, ncap, sizeof(*r))) == NULL) {
+			txn_fail(t, "cannot keep %zu recipients", ncap);
+			return carry_on(c, SMFIP_NR_RCPT);
+		}
+		t->rcpts = r;
+		t->rcpt_cap = ncap;
+	}
+	r = &t->rcpts[t->nrcpt];
+	r->addr = strip_brackets(argv[0]);
+	r->dsn = dsn_params(argv + 1);
+	if (r->addr == NULL) {
+		free(r->dsn);
+		txn_fail(t, "out of memory at RCPT TO");
+	} else
+		t->nrcpt++;
+	return carry_on(c, SMFIP_NR_RCPT);
+}
+
+/* The queue id: Postfix's {i} if it is a safe file name, else a new one. */
+static void
+choose_queue_id(SMFICTX *ctx, struct txn *t)
+{
+	const char	*i = smfi_getsymval(ctx, "i");
+	int		 type;
+
+	if (i != NULL && queueid_valid(i)) {
+		snprintf(t->queue_id, sizeof(t->queue_id), "%s", i);
+		return;
+	}
+	pthread_mutex_lock(&capture.lock);
+	type = capture.set.queue_type;
+	pthread_mutex_unlock(&capture.lock);
+	if (queueid_new(type, t->queue_id, sizeof(t->queue_id)) == -1)
+		t->queue_id[0] = '\0';
+	else
+		log_info("%s: no usable queue id from Postfix (%s), using a "
+		    "new one", t->queue_id, i ? "unsafe" : "missing");
+}
+
+/* Make sure this connection has a live channel to the current spooler. */
+static int
+conn_channel(struct conn *c)
+{
+	unsigned gen;
+
+	pthread_mutex_lock(&capture.lock);
+	gen = capture.control_gen;
+	pthread_mutex_unlock(&capture.lock);
+	if (c->chan != -1 && c->chan_gen == gen)
+		return 0;
+	conn_drop_channel(c);
+	c->chan = capture_session_channel(&c->chan_gen);
+	return c->chan == -1 ? -1 : 0;
+}
+
+static int
+txn_begin(SMFICTX *ctx, struct conn *c)
+{
+	struct txn	*t = c->txn;
+	struct envelope	 e;
+	struct ipc_begin b;
+	char		*head;
+	size_t		 len;
+
+	choose_queue_id(ctx, t);
+	if (t->queue_id[0] == '\0') {
+		txn_fail(t, "no queue id");
+		return -1;
+	}
+	memset(&e, 0, sizeof(e));
+	e.queue_id = t->queue_id;
+	e.sender = t->sender;
+	e.auth_type = t->auth_type;
+	e.rcpts = t->rcpts;
+	e.nrcpt = t->nrcpt;
+	e.helo = c->helo;
+	e.client_name = c->client_name;
+	e.client_addr = c->client_addr;
+	e.by_host = c->by_host;
+	e.tls_version = c->tls_version;
+	e.cipher = c->cipher;
+	e.cipher_bits = c->cipher_bits;
+	e.client_cert = c->client_cert;
+	e.when = time(NULL);
+	if ((head = received_head(&e, &len)) == NULL) {
+		txn_fail(t, "envelope has no recipient or a line break");
+		return -1;
+	}
+	if (len + sizeof(b) > IPC_MAX_PAYLOAD ||
+	    (t->out = malloc(STAGING_SIZE)) == NULL) {
+		free(head);
+		txn_fail(t, "envelope too large (%zu bytes)", len);
+		return -1;
+	}
+	memset(&b, 0, sizeof(b));
+	snprintf(b.queue_id, sizeof(b.queue_id), "%s", t->queue_id);
+	if (conn_channel(c) == -1) {
+		free(head);
+		txn_fail(t, "spooler not available");
+		return -1;
+	}
+	if (txn_send(c, MSG_CAPTURE_BEGIN, &b, sizeof(b), head, len) == -1) {
+		free(head);
+		return -1;
+	}
+	free(head);
+	t->begun = 1;
+	t->size = len;
+	return 0;
+}
+
+/* All recipients are known and the body has not been sent yet. */
+static sfsistat
+mlfi_data(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c->txn == NULL)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
+	if (c->txn->error[0] != '\0' || txn_begin(ctx, c) == -1) {
+		txn_abort(c);
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
+	}
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_header(SMFICTX *ctx, char *name, char *value)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c->txn != NULL && c->txn->begun) {
+		txn_put_lf(c, (const unsigned char *)name, strlen(name));
+		txn_putc(c, ':');
+		if (!(c->proto & SMFIP_HDR_LEADSPC))
+			txn_putc(c, ' ');
+		txn_put_lf(c, (const unsigned char *)value, strlen(value));
+		txn_put_pending(c);
+		txn_putc(c, '\n');
+	}
+	return carry_on(c, SMFIP_NR_HDR);
+}
+
+static sfsistat
+mlfi_eoh(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c->txn != NULL && c->txn->begun)
+		txn_putc(c, '\n');
+	return carry_on(c, SMFIP_NR_EOH);
+}
+
+static sfsistat
+mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c->txn != NULL && c->txn->begun)
+		txn_put_lf(c, chunk, len);
+	return carry_on(c, SMFIP_NR_BODY);
+}
+
+/* Wait for the spooler's verdict on this message. */
+static int
+await_commit(struct conn *c, struct ipc_committed *done)
+{
+	union {
+		struct ipc_committed	ok;
+		struct ipc_failed	failed;
+	} reply;
+	struct ipc_msg	 m = { .data = (void *)&reply, .cap = sizeof(reply) };
+	struct pollfd	 pfd = { c->chan, POLLIN, 0 };
+	int		 timeout, r;
+
+	pthread_mutex_lock(&capture.lock);
+	timeout = (int)capture.set.milter_commit_timeout * 1000;
+	pthread_mutex_unlock(&capture.lock);
+
+	if ((r = poll(&pfd, 1, timeout)) != 1) {
+		txn_fail(c->txn, "no answer from the spooler within %d s",
+		    timeout / 1000);
+		conn_drop_channel(c);
+		return -1;
+	}
+	if ((r = ipc_recv(c->chan, &m)) != 1) {
+		txn_fail(c->txn, "spooler channel %s",
+		    r == 0 ? "closed" : strerror(errno));
+		conn_drop_channel(c);
+		return -1;
+	}
+	if (m.hdr.type == MSG_SPOOLER_COMMITTED &&
+	    ipc_expect_size(&m, sizeof(reply.ok)) == 0 &&
+	    ipc_string_ok(reply.ok.queue_id, sizeof(reply.ok.queue_id)) == 0) {
+		*done = reply.ok;
+		return 0;
+	}
+	if (m.hdr.type == MSG_SPOOLER_FAILED &&
+	    ipc_expect_size(&m, sizeof(reply.failed)) == 0 &&
+	    ipc_string_ok(reply.failed.reason, sizeof(reply.failed.reason)) ==
+	    0) {
+		txn_fail(c->txn, "not spooled: %s", reply.failed.reason);
+		return -1;
+	}
+	txn_fail(c->txn, "unexpected %s from the spooler",
+	    ipc_type_name(m.hdr.type));
+	conn_drop_channel(c);
+	return -1;
+}
+
+static sfsistat
+mlfi_eom(SMFICTX *ctx)
+{
+	struct conn		*c = conn_of(ctx);
+	struct txn		*t = c->txn;
+	struct ipc_committed	 done;
+
+	if (t == NULL || !t->begun)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
+	txn_put_pending(c);
+	txn_flush(c);
+	if (t->error[0] == '\0' &&
+	    txn_send(c, MSG_CAPTURE_COMMIT, NULL, 0, NULL, 0) == 0 &&
+	    await_commit(c, &done) == 0) {
+		log_info("%s: committed, from=<%s> nrcpt=%zu size=%llu%s%s",
+		    done.queue_id, t->sender, t->nrcpt,
+		    (unsigned long long)done.size,
+		    strcmp(done.queue_id, t->queue_id) ? " postfix_id=" : "",
+		    strcmp(done.queue_id, t->queue_id) ? t->queue_id : "");
+		txn_free(t);	/* committed: a later abort must not touch it */
+		c->txn = NULL;
+		return SMFIS_DISCARD;
+	}
+	log_warnx("%s: TEMPFAIL: %s", t->queue_id, t->error);
+	txn_abort(c);
+	return tempfail(ctx, PUBLIC_TEMPFAIL);
+}
+
+static sfsistat
+mlfi_abort(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c != NULL)
+		txn_abort(c);
+	return SMFIS_CONTINUE;
+}
+
+static sfsistat
+mlfi_close(SMFICTX *ctx)
+{
+	struct conn *c = conn_of(ctx);
+
+	if (c == NULL)
+		return SMFIS_CONTINUE;
+	txn_abort(c);
+	conn_drop_channel(c);
+	free(c->helo);
+	free(c->tls_version);
+	free(c->cipher);
+	free(c->cipher_bits);
+	free(c);
+	smfi_setpriv(ctx, NULL);
+	capture_session_count(-1);
+	return SMFIS_CONTINUE;
+}
+
+struct smfiDesc capture_milter = {
+	.xxfi_name = "msmilter",
+	.xxfi_version = SMFI_VERSION,
+	.xxfi_flags = 0,		/* we never change a message */
+	.xxfi_connect = mlfi_connect,
+	.xxfi_helo = mlfi_helo,
+	.xxfi_envfrom = mlfi_envfrom,
+	.xxfi_envrcpt = mlfi_envrcpt,
+	.xxfi_header = mlfi_header,
+	.xxfi_eoh = mlfi_eoh,
+	.xxfi_body = mlfi_body,
+	.xxfi_eom = mlfi_eom,
+	.xxfi_abort = mlfi_abort,
+	.xxfi_close = mlfi_close,
+	.xxfi_unknown = NULL,
+	/* Without a DATA callback Postfix's replies stall ~43 ms on TCP. */
+	.xxfi_data = mlfi_data,
+	.xxfi_negotiate = mlfi_negotiate,
+};

@@ -1,0 +1,123 @@
+/*
+ * The head of a queue file as MailScanner's MSMail reader expects it: the
+ * envelope lines, then a Received header like Postfix's own, whose
+ * "(name [addr])" MailScanner reads the client address from.  Input comes
+ * from Postfix macros and SMTP arguments; a CR or LF in any of them would
+ * forge a header or an envelope line, so such values are refused.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "capture.h"
+
+static const char *const day_names[] =
+    { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
+static const char *const month_names[] =
+    { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
+      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
+
+void
+received_date(int64_t when, char *buf, size_t len)
+{
+	time_t		 t = (time_t)when;
+	struct tm	 tm;
+	char		 zone[16], abbr[16];
+
+	localtime_r(&t, &tm);
+	strftime(zone, sizeof(zone), "%z", &tm);
+	strftime(abbr, sizeof(abbr), "%Z", &tm);
+	snprintf(buf, len, "%s, %d %s %d %02d:%02d:%02d %s (%s)",
+	    day_names[tm.tm_wday % 7], tm.tm_mday, month_names[tm.tm_mon % 12],
+	    tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec, zone, abbr);
+}
+
+static int
+clean(const char *s)
+{
+	return s == NULL || strpbrk(s, "\r\n") == NULL;
+}
+
+static int
+envelope_clean(const struct envelope *e)
+{
+	if (!clean(e->sender) || !clean(e->auth_type) || !clean(e->helo) ||
+	    !clean(e->client_name) || !clean(e->client_addr) ||
+	    !clean(e->by_host) || !clean(e->tls_version) ||
+	    !clean(e->cipher) || !clean(e->cipher_bits) ||
+	    !clean(e->queue_id))
+		return 0;
+	for (size_t i = 0; i < e->nrcpt; i++)
+		if (!clean(e->rcpts[i].addr) || !clean(e->rcpts[i].dsn))
+			return 0;
+	return 1;
+}
+
+static const char *
+protocol_word(const struct envelope *e)
+{
+	int tls = e->tls_version != NULL;
+	int auth = e->auth_type != NULL;
+
+	return tls && auth ? "ESMTPSA" : tls ? "ESMTPS" : auth ? "ESMTPA" :
+	    "ESMTP";
+}
+
+static void
+put_received(FILE *f, const struct envelope *e)
+{
+	char date[96];
+
+	fprintf(f, "Received: from %s",
+	    e->helo != NULL && e->helo[0] ? e->helo : e->client_name);
+	if (e->client_addr[0] != '\0')
+		fprintf(f, " (%s [%s])\n", e->client_name, e->client_addr);
+	else
+		fprintf(f, " (%s)\n", e->client_name);
+	if (e->tls_version != NULL) {
+		fprintf(f, "\t(using %s with cipher %s (%s/%s bits))\n",
+		    e->tls_version, e->cipher ? e->cipher : "unknown",
+		    e->cipher_bits ? e->cipher_bits : "0",
+		    e->cipher_bits ? e->cipher_bits : "0");
+		if (!e->client_cert)
+			fputs("\t(no client certificate requested)\n", f);
+	}
+	fprintf(f, "\tby %s (MailScanner Milter) with %s id %s", e->by_host,
+	    protocol_word(e), e->queue_id);
+	received_date(e->when, date, sizeof(date));
+	if (e->nrcpt == 1)
+		fprintf(f, "\n\tfor <%s>; %s\n", e->rcpts[0].addr, date);
+	else
+		fprintf(f, ";\n\t%s\n", date);
+}
+
+char *
+received_head(const struct envelope *e, size_t *len)
+{
+	char	*buf = NULL;
+	size_t	 size = 0;
+	FILE	*f;
+	int	 bad;
+
+	if (!envelope_clean(e) || e->nrcpt == 0)
+		return NULL;
+	if ((f = open_memstream(&buf, &size)) == NULL)
+		return NULL;
+	fprintf(f, "S<%s>\n", e->sender);
+	if (e->auth_type != NULL)
+		fprintf(f, "A<sasl_method=%s>\n", e->auth_type);
+	for (size_t i = 0; i < e->nrcpt; i++) {
+		if (e->rcpts[i].dsn != NULL)
+			fprintf(f, "E<%s>\n", e->rcpts[i].dsn);
+		fprintf(f, "O<%s>\n", e->rcpts[i].addr);
+	}
+	put_received(f, e);
+	bad = ferror(f);
+	if (fclose(f) != 0 || bad) {
+		free(buf);
+		return NULL;
+	}
+	*len = size;
+	return buf;
+}

@@ -1,0 +1,72 @@
+/*
+ * Start-up shared by the children (see child.h).  The parent is trusted
+ * to the extent that it started us, but its records are still checked.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "child.h"
+#include "ipc.h"
+#include "log.h"
+
+#define SETTINGS_TIMEOUT_MS	30000
+
+void
+child_init(const char *procname)
+{
+	if (!ipc_is_socket(IPC_PARENT_FD, SOCK_SEQPACKET)) {
+		fprintf(stderr, "%s: not started by msmilter (no channel on "
+		    "descriptor %d); run msmilter instead\n", procname,
+		    IPC_PARENT_FD);
+		exit(2);
+	}
+	log_init_child(procname, IPC_PARENT_FD, 0);
+}
+
+int
+child_take_settings(const void *data, size_t len, struct msm_settings *s)
+{
+	struct msm_settings	 tmp;
+
+	if (len != sizeof(tmp))
+		return -1;
+	memcpy(&tmp, data, sizeof(tmp));
+	if (config_validate(&tmp) != 0)
+		return -1;
+	*s = tmp;
+	log_set_debug(s->debug);
+	return 0;
+}
+
+void
+child_get_settings(struct msm_settings *s)
+{
+	static unsigned char	 buf[sizeof(struct msm_settings)];
+	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
+	struct pollfd		 pfd = { IPC_PARENT_FD, POLLIN, 0 };
+	int			 r;
+
+	r = poll(&pfd, 1, SETTINGS_TIMEOUT_MS);
+	if (r <= 0)
+		fatalx("no settings from the parent within %d s",
+		    SETTINGS_TIMEOUT_MS / 1000);
+	r = ipc_recv(IPC_PARENT_FD, &m);
+	if (r <= 0)
+		fatal("reading settings from the parent");
+	if (m.hdr.type != MSG_PARENT_SETTINGS ||
+	    child_take_settings(m.data, m.hdr.len, s) != 0)
+		fatalx("bad first record from the parent: %s, %u bytes",
+		    ipc_type_name(m.hdr.type), m.hdr.len);
+}
+
+void
+child_ready(void)
+{
+	if (ipc_send(IPC_PARENT_FD, MSG_CHILD_READY, NULL, 0, -1) == -1)
+		fatal("telling the parent we are ready");
+}

@@ -1,0 +1,95 @@
+/*
+ * MailScanner.conf reader: the settings msmilter uses, with MailScanner's
+ * defaults.  Trusts nothing in the file; every error names file, line, key.
+ * struct msm_settings has no pointers so the parent can send it to a child
+ * as one IPC message and the child can check it field by field.
+ */
+#ifndef MSM_CONFIG_H
+#define MSM_CONFIG_H
+
+#include <stddef.h>
+#include <stdio.h>
+
+#define MSM_PATH_LEN	1024
+#define MSM_NAME_LEN	256
+
+#define MSM_DEFAULT_CONFIG	"/etc/MailScanner/MailScanner.conf"
+
+enum msm_queue_type { MSM_QUEUE_SHORT = 0, MSM_QUEUE_LONG = 1 };
+enum msm_delivery { MSM_DELIVER_SMTP = 0, MSM_DELIVER_QMQP = 1 };
+enum msm_socket_type { MSM_SOCKET_INET = 0, MSM_SOCKET_UNIX = 1 };
+
+struct msm_settings {
+	char	config_file[MSM_PATH_LEN];
+
+	/* MailScanner keys */
+	char	incoming_queue_dir[MSM_PATH_LEN];	/* /var/spool/mqueue.in */
+	char	outgoing_queue_dir[MSM_PATH_LEN];	/* /var/spool/mqueue */
+	char	mta[MSM_NAME_LEN];			/* sendmail */
+	int	queue_type;				/* short */
+	int	milter_scanner;				/* yes */
+	int	milter_ignore_loopback;			/* yes */
+	char	milter_bind[MSM_NAME_LEN];		/* 127.0.0.1 */
+	unsigned milter_port;				/* 33333 */
+	char	milter_pid_file[MSM_PATH_LEN];		/* /var/run/MSMilter.pid */
+	unsigned milter_max_children;			/* 10 */
+	char	run_as_user[MSM_NAME_LEN];		/* "" = root */
+	char	run_as_group[MSM_NAME_LEN];		/* "" = root */
+	char	incoming_work_group[MSM_NAME_LEN];	/* "" */
+	int	delivery_method;			/* SMTP */
+	char	relay_address[MSM_NAME_LEN];		/* 127.0.0.1 */
+	unsigned relay_port;				/* 25 */
+	int	socket_type;				/* inet */
+	char	socket_dir[MSM_PATH_LEN];		/* /var/spool/postfix/public/qmqp */
+	int	debug;					/* no */
+	int	run_in_foreground;			/* no */
+	char	syslog_facility[MSM_NAME_LEN];		/* mail */
+	char	org_name[MSM_NAME_LEN];			/* %org-name%, "" */
+	char	spam_whitelist[MSM_PATH_LEN];		/* Is Definitely Not Spam: no */
+	char	spam_blacklist[MSM_PATH_LEN];		/* Is Definitely Spam: no */
+	unsigned whitelist_max_recips;			/* 20 */
+
+	/* msmilter's own keys, all starting with "Milter" */
+	char	milter_socket[MSM_PATH_LEN];		/* "" = listen on inet */
+	char	milter_socket_owner[MSM_NAME_LEN];	/* "" = Run As User */
+	char	milter_socket_group[MSM_NAME_LEN];	/* "" = Run As Group */
+	unsigned milter_socket_mode;			/* 0660 */
+	char	milter_user[MSM_NAME_LEN];		/* msmilter (capture) */
+	char	milter_chroot[MSM_PATH_LEN];		/* /var/lib/msmilter/empty */
+	unsigned milter_commit_timeout;			/* 60 s: capture waits for spooler */
+};
+
+/*
+ * Called once per problem found.  file and key may be NULL when they do not
+ * apply; line is 0 then.  severity: 0 warning, 1 error.
+ */
+typedef void (*config_report_fn)(void *arg, int severity, const char *file,
+    unsigned line, const char *key, const char *message);
+
+/* Fill *s with MailScanner's defaults. */
+void	config_defaults(struct msm_settings *s);
+
+/*
+ * Read path (and its includes) over the defaults.  Returns the number of
+ * errors reported; *s is only meaningful when it returns 0.
+ */
+int	config_load(const char *path, struct msm_settings *s,
+	    config_report_fn report, void *arg);
+
+/* Cross-key checks and advice (e.g. MTA != msmail, inet listener). */
+int	config_check(const struct msm_settings *s, config_report_fn report,
+	    void *arg);
+
+/* Print the effective milter settings, one "Key = value" a line. */
+void	config_print(const struct msm_settings *s, FILE *out);
+
+/*
+ * Check that every string field of a settings struct received over IPC is
+ * NUL-terminated and every enum in range.  0 when sane.
+ */
+int	config_validate(const struct msm_settings *s);
+
+/* "Milter Ignore Loopback" -> "milterignoreloopback" (MailScanner's rule). */
+void	config_normalise_key(const char *in, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,196 @@
+/*
+ * Framing for the SOCK_SEQPACKET channels (see ipc.h).  The receive side is
+ * the parser of everything a possibly compromised peer sends us.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "ipc.h"
+
+static const char *const type_names[MSG_TYPE_COUNT] = {
+	[MSG_NONE] = "NONE",
+	[MSG_PARENT_SETTINGS] = "PARENT_SETTINGS",
+	[MSG_PARENT_PEER] = "PARENT_PEER",
+	[MSG_CHILD_READY] = "CHILD_READY",
+	[MSG_CHILD_LOG] = "CHILD_LOG",
+	[MSG_CAPTURE_SESSION] = "CAPTURE_SESSION",
+	[MSG_CAPTURE_BEGIN] = "CAPTURE_BEGIN",
+	[MSG_CAPTURE_DATA] = "CAPTURE_DATA",
+	[MSG_CAPTURE_COMMIT] = "CAPTURE_COMMIT",
+	[MSG_CAPTURE_ABORT] = "CAPTURE_ABORT",
+	[MSG_SPOOLER_COMMITTED] = "SPOOLER_COMMITTED",
+	[MSG_SPOOLER_FAILED] = "SPOOLER_FAILED",
+};
+
+/* Types that may carry a descriptor; any other is refused with one. */
+static int
+type_carries_fd(uint32_t type)
+{
+	return type == MSG_PARENT_PEER || type == MSG_CAPTURE_SESSION;
+}
+
+const char *
+ipc_type_name(uint32_t type)
+{
+	if (type < MSG_TYPE_COUNT && type_names[type] != NULL)
+		return type_names[type];
+	return "UNKNOWN";
+}
+
+int
+ipc_pair(int sv[2])
+{
+	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
+}
+
+int
+ipc_sendv2(int sock, uint32_t type, const void *p1, size_t len1,
+    const void *p2, size_t len2, int fd)
+{
+	struct ipc_hdr	 hdr;
+	struct iovec	 iov[3];
+	struct msghdr	 msg;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cmsgbuf;
+	ssize_t		 n;
+
+	if (len1 + len2 > IPC_MAX_PAYLOAD) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	hdr.type = type;
+	hdr.len = (uint32_t)(len1 + len2);
+	iov[0].iov_base = &hdr;
+	iov[0].iov_len = sizeof(hdr);
+	iov[1].iov_base = (void *)p1;
+	iov[1].iov_len = len1;
+	iov[2].iov_base = (void *)p2;
+	iov[2].iov_len = len2;
+
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 3;
+	if (fd >= 0) {
+		struct cmsghdr *cmsg;
+
+		memset(&cmsgbuf, 0, sizeof(cmsgbuf));
+		msg.msg_control = cmsgbuf.buf;
+		msg.msg_controllen = sizeof(cmsgbuf.buf);
+		cmsg = CMSG_FIRSTHDR(&msg);
+		cmsg->cmsg_level = SOL_SOCKET;
+		cmsg->cmsg_type = SCM_RIGHTS;
+		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
+	}
+	do {
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+	} while (n == -1 && errno == EINTR);
+	if (n == -1)
+		return -1;
+	/* SEQPACKET sends whole records or nothing. */
+	if ((size_t)n != sizeof(hdr) + len1 + len2) {
+		errno = EIO;
+		return -1;
+	}
+	return 0;
+}
+
+int
+ipc_send(int sock, uint32_t type, const void *p, size_t len, int fd)
+{
+	return ipc_sendv2(sock, type, p, len, NULL, 0, fd);
+}
+
+static int
+take_fd(struct msghdr *msg)
+{
+	struct cmsghdr	*cmsg;
+	int		 fd = -1;
+
+	for (cmsg = CMSG_FIRSTHDR(msg); cmsg != NULL;
+	    cmsg = CMSG_NXTHDR(msg, cmsg)) {
+		if (cmsg->cmsg_level == SOL_SOCKET &&
+		    cmsg->cmsg_type == SCM_RIGHTS &&
+		    cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(cmsg), sizeof(int));
+			if (fd != -1)
+				close(fd);
+			fd = got;
+		}
+	}
+	return fd;
+}
+
+int
+ipc_recv(int sock, struct ipc_msg *m)
+{
+	struct iovec	 iov[2];
+	struct msghdr	 msg;
+	union {
+		struct cmsghdr	hdr;
+		char		buf[CMSG_SPACE(sizeof(int))];
+	} cmsgbuf;
+	ssize_t		 n;
+
+	m->fd = -1;
+	iov[0].iov_base = &m->hdr;
+	iov[0].iov_len = sizeof(m->hdr);
+	iov[1].iov_base = m->data;
+	iov[1].iov_len = m->cap;
+	memset(&msg, 0, sizeof(msg));
+	msg.msg_iov = iov;
+	msg.msg_iovlen = 2;
+	msg.msg_control = cmsgbuf.buf;
+	msg.msg_controllen = sizeof(cmsgbuf.buf);
+
+	do {
+		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+	} while (n == -1 && errno == EINTR);
+	if (n <= 0)
+		return (int)n;
+	m->fd = take_fd(&msg);
+
+	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	    (size_t)n < sizeof(m->hdr) ||
+	    (size_t)n - sizeof(m->hdr) != m->hdr.len ||
+	    m->hdr.type == MSG_NONE || m->hdr.type >= MSG_TYPE_COUNT ||
+	    (m->fd != -1 && !type_carries_fd(m->hdr.type))) {
+		if (m->fd != -1)
+			close(m->fd);
+		m->fd = -1;
+		errno = EPROTO;
+		return -1;
+	}
+	return 1;
+}
+
+int
+ipc_expect_size(const struct ipc_msg *m, size_t size)
+{
+	return m->hdr.len == size ? 0 : -1;
+}
+
+int
+ipc_string_ok(const char *s, size_t size)
+{
+	return memchr(s, '\0', size) != NULL ? 0 : -1;
+}
+
+int
+ipc_is_socket(int fd, int type)
+{
+	int		got;
+	socklen_t	len = sizeof(got);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &len) == -1)
+		return 0;
+	return got == type;
+}

@@ -1,0 +1,347 @@
+/*
+ * Starting, watching and restarting the children.  A child that dies is
+ * restarted after a delay that doubles with each quick death (Postfix's
+ * master throttles the same way), so a child that cannot start never spins.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "parent.h"
+#include "sandbox.h"
+
+#define READY_TIMEOUT_MS	30000
+#define QUICK_DEATH_SECONDS	10
+#define MAX_BACKOFF_SECONDS	60
+
+static const char *const child_names[CHILD_COUNT] = {
+	[CHILD_SPOOLER] = "spooler",
+	[CHILD_CAPTURE] = "capture",
+};
+
+/* Children sit beside the parent in build/, else under LIBEXECDIR. */
+void
+children_init(struct parent *p, const char *argv0)
+{
+	char	 self[PATH_MAX], *slash;
+	ssize_t	 n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+
+	(void)argv0;
+	if (n <= 0)
+		self[0] = '\0';
+	else
+		self[n] = '\0';
+	slash = strrchr(self, '/');
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		struct child *c = &p->children[i];
+
+		memset(c, 0, sizeof(*c));
+		c->name = child_names[i];
+		c->chan = -1;
+		if (slash != NULL) {
+			snprintf(c->path, sizeof(c->path), "%.*s/msmilter-%s",
+			    (int)(slash - self), self, c->name);
+			if (access(c->path, X_OK) == 0)
+				continue;
+		}
+		snprintf(c->path, sizeof(c->path), "%s/msmilter-%s",
+		    LIBEXECDIR, c->name);
+	}
+}
+
+/* Only what the children need from our environment. */
+static char **
+child_environment(void)
+{
+	static const char *const keep[] = { "TZ", "ASAN_OPTIONS",
+	    "UBSAN_OPTIONS", "LSAN_OPTIONS", NULL };
+	static char *env[8];
+	int n = 0;
+
+	for (int i = 0; keep[i] != NULL; i++) {
+		static char buf[8][1024];
+		const char *v = getenv(keep[i]);
+
+		if (v == NULL)
+			continue;
+		snprintf(buf[n], sizeof(buf[n]), "%s=%s", keep[i], v);
+		env[n] = buf[n];
+		n++;
+	}
+	env[n] = NULL;
+	return env;
+}
+
+static void __attribute__((noreturn))
+exec_child(struct child *c, int chan)
+{
+	sigset_t	 none;
+	char		*argv[2];
+
+	if (chan == IPC_PARENT_FD)
+		fcntl(chan, F_SETFD, 0);
+	else if (dup2(chan, IPC_PARENT_FD) == -1)
+		_exit(127);
+	sandbox_close_from(IPC_PARENT_FD + 1);
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	argv[0] = strrchr(c->path, '/') ? strrchr(c->path, '/') + 1 : c->path;
+	argv[1] = NULL;
+	execve(c->path, argv, child_environment());
+	dprintf(STDERR_FILENO, "msmilter: exec %s: %s\n", c->path,
+	    strerror(errno));
+	_exit(127);
+}
+
+/* Handle one record from a child; -1 if the child broke the protocol. */
+static int
+child_record(struct child *c, struct ipc_msg *m)
+{
+	switch (m->hdr.type) {
+	case MSG_CHILD_LOG: {
+		struct ipc_log	lg;
+		const char	*text = (const char *)m->data + sizeof(lg);
+		size_t		 tlen;
+
+		if (m->hdr.len <= sizeof(lg))
+			return -1;
+		memcpy(&lg, m->data, sizeof(lg));
+		tlen = m->hdr.len - sizeof(lg);
+		if (text[tlen - 1] != '\0' || lg.priority < LOG_EMERG ||
+		    lg.priority > LOG_DEBUG)
+			return -1;
+		log_emit(lg.priority, text);
+		return 0;
+	}
+	case MSG_CHILD_READY:
+		if (m->hdr.len != 0 || c->ready)
+			return -1;
+		c->ready = 1;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+void
+child_read(struct parent *p, struct child *c)
+{
+	static unsigned char	 buf[LOG_LINE_MAX + 64];
+	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
+	int			 r = ipc_recv(c->chan, &m);
+
+	(void)p;
+	if (r == 1 && child_record(c, &m) == 0)
+		return;
+	if (r == 1 || r == -1) {
+		log_warnx("%s (pid %d) sent a bad record (%s); killing it",
+		    c->name, (int)c->pid, r == 1 ?
+		    ipc_type_name(m.hdr.type) : strerror(errno));
+		child_stop(c, SIGKILL);
+	}
+	/* End of file: wait for SIGCHLD to tell us why. */
+	close(c->chan);
+	c->chan = -1;
+}
+
+static int
+wait_ready(struct parent *p, struct child *c)
+{
+	struct timespec	 t0, t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	while (!c->ready && c->chan != -1) {
+		struct pollfd	 pfd = { c->chan, POLLIN, 0 };
+		long		 left;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		left = READY_TIMEOUT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 +
+		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
+			log_warnx("%s did not finish set-up in %d s", c->name,
+			    READY_TIMEOUT_MS / 1000);
+			return -1;
+		}
+		child_read(p, c);
+	}
+	return c->ready ? 0 : -1;
+}
+
+int
+child_start(struct parent *p, struct child *c)
+{
+	int	 sv[2];
+	pid_t	 pid;
+
+	c->restart_at = 0;
+	c->ready = c->stopping = c->restart_now = 0;
+	if (ipc_pair(sv) == -1) {
+		log_warn("socketpair for %s", c->name);
+		return -1;
+	}
+	if ((pid = fork()) == -1) {
+		log_warn("fork %s", c->name);
+		close(sv[0]);
+		close(sv[1]);
+		return -1;
+	}
+	if (pid == 0)
+		exec_child(c, sv[1]);
+	close(sv[1]);
+	c->pid = pid;
+	c->chan = sv[0];
+	c->started = time(NULL);
+	if (ipc_send(c->chan, MSG_PARENT_SETTINGS, &p->set, sizeof(p->set),
+	    -1) == -1 || wait_ready(p, c) == -1) {
+		log_warnx("%s failed to start", c->name);
+		child_stop(c, SIGKILL);
+		return -1;
+	}
+	log_info("%s started, pid %d", c->name, (int)pid);
+	return 0;
+}
+
+void
+child_stop(struct child *c, int sig)
+{
+	if (c->pid > 0) {
+		c->stopping = 1;
+		kill(c->pid, sig);
+	}
+}
+
+int
+children_running(const struct parent *p)
+{
+	int n = 0;
+
+	for (int i = 0; i < CHILD_COUNT; i++)
+		n += p->children[i].pid > 0;
+	return n;
+}
+
+/* Give capture and spooler a fresh channel to each other. */
+void
+children_link(struct parent *p)
+{
+	struct child	*cap = &p->children[CHILD_CAPTURE];
+	struct child	*spo = &p->children[CHILD_SPOOLER];
+	int		 sv[2];
+
+	if (!cap->ready || !spo->ready || cap->chan == -1 || spo->chan == -1)
+		return;
+	if (ipc_pair(sv) == -1) {
+		log_warn("socketpair capture<->spooler");
+		return;
+	}
+	if (ipc_send(spo->chan, MSG_PARENT_PEER, NULL, 0, sv[0]) == -1 ||
+	    ipc_send(cap->chan, MSG_PARENT_PEER, NULL, 0, sv[1]) == -1)
+		log_warn("passing the capture<->spooler channel");
+	close(sv[0]);
+	close(sv[1]);
+}
+
+void
+children_send_settings(struct parent *p)
+{
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		struct child *c = &p->children[i];
+
+		if (c->ready && c->chan != -1 &&
+		    ipc_send(c->chan, MSG_PARENT_SETTINGS, &p->set,
+		    sizeof(p->set), -1) == -1)
+			log_warn("sending settings to %s", c->name);
+	}
+}
+
+static void
+describe_death(const struct child *c, int status, char *buf, size_t len)
+{
+	if (WIFSIGNALED(status))
+		snprintf(buf, len, "killed by signal %d (%s)%s",
+		    WTERMSIG(status), strsignal(WTERMSIG(status)),
+		    WTERMSIG(status) == SIGSYS ?
+		    ": a forbidden system call (seccomp)" : "");
+	else
+		snprintf(buf, len, "exited with status %d",
+		    WEXITSTATUS(status));
+	(void)c;
+}
+
+void
+child_reaped(struct parent *p, pid_t pid, int status)
+{
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		struct child	*c = &p->children[i];
+		char		 why[128];
+		time_t		 now = time(NULL);
+		unsigned	 delay;
+
+		if (c->pid != pid)
+			continue;
+		describe_death(c, status, why, sizeof(why));
+		if (c->stopping && !c->restart_now)
+			log_info("%s (pid %d) %s", c->name, (int)pid, why);
+		else if (!c->restart_now)
+			log_warnx("%s (pid %d) %s", c->name, (int)pid, why);
+		if (c->chan != -1)
+			close(c->chan);
+		c->chan = -1;
+		c->pid = 0;
+		c->ready = 0;
+		if (p->terminating)
+			return;
+		if (c->restart_now) {
+			c->failures = 0;
+			c->restart_at = now;
+			return;
+		}
+		if (now - c->started < QUICK_DEATH_SECONDS)
+			c->failures++;
+		else
+			c->failures = 0;
+		delay = c->failures == 0 ? 1 :
+		    c->failures >= 6 ? MAX_BACKOFF_SECONDS :
+		    (1u << c->failures);
+		if (delay > MAX_BACKOFF_SECONDS)
+			delay = MAX_BACKOFF_SECONDS;
+		c->restart_at = now + delay;
+		log_notice("restarting %s in %u s", c->name, delay);
+		return;
+	}
+}
+
+void
+children_restart_due(struct parent *p, time_t now)
+{
+	int started = 0;
+
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		struct child *c = &p->children[i];
+
+		if (c->pid != 0 || c->restart_at == 0 || c->restart_at > now)
+			continue;
+		if (child_start(p, c) == 0)
+			started = 1;
+		else if (c->pid == 0) {
+			c->failures++;
+			c->restart_at = now + (c->failures >= 6 ?
+			    MAX_BACKOFF_SECONDS : (1u << c->failures));
+		}
+	}
+	if (started)
+		children_link(p);
+}

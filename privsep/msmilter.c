@@ -1,0 +1,334 @@
+/*
+ * msmilter: the privsep parent.  Runs as root (or, for development, as the
+ * invoking user), holds no message data and never talks to the network;
+ * it reads the configuration, starts and supervises the children and
+ * writes their log lines.  Start-up errors are fatal; nothing a child or a
+ * client sends can make it exit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "parent.h"
+#include "sandbox.h"
+
+#define TERMINATE_SECONDS	40
+
+static void __attribute__((noreturn))
+usage(void)
+{
+	fprintf(stderr, "usage: msmilter [-dFt] [-f config] [config]\n"
+	    "  -f FILE  MailScanner.conf to read (default %s)\n"
+	    "  -F       stay in the foreground, log to stderr\n"
+	    "  -d       debug logging\n"
+	    "  -t       check the configuration, print the settings, exit\n",
+	    MSM_DEFAULT_CONFIG);
+	exit(2);
+}
+
+/* "error: FILE:LINE: KEY: message" — one line per problem. */
+static void
+report_line(void *arg, int severity, const char *file, unsigned line,
+    const char *key, const char *message)
+{
+	char	 where[MSM_PATH_LEN + 32] = "";
+	int	*errors = arg;
+
+	if (severity > 0 && errors != NULL)
+		(*errors)++;
+	if (file != NULL && line > 0)
+		snprintf(where, sizeof(where), "%s:%u: ", file, line);
+	else if (file != NULL)
+		snprintf(where, sizeof(where), "%s: ", file);
+	if (severity > 0)
+		log_warnx("error: %s%s%s%s", where, key ? key : "",
+		    key ? ": " : "", message);
+	else
+		log_warnx("warning: %s%s%s%s", where, key ? key : "",
+		    key ? ": " : "", message);
+}
+
+static int
+load_config(const char *path, struct msm_settings *s)
+{
+	int errors = 0;
+
+	config_defaults(s);
+	errors = config_load(path, s, report_line, NULL);
+	if (errors == 0)
+		errors = config_check(s, report_line, NULL);
+	snprintf(s->config_file, sizeof(s->config_file), "%s", path);
+	return errors;
+}
+
+static void
+write_pidfile(struct parent *p)
+{
+	char	 buf[32];
+	int	 fd, n;
+
+	fd = open(p->set.milter_pid_file, O_WRONLY | O_CREAT | O_NOFOLLOW |
+	    O_CLOEXEC, 0644);
+	if (fd == -1)
+		fatal("Milter PID File %s", p->set.milter_pid_file);
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1)
+		fatalx("Milter PID File %s is locked: is msmilter already "
+		    "running?", p->set.milter_pid_file);
+	n = snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) == -1 || write(fd, buf, (size_t)n) != n)
+		fatal("writing %s", p->set.milter_pid_file);
+	p->pidfd = fd;	/* the lock lives as long as we do */
+}
+
+static int
+setup_signals(void)
+{
+	sigset_t	 mask;
+	int		 fd;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGCHLD);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) == -1)
+		fatal("sigprocmask");
+	if ((fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK)) == -1)
+		fatal("signalfd");
+	signal(SIGPIPE, SIG_IGN);
+	return fd;
+}
+
+/* Did a reload change something a running child cannot adopt? */
+static int
+capture_needs_restart(const struct msm_settings *a,
+    const struct msm_settings *b)
+{
+	return strcmp(a->milter_bind, b->milter_bind) != 0 ||
+	    a->milter_port != b->milter_port ||
+	    strcmp(a->milter_socket, b->milter_socket) != 0 ||
+	    strcmp(a->milter_socket_owner, b->milter_socket_owner) != 0 ||
+	    strcmp(a->milter_socket_group, b->milter_socket_group) != 0 ||
+	    a->milter_socket_mode != b->milter_socket_mode ||
+	    strcmp(a->milter_user, b->milter_user) != 0 ||
+	    strcmp(a->milter_chroot, b->milter_chroot) != 0;
+}
+
+static int
+spooler_needs_restart(const struct msm_settings *a,
+    const struct msm_settings *b)
+{
+	return strcmp(a->run_as_user, b->run_as_user) != 0 ||
+	    strcmp(a->run_as_group, b->run_as_group) != 0 ||
+	    strcmp(a->incoming_work_group, b->incoming_work_group) != 0;
+}
+
+static void
+restart_child(struct child *c)
+{
+	if (c->pid > 0) {
+		c->restart_now = 1;
+		child_stop(c, SIGTERM);
+	}
+}
+
+static void
+reload(struct parent *p)
+{
+	struct msm_settings	 next;
+	int			 errors;
+
+	log_info("SIGHUP: reloading %s", p->config_path);
+	if ((errors = load_config(p->config_path, &next)) != 0) {
+		log_warnx("reload refused: %d error%s in %s; the running "
+		    "configuration stays in force", errors,
+		    errors == 1 ? "" : "s", p->config_path);
+		return;
+	}
+	if (p->cmdline_debug)
+		next.debug = 1;
+	if (capture_needs_restart(&p->set, &next))
+		restart_child(&p->children[CHILD_CAPTURE]);
+	if (spooler_needs_restart(&p->set, &next))
+		restart_child(&p->children[CHILD_SPOOLER]);
+	p->set = next;
+	log_set_debug(p->set.debug);
+	children_send_settings(p);
+	log_info("configuration reloaded");
+}
+
+/* Stop accepting mail first, then let the spooler finish and go. */
+static void
+terminate_step(struct parent *p)
+{
+	struct child *cap = &p->children[CHILD_CAPTURE];
+	struct child *spo = &p->children[CHILD_SPOOLER];
+
+	if (cap->pid > 0 && !cap->stopping)
+		child_stop(cap, SIGTERM);
+	if (cap->pid == 0 && spo->pid > 0 && !spo->stopping)
+		child_stop(spo, SIGTERM);
+	if (time(NULL) >= p->terminate_deadline)
+		for (int i = 0; i < CHILD_COUNT; i++)
+			if (p->children[i].pid > 0) {
+				log_warnx("%s did not stop in %d s; killing it",
+				    p->children[i].name, TERMINATE_SECONDS);
+				kill(p->children[i].pid, SIGKILL);
+			}
+}
+
+static void
+handle_signals(struct parent *p)
+{
+	struct signalfd_siginfo	 si;
+	pid_t			 pid;
+	int			 status;
+
+	while (read(p->sigfd, &si, sizeof(si)) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGTERM:
+		case SIGINT:
+			if (!p->terminating) {
+				log_info("signal %d: shutting down",
+				    (int)si.ssi_signo);
+				p->terminating = 1;
+				p->terminate_deadline = time(NULL) +
+				    TERMINATE_SECONDS;
+			}
+			break;
+		case SIGHUP:
+			if (!p->terminating)
+				reload(p);
+			break;
+		default:
+			break;
+		}
+	}
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0)
+		child_reaped(p, pid, status);
+	if (p->terminating)
+		terminate_step(p);
+}
+
+static int
+poll_timeout(const struct parent *p, time_t now)
+{
+	time_t next = 0;
+
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		time_t at = p->children[i].restart_at;
+
+		if (at != 0 && (next == 0 || at < next))
+			next = at;
+	}
+	if (p->terminating)
+		return 1000;
+	if (next == 0)
+		return -1;
+	return next <= now ? 0 : (int)(next - now) * 1000;
+}
+
+static void
+parent_loop(struct parent *p)
+{
+	struct pollfd pfd[1 + CHILD_COUNT];
+
+	while (!p->terminating || children_running(p) > 0) {
+		time_t now = time(NULL);
+
+		pfd[0] = (struct pollfd){ p->sigfd, POLLIN, 0 };
+		for (int i = 0; i < CHILD_COUNT; i++)
+			pfd[i + 1] = (struct pollfd){ p->children[i].chan,
+			    POLLIN, 0 };
+		if (poll(pfd, 1 + CHILD_COUNT, poll_timeout(p, now)) == -1 &&
+		    errno != EINTR)
+			fatal("poll");
+		for (int i = 0; i < CHILD_COUNT; i++)
+			if (pfd[i + 1].revents && p->children[i].chan != -1)
+				child_read(p, &p->children[i]);
+		if (pfd[0].revents)
+			handle_signals(p);
+		else if (p->terminating)
+			terminate_step(p);
+		if (!p->terminating)
+			children_restart_due(p, time(NULL));
+	}
+}
+
+int
+main(int argc, char *argv[])
+{
+	static struct parent	 p;
+	int			 ch, test_only = 0, errors;
+	const char		*path = MSM_DEFAULT_CONFIG;
+
+	log_init_parent("msmilter", 1, LOG_MAIL, 0);
+	while ((ch = getopt(argc, argv, "dFf:th")) != -1) {
+		switch (ch) {
+		case 'd': p.cmdline_debug = 1; break;
+		case 'F': p.foreground = 1; break;
+		case 'f': path = optarg; break;
+		case 't': test_only = 1; break;
+		default: usage();
+		}
+	}
+	if (argc - optind == 1)
+		path = argv[optind];	/* "msmilter FILE", like MSMilter */
+	else if (argc - optind > 1)
+		usage();
+	snprintf(p.config_path, sizeof(p.config_path), "%s", path);
+
+	errors = load_config(path, &p.set);
+	if (test_only) {
+		config_print(&p.set, stdout);
+		if (errors)
+			fprintf(stderr, "%s: %d error%s\n", path, errors,
+			    errors == 1 ? "" : "s");
+		return errors ? 1 : 0;
+	}
+	if (errors)
+		fatalx("%d error%s in %s; not starting", errors,
+		    errors == 1 ? "" : "s", path);
+	if (p.cmdline_debug)
+		p.set.debug = 1;
+	p.foreground |= p.set.run_in_foreground;
+
+	if (!sandbox_privileged())
+		log_warnx("UNPRIVILEGED MODE (not started as root): children "
+		    "keep your user id and no chroot is used; for "
+		    "development and tests only");
+	if (!p.foreground && daemon(0, 0) == -1)
+		fatal("daemon");
+	log_init_parent("msmilter", p.foreground,
+	    log_facility(p.set.syslog_facility), p.set.debug);
+
+	p.pidfd = -1;
+	p.sigfd = setup_signals();
+	children_init(&p, argv[0]);
+	for (int i = 0; i < CHILD_COUNT; i++)
+		if (child_start(&p, &p.children[i]) == -1)
+			fatalx("cannot start %s (%s)", p.children[i].name,
+			    p.children[i].path);
+	children_link(&p);
+	write_pidfile(&p);
+	log_info("msmilter ready (config %s)", p.config_path);
+
+	parent_loop(&p);
+	if (p.pidfd != -1)
+		unlink(p.set.milter_pid_file);
+	log_info("msmilter stopped");
+	return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * The privsep parent: reads the configuration, starts each child by
+ * fork+exec with its channel on descriptor 3, introduces capture to the
+ * spooler, relays their logs and restarts them when they die.
+ */
+#ifndef MSM_PARENT_H
+#define MSM_PARENT_H
+
+#include <signal.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "config.h"
+
+enum child_id { CHILD_SPOOLER, CHILD_CAPTURE, CHILD_COUNT };
+
+struct child {
+	const char	*name;		/* "spooler", "capture" */
+	char		 path[MSM_PATH_LEN];	/* executable */
+	pid_t		 pid;		/* 0 when not running */
+	int		 chan;		/* our end of its channel, -1 if none */
+	int		 ready;		/* it sent MSG_CHILD_READY */
+	int		 stopping;	/* we asked it to exit */
+	int		 restart_now;	/* intentional restart: no backoff */
+	unsigned	 failures;	/* quick deaths in a row */
+	time_t		 started;
+	time_t		 restart_at;	/* 0: not scheduled */
+};
+
+struct parent {
+	struct msm_settings	 set;
+	char			 config_path[MSM_PATH_LEN];
+	int			 foreground, debug, cmdline_debug;
+	struct child		 children[CHILD_COUNT];
+	int			 sigfd;
+	int			 terminating;
+	time_t			 terminate_deadline;
+	int			 pidfd;
+};
+
+/* children.c */
+void	children_init(struct parent *, const char *argv0);
+int	child_start(struct parent *, struct child *);
+void	child_reaped(struct parent *, pid_t, int status);
+void	child_read(struct parent *, struct child *);
+void	children_link(struct parent *);
+void	children_restart_due(struct parent *, time_t now);
+void	child_stop(struct child *, int sig);
+int	children_running(const struct parent *);
+void	children_send_settings(struct parent *);
+
+#endif

@@ -1,0 +1,197 @@
+/*
+ * The commit path.  Postfix forgets a message the moment we answer DISCARD,
+ * so a queue file must be complete and on stable storage first:
+ *   1. create "temp-msm-<id>-<rand>" exclusively (MailScanner only takes
+ *      names of word characters, so it never sees a temp file);
+ *   2. write every record as it arrives;
+ *   3. fsync the file: its data and size are on disk;
+ *   4. rename it to its queue id without replacing anything
+ *      (renameat2 RENAME_NOREPLACE, or link+unlink where that is missing);
+ *   5. fsync the directory: the new name is on disk.
+ * Only then may capture say DISCARD.  Any failure before 5 removes what we
+ * wrote and capture answers TEMPFAIL, so Postfix keeps its copy.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "log.h"
+#include "queueid.h"
+#include "spool.h"
+
+#define PUBLISH_TRIES	16
+
+int
+spool_open_dir(struct spool_dir *d)
+{
+	int fd;
+
+	if (d->fd != -1)
+		return 0;
+	fd = open(d->path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd == -1)
+		return -1;
+	d->fd = fd;
+	return 0;
+}
+
+int
+spool_clean_temp(struct spool_dir *d)
+{
+	DIR		*dir;
+	struct dirent	*de;
+	int		 fd, removed = 0;
+
+	if ((fd = dup(d->fd)) == -1)
+		return -1;
+	if ((dir = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	while ((de = readdir(dir)) != NULL) {
+		if (strncmp(de->d_name, SPOOL_TEMP_PREFIX,
+		    strlen(SPOOL_TEMP_PREFIX)) != 0)
+			continue;
+		if (unlinkat(d->fd, de->d_name, 0) == 0) {
+			log_info("removed leftover temp file %s/%s", d->path,
+			    de->d_name);
+			removed++;
+		} else
+			log_warn("cannot remove leftover %s/%s", d->path,
+			    de->d_name);
+	}
+	closedir(dir);
+	return removed;
+}
+
+int
+spool_create(struct spool_dir *d, struct spool_file *f, const char *queue_id,
+    char *reason, size_t rlen)
+{
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+	if (spool_open_dir(d) == -1) {
+		snprintf(reason, rlen, "cannot open %s: %s", d->path,
+		    strerror(errno));
+		return -1;
+	}
+	snprintf(f->queue_id, sizeof(f->queue_id), "%s", queue_id);
+	snprintf(f->temp_name, sizeof(f->temp_name), SPOOL_TEMP_PREFIX "%s-%08x",
+	    queue_id, randombytes_random());
+	f->fd = openat(d->fd, f->temp_name,
+	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, d->mode);
+	if (f->fd == -1) {
+		snprintf(reason, rlen, "cannot create %s/%s: %s", d->path,
+		    f->temp_name, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_write(struct spool_file *f, const void *p, size_t len, char *reason,
+    size_t rlen)
+{
+	const char	*cp = p;
+
+	while (len > 0) {
+		ssize_t n = write(f->fd, cp, len);
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(reason, rlen, "write %s: %s", f->temp_name,
+			    n == 0 ? "no progress" : strerror(errno));
+			return -1;
+		}
+		cp += n;
+		len -= (size_t)n;
+		f->size += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* Step 4: never replace an existing file, whatever the file system. */
+static int
+rename_noreplace(int dirfd, const char *from, const char *to)
+{
+	if (renameat2(dirfd, from, dirfd, to, RENAME_NOREPLACE) == 0)
+		return 0;
+	if (errno != EINVAL && errno != ENOSYS)
+		return -1;
+	if (linkat(dirfd, from, dirfd, to, 0) == -1)
+		return -1;
+	/* The file is in place; a stale temp name is cleaned at start. */
+	if (unlinkat(dirfd, from, 0) == -1)
+		log_warn("unlink %s after link", from);
+	return 0;
+}
+
+int
+spool_publish(struct spool_dir *d, struct spool_file *f, char *reason,
+    size_t rlen)
+{
+	if (fsync(f->fd) == -1) {
+		snprintf(reason, rlen, "fsync %s: %s", f->temp_name,
+		    strerror(errno));
+		return -1;
+	}
+	for (int i = 0; i < PUBLISH_TRIES; i++) {
+		if (rename_noreplace(d->fd, f->temp_name, f->queue_id) == 0) {
+			f->renamed = 1;
+			return 0;
+		}
+		if (errno != EEXIST)
+			break;
+		log_notice("%s already in %s, taking a fresh queue id",
+		    f->queue_id, d->path);
+		if (queueid_new(d->queue_type, f->queue_id,
+		    sizeof(f->queue_id)) == -1)
+			break;
+	}
+	snprintf(reason, rlen, "rename %s to %s: %s", f->temp_name, f->queue_id,
+	    strerror(errno));
+	return -1;
+}
+
+int
+spool_sync_dir(struct spool_dir *d, char *reason, size_t rlen)
+{
+	if (fsync(d->fd) == -1) {
+		snprintf(reason, rlen, "fsync %s: %s", d->path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void
+spool_discard(struct spool_dir *d, struct spool_file *f)
+{
+	const char *name = f->renamed ? f->queue_id : f->temp_name;
+
+	if (f->fd != -1) {
+		close(f->fd);
+		f->fd = -1;
+	}
+	if (name[0] != '\0' && d->fd != -1 && unlinkat(d->fd, name, 0) == -1 &&
+	    errno != ENOENT)
+		log_warn("cannot remove %s/%s", d->path, name);
+	f->temp_name[0] = '\0';
+	f->renamed = 0;
+}
+
+void
+spool_done(struct spool_file *f)
+{
+	if (f->fd != -1)
+		close(f->fd);
+	f->fd = -1;
+	f->temp_name[0] = '\0';
+	f->renamed = 0;
+}

@@ -1,0 +1,54 @@
+/*
+ * The milterin writer: one temp file per message in progress, made durable
+ * and renamed into place on commit.  Knows nothing about IPC.
+ */
+#ifndef MSM_SPOOL_H
+#define MSM_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "ipc.h"
+
+#define SPOOL_TEMP_PREFIX	"temp-msm-"
+
+struct spool_dir {
+	int	 fd;			/* milterin, O_DIRECTORY; -1 if not open */
+	char	 path[MSM_PATH_LEN];
+	int	 queue_type;
+	unsigned mode;			/* 0600, or 0640 with a work group */
+};
+
+struct spool_file {
+	int	 fd;			/* temp file; -1 when none */
+	char	 temp_name[64];
+	char	 queue_id[QUEUEID_MAX];
+	uint64_t size;
+	int	 renamed;		/* visible under queue_id, not yet synced */
+};
+
+/* (Re)open the directory; 0 or -1 with errno. */
+int	spool_open_dir(struct spool_dir *d);
+/* Remove temp files a previous spooler left behind; returns how many. */
+int	spool_clean_temp(struct spool_dir *d);
+
+/* Create the temp file for queue_id.  0, or -1 with reason set. */
+int	spool_create(struct spool_dir *d, struct spool_file *f,
+	    const char *queue_id, char *reason, size_t rlen);
+int	spool_write(struct spool_file *f, const void *p, size_t len,
+	    char *reason, size_t rlen);
+/*
+ * fsync the file and rename it into place under its queue id (or a fresh
+ * one when the name is taken).  The caller then syncs the directory with
+ * spool_sync_dir once for every file it renamed, before anyone is told.
+ */
+int	spool_publish(struct spool_dir *d, struct spool_file *f,
+	    char *reason, size_t rlen);
+int	spool_sync_dir(struct spool_dir *d, char *reason, size_t rlen);
+/* Undo: remove the temp file, or the published name if not yet synced. */
+void	spool_discard(struct spool_dir *d, struct spool_file *f);
+/* Forget a file that is now durable (closes its descriptor). */
+void	spool_done(struct spool_file *f);
+
+#endif

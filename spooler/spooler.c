@@ -1,0 +1,440 @@
+/*
+ * msmilter-spooler: the only writer of milterin.  Runs as Run As User.
+ * Trusts capture for nothing but the bytes of the message: records arrive
+ * on one channel per SMTP session and must follow BEGIN DATA* COMMIT|ABORT.
+ *
+ * The loop reads every ready session, then commits all the messages whose
+ * COMMIT arrived in this round together: one fsync per file and a single
+ * directory fsync for the lot (group commit), and only then the replies.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "child.h"
+#include "ipc.h"
+#include "log.h"
+#include "queueid.h"
+#include "sandbox.h"
+#include "spool.h"
+
+/* How many records one session may hand us per round: fairness. */
+#define RECORDS_PER_ROUND	8
+
+enum session_state { S_IDLE, S_WRITING, S_FAILED, S_COMMITTING };
+
+struct session {
+	int			 chan;
+	enum session_state	 state;
+	struct spool_file	 file;
+	char			 reason[IPC_REASON_MAX];
+};
+
+struct spooler {
+	struct msm_settings	 set;
+	struct spool_dir	 dir;
+	int			 control;	/* from capture, -1 if none */
+	struct session		**sessions;
+	size_t			 nsessions, cap;
+	struct pollfd		*pfds;
+	struct ipc_msg		 msg;
+	volatile sig_atomic_t	 terminating;
+};
+
+static struct spooler *the_spooler;	/* for the signal handler only */
+
+static void
+on_term(int sig)
+{
+	(void)sig;
+	the_spooler->terminating = 1;
+}
+
+static void
+session_add(struct spooler *sp, int chan)
+{
+	struct session *s;
+
+	if (sp->nsessions == sp->cap) {
+		size_t ncap = sp->cap ? sp->cap * 2 : 16;
+		void *n1 = reallocarray(sp->sessions, ncap, sizeof(*sp->sessions));
+		void *n2;
+
+		if (n1 == NULL)
+			goto fail;
+		sp->sessions = n1;
+		n2 = reallocarray(sp->pfds, ncap + 2, sizeof(*sp->pfds));
+		if (n2 == NULL)
+			goto fail;
+		sp->pfds = n2;
+		sp->cap = ncap;
+	}
+	if ((s = calloc(1, sizeof(*s))) == NULL)
+		goto fail;
+	s->chan = chan;
+	s->state = S_IDLE;
+	s->file.fd = -1;
+	sp->sessions[sp->nsessions++] = s;
+	return;
+fail:
+	/* capture sees the channel close and answers TEMPFAIL. */
+	log_warn("no memory for a new session");
+	close(chan);
+}
+
+/* Close a session; whatever it had not committed is removed. */
+static void
+session_close(struct spooler *sp, size_t i)
+{
+	struct session *s = sp->sessions[i];
+
+	if (s->file.fd != -1 || s->file.renamed)
+		spool_discard(&sp->dir, &s->file);
+	close(s->chan);
+	free(s);
+	sp->sessions[i] = sp->sessions[--sp->nsessions];
+}
+
+static void
+session_fail(struct session *s, struct spooler *sp, const char *reason)
+{
+	log_warnx("%s: %s", s->file.queue_id[0] ? s->file.queue_id : "-",
+	    reason);
+	if (s->file.fd != -1)
+		spool_discard(&sp->dir, &s->file);
+	if (reason != s->reason)
+		snprintf(s->reason, sizeof(s->reason), "%s", reason);
+	s->state = S_FAILED;
+}
+
+static int
+on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
+{
+	struct ipc_begin	 b;
+	char			 reason[IPC_REASON_MAX];
+
+	if (s->state != S_IDLE || m->hdr.len < sizeof(b))
+		return -1;
+	memcpy(&b, m->data, sizeof(b));
+	if (ipc_string_ok(b.queue_id, sizeof(b.queue_id)) != 0 ||
+	    !queueid_valid(b.queue_id))
+		return -1;
+	s->reason[0] = '\0';
+	if (spool_create(&sp->dir, &s->file, b.queue_id, reason,
+	    sizeof(reason)) == -1 ||
+	    spool_write(&s->file, m->data + sizeof(b), m->hdr.len - sizeof(b),
+	    reason, sizeof(reason)) == -1) {
+		session_fail(s, sp, reason);
+		return 0;
+	}
+	s->state = S_WRITING;
+	return 0;
+}
+
+/* One record from a session; -1 means the peer broke the protocol. */
+static int
+session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
+{
+	char reason[IPC_REASON_MAX];
+
+	switch (m->hdr.type) {
+	case MSG_CAPTURE_BEGIN:
+		return on_begin(sp, s, m);
+	case MSG_CAPTURE_DATA:
+		if (s->state == S_FAILED)
+			return 0;	/* reported at COMMIT */
+		if (s->state != S_WRITING)
+			return -1;
+		if (spool_write(&s->file, m->data, m->hdr.len, reason,
+		    sizeof(reason)) == -1)
+			session_fail(s, sp, reason);
+		return 0;
+	case MSG_CAPTURE_COMMIT:
+		if (m->hdr.len != 0 ||
+		    (s->state != S_WRITING && s->state != S_FAILED))
+			return -1;
+		if (s->state == S_WRITING)
+			s->state = S_COMMITTING;
+		else
+			s->state = S_COMMITTING, s->file.fd = -1;
+		return 0;
+	case MSG_CAPTURE_ABORT:
+		if (m->hdr.len != 0)
+			return -1;
+		if (s->file.fd != -1)
+			spool_discard(&sp->dir, &s->file);
+		s->state = S_IDLE;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static void
+reply_failed(struct session *s, const char *reason)
+{
+	struct ipc_failed f;
+
+	memset(&f, 0, sizeof(f));
+	snprintf(f.reason, sizeof(f.reason), "%s", reason);
+	if (ipc_send(s->chan, MSG_SPOOLER_FAILED, &f, sizeof(f), -1) == -1)
+		log_warn("reply to capture");
+	s->state = S_IDLE;
+}
+
+/*
+ * Group commit: publish every message whose COMMIT came in this round,
+ * one directory fsync for all of them, then answer.  A message is only
+ * reported committed after the directory fsync succeeded.
+ */
+static void
+commit_round(struct spooler *sp)
+{
+	char	 reason[IPC_REASON_MAX];
+	size_t	 published = 0;
+
+	for (size_t i = 0; i < sp->nsessions; i++) {
+		struct session *s = sp->sessions[i];
+
+		if (s->state != S_COMMITTING)
+			continue;
+		if (s->file.fd == -1) {
+			reply_failed(s, s->reason[0] ? s->reason :
+			    "message was not spooled");
+			continue;
+		}
+		if (spool_publish(&sp->dir, &s->file, reason,
+		    sizeof(reason)) == -1) {
+			session_fail(s, sp, reason);
+			reply_failed(s, reason);
+			continue;
+		}
+		published++;
+	}
+	if (published == 0)
+		return;
+	if (spool_sync_dir(&sp->dir, reason, sizeof(reason)) == -1)
+		log_warnx("%s", reason);
+	else
+		reason[0] = '\0';
+
+	for (size_t i = 0; i < sp->nsessions; i++) {
+		struct session		*s = sp->sessions[i];
+		struct ipc_committed	 c;
+
+		if (s->state != S_COMMITTING)
+			continue;
+		if (reason[0] != '\0') {
+			/* Not durable: take it back, Postfix keeps its copy. */
+			spool_discard(&sp->dir, &s->file);
+			reply_failed(s, reason);
+			continue;
+		}
+		memset(&c, 0, sizeof(c));
+		snprintf(c.queue_id, sizeof(c.queue_id), "%s", s->file.queue_id);
+		c.size = s->file.size;
+		spool_done(&s->file);
+		s->state = S_IDLE;
+		log_debug("%s: committed to %s, %llu bytes", c.queue_id,
+		    sp->dir.path, (unsigned long long)c.size);
+		if (ipc_send(s->chan, MSG_SPOOLER_COMMITTED, &c, sizeof(c),
+		    -1) == -1)
+			/* The file is durable; capture will TEMPFAIL and
+			 * Postfix retry: a duplicate, never a loss. */
+			log_warn("%s: committed but capture is gone",
+			    c.queue_id);
+	}
+}
+
+/* Read what a session has for us; returns -1 when it must be closed. */
+static int
+session_read(struct spooler *sp, struct session *s)
+{
+	for (int n = 0; n < RECORDS_PER_ROUND && s->state != S_COMMITTING;
+	    n++) {
+		int r;
+
+		if (n > 0) {
+			struct pollfd p = { s->chan, POLLIN, 0 };
+
+			if (poll(&p, 1, 0) != 1)
+				break;
+		}
+		r = ipc_recv(s->chan, &sp->msg);
+		if (r == 0)
+			return -1;
+		if (r == -1) {
+			if (errno == EAGAIN || errno == EINTR)
+				break;
+			log_warn("session channel");
+			return -1;
+		}
+		if (session_record(sp, s, &sp->msg) == -1) {
+			log_warnx("protocol error from capture: %s in state %d",
+			    ipc_type_name(sp->msg.hdr.type), s->state);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+apply_settings(struct spooler *sp)
+{
+	snprintf(sp->dir.path, sizeof(sp->dir.path), "%s",
+	    sp->set.incoming_queue_dir);
+	sp->dir.queue_type = sp->set.queue_type;
+	sp->dir.mode = sp->set.incoming_work_group[0] ? 0640 : 0600;
+	if (sp->dir.fd != -1)
+		close(sp->dir.fd);
+	sp->dir.fd = -1;
+	if (spool_open_dir(&sp->dir) == -1)
+		log_warn("cannot open Incoming Queue Dir %s (mail will be "
+		    "refused with 451 until it can)", sp->dir.path);
+	else if (spool_clean_temp(&sp->dir) == -1)
+		log_warn("cannot scan %s for leftover temp files", sp->dir.path);
+}
+
+static int
+parent_record(struct spooler *sp)
+{
+	int r = ipc_recv(IPC_PARENT_FD, &sp->msg);
+
+	if (r <= 0)
+		return -1;
+	switch (sp->msg.hdr.type) {
+	case MSG_PARENT_SETTINGS:
+		if (child_take_settings(sp->msg.data, sp->msg.hdr.len,
+		    &sp->set) != 0)
+			return -1;
+		apply_settings(sp);
+		return 0;
+	case MSG_PARENT_PEER:
+		if (sp->msg.fd == -1 || sp->msg.hdr.len != 0 ||
+		    !ipc_is_socket(sp->msg.fd, SOCK_SEQPACKET))
+			return -1;
+		if (sp->control != -1)
+			close(sp->control);
+		sp->control = sp->msg.fd;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+static int
+control_record(struct spooler *sp)
+{
+	int r = ipc_recv(sp->control, &sp->msg);
+
+	if (r == 0) {
+		close(sp->control);
+		sp->control = -1;
+		return 0;
+	}
+	if (r == -1 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (r == -1 || sp->msg.hdr.type != MSG_CAPTURE_SESSION ||
+	    sp->msg.fd == -1 || sp->msg.hdr.len != 0 ||
+	    !ipc_is_socket(sp->msg.fd, SOCK_SEQPACKET)) {
+		if (r == 1 && sp->msg.fd != -1)
+			close(sp->msg.fd);
+		log_warnx("protocol error on capture's control channel");
+		close(sp->control);
+		sp->control = -1;
+		return 0;
+	}
+	session_add(sp, sp->msg.fd);
+	return 0;
+}
+
+static void
+spooler_loop(struct spooler *sp, const sigset_t *waitmask)
+{
+	for (;;) {
+		size_t	 n = sp->nsessions;
+
+		if (sp->terminating && n == 0 && sp->control == -1)
+			return;
+		sp->pfds[0] = (struct pollfd){ IPC_PARENT_FD, POLLIN, 0 };
+		sp->pfds[1] = (struct pollfd){ sp->control, POLLIN, 0 };
+		for (size_t i = 0; i < n; i++)
+			sp->pfds[i + 2] = (struct pollfd){
+			    sp->sessions[i]->chan, POLLIN, 0 };
+		if (ppoll(sp->pfds, n + 2, NULL, waitmask) == -1) {
+			if (errno == EINTR)
+				continue;
+			fatal("poll");
+		}
+		if (sp->pfds[0].revents && parent_record(sp) == -1)
+			fatalx("parent channel closed or broken");
+		if (sp->pfds[1].revents && sp->control != -1)
+			control_record(sp);
+		/* Walk backwards: session_close moves the last one here. */
+		for (size_t i = n; i-- > 0;) {
+			if (sp->pfds[i + 2].revents == 0)
+				continue;
+			if (session_read(sp, sp->sessions[i]) == -1)
+				session_close(sp, i);
+		}
+		commit_round(sp);
+	}
+}
+
+int
+main(void)
+{
+	static unsigned char	 buf[IPC_MAX_PAYLOAD];
+	static struct spooler	 sp;
+	struct sandbox_creds	 creds;
+	struct sigaction	 sa;
+	sigset_t		 block, waitmask;
+	char			 err[512];
+	const char		*group;
+
+	child_init("spooler");
+	child_get_settings(&sp.set);
+	if (sodium_init() == -1)
+		fatalx("sodium_init failed");
+
+	group = sp.set.incoming_work_group[0] ? sp.set.incoming_work_group :
+	    sp.set.run_as_group;
+	if (sandbox_lookup(sp.set.run_as_user, group, &creds, err,
+	    sizeof(err)) == -1)
+		fatalx("Run As User/Group: %s", err);
+	umask(0);
+	if (sandbox_enter(&creds, NULL, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+
+	sp.msg.data = buf;
+	sp.msg.cap = sizeof(buf);
+	sp.control = -1;
+	sp.dir.fd = -1;
+	if ((sp.pfds = calloc(2, sizeof(*sp.pfds))) == NULL)
+		fatal("calloc");
+	apply_settings(&sp);
+
+	the_spooler = &sp;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_term;
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigprocmask(SIG_BLOCK, &block, &waitmask);
+	sigdelset(&waitmask, SIGTERM);
+
+	log_info("ready as %s, writing %s", creds.user, sp.dir.path);
+	child_ready();
+	spooler_loop(&sp, &waitmask);
+	log_info("stopping: no sessions left");
+	return 0;
+}
