@@ -8,8 +8,8 @@ BUILD		?= build
 SAN		?=
 
 PKGS		:= milter libseccomp libcap-ng libsodium libpcre2-8
-PKG_CFLAGS	:= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS	:= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+PKG_CFLAGS	= $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS	= $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 CC		?= cc
 CFLAGS		?= -O2 -g
@@ -21,11 +21,11 @@ HARDEN		:= -fPIE
 SANFLAGS	:= -fsanitize=address,undefined -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=undefined
 endif
-ALL_CFLAGS	:= -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(SANFLAGS) \
+ALL_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(SANFLAGS) \
 		   -DLIBEXECDIR='"$(LIBEXECDIR)/msmilter"' \
 		   -Icommon $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS	:= -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
-LIBS		:= $(PKG_LIBS) -lpthread
+LIBS		= $(PKG_LIBS) -lpthread
 
 COMMON_SRC	:= $(wildcard common/*.c)
 COMMON_OBJ	:= $(COMMON_SRC:%.c=$(BUILD)/%.o)
@@ -62,6 +62,9 @@ $(BUILD)/msmilter-capture: $(CAPTURE_OBJ) $(BUILD)/libmsm.a
 $(BUILD)/msmilter-spooler: $(SPOOLER_OBJ) $(BUILD)/libmsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+$(BUILD)/nullmilter: tests/bench/nullmilter.c
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
+
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libmsm.a \
@@ -93,7 +96,7 @@ demo: all
 	@sh tests/deps.sh all
 	@sh contrib/demo.sh "$(BUILD)"
 
-bench: all
+bench: all $(BUILD)/nullmilter
 	@sh tests/deps.sh all
 	@sh tests/bench/run.sh "$(BUILD)"
 

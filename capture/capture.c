@@ -30,6 +30,13 @@
 #define DRAIN_SECONDS	30
 
 struct capture capture = { .lock = PTHREAD_MUTEX_INITIALIZER, .control = -1 };
+static pthread_t main_thread;
+
+static void
+on_wakeup(int sig)
+{
+	(void)sig;	/* only here to make select() return EINTR */
+}
 
 void
 capture_session_count(int delta)
@@ -46,7 +53,8 @@ capture_session_count(int delta)
 int
 capture_session_channel(unsigned *gen)
 {
-	int	 sv[2], rc;
+	struct timeval	 send_timeout = { 0, 0 };
+	int		 sv[2], rc;
 
 	pthread_mutex_lock(&capture.lock);
 	if (capture.control == -1) {
@@ -62,19 +70,16 @@ capture_session_channel(unsigned *gen)
 	if (rc == -1)
 		log_warn("passing a session channel to the spooler");
 	*gen = capture.control_gen;
+	send_timeout.tv_sec = (time_t)capture.set.milter_commit_timeout;
 	pthread_mutex_unlock(&capture.lock);
 	close(sv[1]);
 	if (rc == -1) {
 		close(sv[0]);
 		return -1;
 	}
-	{
-		/* A stuck spooler must not hold an SMTP session forever. */
-		struct timeval tv = { (time_t)capture.set.milter_commit_timeout,
-		    0 };
-
-		setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	}
+	/* A stuck spooler must not hold an SMTP session forever. */
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &send_timeout,
+	    sizeof(send_timeout));
 	return sv[0];
 }
 
@@ -88,6 +93,40 @@ take_peer(int fd)
 	capture.control_gen++;
 	pthread_mutex_unlock(&capture.lock);
 	log_debug("new spooler channel");
+}
+
+/*
+ * Interrupt libmilter's select() until the stop has gone through:
+ * smfi_stop() needs the listener's lock, which select() holds for up to
+ * 5 s at a time, and the listener only looks at the stop flag after a
+ * select() that returned.
+ */
+static void *
+kicker(void *arg)
+{
+	volatile int *done = arg;
+
+	while (!*done) {
+		pthread_kill(main_thread, SIGUSR1);
+		usleep(20000);
+	}
+	return NULL;
+}
+
+static void
+stop_listener(void)
+{
+	static volatile int	 done;
+	pthread_t		 t;
+
+	log_info("stopping: no new connections");
+	if (pthread_create(&t, NULL, kicker, (void *)&done) != 0) {
+		smfi_stop();	/* slower, but it still stops */
+		return;
+	}
+	smfi_stop();
+	done = 1;
+	pthread_join(t, NULL);
 }
 
 /* Records from the parent after start-up: settings and spooler channels. */
@@ -109,6 +148,10 @@ parent_reader(void *arg)
 		if (m.hdr.type == MSG_PARENT_PEER && m.fd != -1 &&
 		    m.hdr.len == 0 && ipc_is_socket(m.fd, SOCK_SEQPACKET)) {
 			take_peer(m.fd);
+			continue;
+		}
+		if (m.hdr.type == MSG_PARENT_STOP && m.hdr.len == 0) {
+			stop_listener();
 			continue;
 		}
 		if (m.hdr.type == MSG_PARENT_SETTINGS &&
@@ -217,6 +260,8 @@ int
 main(void)
 {
 	pthread_t	 reader;
+	struct sigaction sa;
+	sigset_t	 mask;
 	int		 r;
 
 	child_init("capture");
@@ -232,6 +277,19 @@ main(void)
 	open_listener(&capture.set);
 	drop_privileges(&capture.set);
 
+	/*
+	 * libmilter's own signal thread turns SIGTERM into smfi_stop(); that
+	 * only works if no other thread can take the signal first.
+	 */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	main_thread = pthread_self();
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_wakeup;	/* no SA_RESTART */
+	sigaction(SIGUSR1, &sa, NULL);
 	if ((r = pthread_create(&reader, NULL, parent_reader, NULL)) != 0) {
 		errno = r;
 		fatal("pthread_create");

@@ -28,6 +28,7 @@ enum msg_type {
 	/* parent -> any child */
 	MSG_PARENT_SETTINGS,	/* struct msm_settings */
 	MSG_PARENT_PEER,	/* fd: a new capture<->spooler control channel */
+	MSG_PARENT_STOP,	/* empty: stop taking work, finish, exit */
 
 	/* any child -> parent */
 	MSG_CHILD_READY,	/* empty: set-up done, sandbox in place */

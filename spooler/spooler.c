@@ -317,6 +317,11 @@ parent_record(struct spooler *sp)
 			return -1;
 		apply_settings(sp);
 		return 0;
+	case MSG_PARENT_STOP:
+		if (sp->msg.hdr.len != 0)
+			return -1;
+		sp->terminating = 1;
+		return 0;
 	case MSG_PARENT_PEER:
 		if (sp->msg.fd == -1 || sp->msg.hdr.len != 0 ||
 		    !ipc_is_socket(sp->msg.fd, SOCK_SEQPACKET))

@@ -1,0 +1,1089 @@
+/*
+ * MailScanner.conf reader with MailScanner's rules (percent variables,
+ * include globs, last value wins).  Trusts nothing in the files it reads:
+ * every value is checked and every problem names file, line and key.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include "config.h"
+
+#define MAX_INCLUDE_DEPTH	8	/* include nesting limit */
+#define MAX_EXPANDED		65536	/* after %var% expansion */
+#define MAX_VARS		4096	/* percent variables */
+#define MSG_LEN			512
+#define SHOW_LEN		64	/* bytes of a bad value quoted back */
+
+enum ktype { KT_STR, KT_BOOL, KT_ENUM, KT_UINT, KT_MODE };
+
+/* Checks a string value; returns what is wrong, or NULL when it is fine. */
+typedef const char *(*str_check_fn)(const char *v);
+
+/* One key msmilter uses: drives parsing, printing and validation. */
+struct key {
+	const char		*norm;	/* config_normalise_key(name) */
+	const char		*name;	/* MailScanner's spelling */
+	enum ktype		 type;
+	size_t			 off;	/* offsetof the field */
+	size_t			 size;	/* sizeof the field */
+	unsigned long		 min, max;	/* KT_UINT, KT_MODE */
+	const char *const	*words;	/* KT_ENUM, NULL-ended */
+	str_check_fn		 check;	/* KT_STR: optional */
+	int			 lower;	/* KT_STR: store lowercased */
+};
+
+struct pvar {
+	char	*name;		/* lowercased, without the % signs */
+	char	*value;
+};
+
+/* Where in which file we are. */
+struct pos {
+	const char	*file;
+	unsigned	 line;
+};
+
+struct file_id {
+	dev_t	dev;
+	ino_t	ino;
+};
+
+/* Everything one config_load() call needs; no global mutable state. */
+struct loader {
+	struct msm_settings	*s;
+	config_report_fn	 report;
+	void			*arg;
+	int			 errors;
+	struct pvar		*vars;
+	size_t			 nvars, capvars;
+	struct file_id		 open[MAX_INCLUDE_DEPTH + 1];
+	int			 depth;		/* files in open[] */
+};
+
+/* Growing string for %var% substitution. */
+struct sbuf {
+	char	*p;
+	size_t	 len, cap;
+	int	 err;		/* ENOMEM or E2BIG */
+};
+
+static const char *const queue_words[] = { "short", "long", NULL };
+static const char *const delivery_words[] = { "SMTP", "QMQP", NULL };
+static const char *const socket_words[] = { "inet", "unix", NULL };
+
+static const char *const facilities[] = {
+	"auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail",
+	"news", "syslog", "user", "uucp", "local0", "local1", "local2",
+	"local3", "local4", "local5", "local6", "local7", NULL
+};
+
+static const char *check_absolute(const char *v);
+static const char *check_socket_path(const char *v);
+static const char *check_address(const char *v);
+static const char *check_facility(const char *v);
+static const char *check_nonempty(const char *v);
+
+/* Offset of a member, failing to compile unless it has the expected type. */
+#define MEMBER(f)	(((struct msm_settings *)0)->f)
+#define OFF(f, type)	(offsetof(struct msm_settings, f) + \
+			    _Generic(MEMBER(f), type: 0))
+#define AT(f, type)	.off = OFF(f, type), .size = sizeof MEMBER(f)
+
+#define KSTR(n, nm, f, chk, low) \
+	{ .norm = n, .name = nm, .type = KT_STR, AT(f, char *), \
+	  .check = chk, .lower = low }
+#define KBOOL(n, nm, f) \
+	{ .norm = n, .name = nm, .type = KT_BOOL, AT(f, int), \
+	  .min = 0, .max = 1 }
+#define KENUM(n, nm, f, w) \
+	{ .norm = n, .name = nm, .type = KT_ENUM, AT(f, int), \
+	  .words = w }
+#define KUINT(n, nm, f, lo, hi) \
+	{ .norm = n, .name = nm, .type = KT_UINT, AT(f, unsigned), \
+	  .min = lo, .max = hi }
+#define KMODE(n, nm, f, hi) \
+	{ .norm = n, .name = nm, .type = KT_MODE, AT(f, unsigned), \
+	  .min = 0, .max = hi }
+
+static const struct key keys[] = {
+	KSTR("incomingqueuedir", "Incoming Queue Dir", incoming_queue_dir,
+	    check_absolute, 0),
+	KSTR("outgoingqueuedir", "Outgoing Queue Dir", outgoing_queue_dir,
+	    check_absolute, 0),
+	KSTR("mta", "MTA", mta, check_nonempty, 0),
+	KENUM("msmailqueuetype", "MSMail Queue Type", queue_type, queue_words),
+	KBOOL("milterscanner", "Milter Scanner", milter_scanner),
+	KBOOL("milterignoreloopback", "Milter Ignore Loopback",
+	    milter_ignore_loopback),
+	KSTR("milterbind", "Milter Bind", milter_bind, check_address, 0),
+	KUINT("milterport", "Milter Port", milter_port, 1, 65535),
+	KSTR("milterpidfile", "Milter PID File", milter_pid_file,
+	    check_absolute, 0),
+	KUINT("miltermaxchildren", "Milter Max Children", milter_max_children,
+	    1, 10000),
+	KSTR("runasuser", "Run As User", run_as_user, NULL, 0),
+	KSTR("runasgroup", "Run As Group", run_as_group, NULL, 0),
+	KSTR("incomingworkgroup", "Incoming Work Group", incoming_work_group,
+	    NULL, 0),
+	KENUM("msmaildeliverymethod", "MSMail Delivery Method",
+	    delivery_method, delivery_words),
+	KSTR("msmailrelayaddress", "MSMail Relay Address", relay_address,
+	    check_nonempty, 0),
+	KUINT("msmailrelayport", "MSMail Relay Port", relay_port, 1, 65535),
+	KENUM("msmailsockettype", "MSMail Socket Type", socket_type,
+	    socket_words),
+	KSTR("msmailsocketdir", "MSMail Socket Dir", socket_dir,
+	    check_absolute, 0),
+	KBOOL("debug", "Debug", debug),
+	KBOOL("runinforeground", "Run In Foreground", run_in_foreground),
+	KSTR("syslogfacility", "Syslog Facility", syslog_facility,
+	    check_facility, 1),
+	KSTR("isdefinitelynotspam", "Is Definitely Not Spam", spam_whitelist,
+	    NULL, 0),
+	KSTR("isdefinitelyspam", "Is Definitely Spam", spam_blacklist,
+	    NULL, 0),
+	KUINT("ignorespamwhitelistifrecipientsexceed",
+	    "Ignore Spam Whitelist If Recipients Exceed", whitelist_max_recips,
+	    0, INT_MAX),
+	KSTR("miltersocket", "Milter Socket", milter_socket,
+	    check_socket_path, 0),
+	KSTR("miltersocketowner", "Milter Socket Owner", milter_socket_owner,
+	    NULL, 0),
+	KSTR("miltersocketgroup", "Milter Socket Group", milter_socket_group,
+	    NULL, 0),
+	KMODE("miltersocketmode", "Milter Socket Mode", milter_socket_mode,
+	    0777),
+	KSTR("milteruser", "Milter User", milter_user, check_nonempty, 0),
+	KSTR("milterchroot", "Milter Chroot", milter_chroot, check_absolute, 0),
+	KUINT("miltercommittimeout", "Milter Commit Timeout",
+	    milter_commit_timeout, 1, 3600),
+};
+
+#define NKEYS	(sizeof keys / sizeof keys[0])
+#define ORG_NAME_VAR	"org-name"
+
+static void	read_file(struct loader *, const char *, const struct pos *);
+
+/* ---- small helpers ---- */
+
+static void *
+field(struct msm_settings *s, const struct key *k)
+{
+	return (char *)s + k->off;
+}
+
+static const void *
+cfield(const struct msm_settings *s, const struct key *k)
+{
+	return (const char *)s + k->off;
+}
+
+static int
+nwords(const struct key *k)
+{
+	int	 n = 0;
+
+	while (k->words[n] != NULL)
+		n++;
+	return n;
+}
+
+static void
+set_default(char *dst, size_t size, const char *v)
+{
+	snprintf(dst, size, "%s", v);
+}
+
+/* Copy up to SHOW_LEN bytes of v for a message, control chars as '?'. */
+static const char *
+show(const char *v, char *buf, size_t len)
+{
+	size_t	 i;
+
+	for (i = 0; v[i] != '\0' && i + 1 < len && i < SHOW_LEN; i++)
+		buf[i] = iscntrl((unsigned char)v[i]) ? '?' : v[i];
+	buf[i] = '\0';
+	if (v[i] != '\0' && i >= 3)
+		memcpy(buf + i - 3, "...", 3);
+	return buf;
+}
+
+static char *
+trim(char *p)
+{
+	size_t	 n;
+
+	while (isspace((unsigned char)*p))
+		p++;
+	n = strlen(p);
+	while (n > 0 && isspace((unsigned char)p[n - 1]))
+		p[--n] = '\0';
+	return p;
+}
+
+static void
+say(struct loader *l, int sev, const struct pos *p, const char *key,
+    const char *msg)
+{
+	if (sev > 0)
+		l->errors++;
+	if (l->report != NULL)
+		l->report(l->arg, sev, p ? p->file : NULL, p ? p->line : 0,
+		    key, msg);
+}
+
+static void	sayf(struct loader *, int, const struct pos *, const char *,
+		    const char *, ...) __attribute__((format(printf, 5, 6)));
+
+static void
+sayf(struct loader *l, int sev, const struct pos *p, const char *key,
+    const char *fmt, ...)
+{
+	char	 msg[MSG_LEN];
+	va_list	 ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	say(l, sev, p, key, msg);
+}
+
+void
+config_normalise_key(const char *in, char *out, size_t outlen)
+{
+	size_t	 n = 0;
+
+	if (outlen == 0)
+		return;
+	for (; *in != '\0' && n + 1 < outlen; in++) {
+		int c = tolower((unsigned char)*in);
+
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+			out[n++] = (char)c;
+	}
+	out[n] = '\0';
+}
+
+static const struct key *
+find_key(const char *written)
+{
+	char	 norm[128];	/* a truncated name matches no key */
+	size_t	 i;
+
+	config_normalise_key(written, norm, sizeof norm);
+	for (i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].norm, norm) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+/* ---- string checks ---- */
+
+static const char *
+check_absolute(const char *v)
+{
+	return v[0] == '/' ? NULL : "expected an absolute path (starting "
+	    "with '/')";
+}
+
+static const char *
+check_socket_path(const char *v)
+{
+	if (v[0] == '\0')
+		return NULL;
+	if (v[0] != '/')
+		return "expected an absolute path for the milter's unix "
+		    "socket, or nothing to listen on Milter Bind/Milter Port";
+	if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return "path too long for a unix socket (at most 107 bytes)";
+	return NULL;
+}
+
+static const char *
+check_address(const char *v)
+{
+	unsigned char	 a[sizeof(struct in6_addr)];
+
+	if (inet_pton(AF_INET, v, a) == 1 || inet_pton(AF_INET6, v, a) == 1)
+		return NULL;
+	return "expected a numeric IPv4 or IPv6 address such as 127.0.0.1";
+}
+
+static const char *
+check_facility(const char *v)
+{
+	size_t	 i;
+
+	for (i = 0; facilities[i] != NULL; i++)
+		if (strcasecmp(v, facilities[i]) == 0)
+			return NULL;
+	return "expected a syslog facility: mail, daemon, user, local0 .. "
+	    "local7, auth, authpriv, cron, ftp, kern, lpr, news, syslog or "
+	    "uucp";
+}
+
+static const char *
+check_nonempty(const char *v)
+{
+	return v[0] != '\0' ? NULL : "expected a non-empty value";
+}
+
+/* ---- value parsers: 0 or -1 with a message in msg ---- */
+
+static int
+set_string(const struct key *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	const char	*why;
+	size_t		 n = strlen(v), i;
+	char		*out = dst, b[SHOW_LEN + 1];
+
+	if (n >= k->size) {
+		snprintf(msg, msglen, "value is %zu bytes long, at most %zu "
+		    "allowed", n, k->size - 1);
+		return -1;
+	}
+	for (i = 0; i < n; i++)
+		if (iscntrl((unsigned char)v[i]) && v[i] != '\t') {
+			snprintf(msg, msglen, "value contains a control "
+			    "character");
+			return -1;
+		}
+	if (k->check != NULL && (why = k->check(v)) != NULL) {
+		snprintf(msg, msglen, "'%s' is not allowed: %s",
+		    show(v, b, sizeof b), why);
+		return -1;
+	}
+	for (i = 0; i <= n; i++)
+		out[i] = k->lower ? (char)tolower((unsigned char)v[i]) : v[i];
+	return 0;
+}
+
+static int
+set_bool(const struct key *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	char	 b[SHOW_LEN + 1];
+	int	 val;
+
+	(void)k;
+	if (strcasecmp(v, "yes") == 0 || strcmp(v, "1") == 0)
+		val = 1;
+	else if (strcasecmp(v, "no") == 0 || strcmp(v, "0") == 0)
+		val = 0;
+	else {
+		snprintf(msg, msglen, "'%s' is not a boolean: expected yes, "
+		    "no, 1 or 0", show(v, b, sizeof b));
+		return -1;
+	}
+	memcpy(dst, &val, sizeof val);
+	return 0;
+}
+
+static int
+set_enum(const struct key *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	char	 b[SHOW_LEN + 1];
+	int	 i;
+
+	for (i = 0; k->words[i] != NULL; i++)
+		if (strcasecmp(v, k->words[i]) == 0) {
+			memcpy(dst, &i, sizeof i);
+			return 0;
+		}
+	snprintf(msg, msglen, "'%s' is not allowed: expected %s or %s",
+	    show(v, b, sizeof b), k->words[0], k->words[1]);
+	return -1;
+}
+
+/* Decimal with an optional k/m/g suffix (1024 multipliers). */
+static int
+parse_number(const char *v, unsigned long long *out)
+{
+	unsigned long long	 n = 0;
+	const char		*p = v;
+	int			 shift = 0;
+
+	if (!isdigit((unsigned char)*p))
+		return -1;
+	for (; isdigit((unsigned char)*p); p++) {
+		if (n > (1ULL << 40))
+			n = 1ULL << 41;	/* saturate: out of range */
+		else
+			n = n * 10 + (unsigned)(*p - '0');
+	}
+	switch (tolower((unsigned char)*p)) {
+	case 'k': shift = 10; p++; break;
+	case 'm': shift = 20; p++; break;
+	case 'g': shift = 30; p++; break;
+	default: break;
+	}
+	if (*p != '\0')
+		return -1;
+	*out = n << shift;
+	return 0;
+}
+
+static int
+set_uint(const struct key *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	unsigned long long	 n;
+	unsigned		 val;
+	char			 b[SHOW_LEN + 1];
+
+	if (parse_number(v, &n) == -1) {
+		snprintf(msg, msglen, "'%s' is not a number: expected decimal "
+		    "digits with an optional k, m or g suffix",
+		    show(v, b, sizeof b));
+		return -1;
+	}
+	if (n < k->min || n > k->max) {
+		snprintf(msg, msglen, "%s is out of range: expected %lu to %lu",
+		    show(v, b, sizeof b), k->min, k->max);
+		return -1;
+	}
+	val = (unsigned)n;
+	memcpy(dst, &val, sizeof val);
+	return 0;
+}
+
+static int
+set_mode(const struct key *k, const char *v, void *dst, char *msg,
+    size_t msglen)
+{
+	unsigned long	 n = 0;
+	const char	*p;
+	unsigned	 val;
+	char		 b[SHOW_LEN + 1];
+
+	for (p = v; *p >= '0' && *p <= '7' && n <= k->max; p++)
+		n = n * 8 + (unsigned)(*p - '0');
+	if (p == v || *p != '\0' || n > k->max) {
+		snprintf(msg, msglen, "'%s' is not a file mode: expected octal "
+		    "digits no greater than 0%lo, such as 0660",
+		    show(v, b, sizeof b), k->max);
+		return -1;
+	}
+	val = (unsigned)n;
+	memcpy(dst, &val, sizeof val);
+	return 0;
+}
+
+static int
+set_value(const struct key *k, const char *v, struct msm_settings *s,
+    char *msg, size_t msglen)
+{
+	void	*dst = field(s, k);
+
+	switch (k->type) {
+	case KT_STR:  return set_string(k, v, dst, msg, msglen);
+	case KT_BOOL: return set_bool(k, v, dst, msg, msglen);
+	case KT_ENUM: return set_enum(k, v, dst, msg, msglen);
+	case KT_UINT: return set_uint(k, v, dst, msg, msglen);
+	case KT_MODE: return set_mode(k, v, dst, msg, msglen);
+	}
+	snprintf(msg, msglen, "internal error: unknown key type");
+	return -1;
+}
+
+/* ---- percent variables ---- */
+
+static void
+sbuf_add(struct sbuf *b, const char *p, size_t n)
+{
+	size_t	 want;
+	char	*np;
+
+	if (b->err)
+		return;
+	if (b->len + n >= MAX_EXPANDED) {
+		b->err = E2BIG;
+		return;
+	}
+	want = b->len + n + 1;
+	if (want > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+
+		while (cap < want)
+			cap *= 2;
+		if ((np = realloc(b->p, cap)) == NULL) {
+			b->err = ENOMEM;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static const char *
+var_lookup(const struct loader *l, const char *name, size_t n)
+{
+	size_t	 i;
+
+	for (i = 0; i < l->nvars; i++)
+		if (strlen(l->vars[i].name) == n &&
+		    strncasecmp(l->vars[i].name, name, n) == 0)
+			return l->vars[i].value;
+	return NULL;
+}
+
+/*
+ * MailScanner's s/%([^%\s]+)%/.../g: known variables are replaced, unknown
+ * ones kept.  Returns a malloc'd string or NULL with errno set.
+ */
+static char *
+substitute(const struct loader *l, const char *v)
+{
+	struct sbuf	 b = { NULL, 0, 0, 0 };
+	const char	*pc, *val;
+	size_t		 n;
+
+	sbuf_add(&b, "", 0);
+	while ((pc = strchr(v, '%')) != NULL) {
+		sbuf_add(&b, v, (size_t)(pc - v));
+		n = strcspn(pc + 1, "% \t\r\n\v\f");
+		if (n > 0 && pc[1 + n] == '%') {
+			val = var_lookup(l, pc + 1, n);
+			if (val != NULL)
+				sbuf_add(&b, val, strlen(val));
+			else
+				sbuf_add(&b, pc, n + 2);
+			v = pc + n + 2;
+		} else {
+			sbuf_add(&b, pc, 1);
+			v = pc + 1;
+		}
+	}
+	sbuf_add(&b, v, strlen(v));
+	if (b.err) {
+		free(b.p);
+		errno = b.err;
+		return NULL;
+	}
+	return b.p;
+}
+
+/* "%name%" with no % or space inside: returns length of name, else 0. */
+static size_t
+var_name_len(const char *key)
+{
+	size_t	 n = strlen(key);
+
+	if (n < 3 || key[0] != '%' || key[n - 1] != '%')
+		return 0;
+	if (strcspn(key + 1, "% \t\r\n\v\f") != n - 2)
+		return 0;
+	return n - 2;
+}
+
+static int
+define_var(struct loader *l, const char *name, size_t n, char *value)
+{
+	struct pvar	*nv;
+	size_t		 i;
+
+	for (i = 0; i < l->nvars; i++)
+		if (strlen(l->vars[i].name) == n &&
+		    strncasecmp(l->vars[i].name, name, n) == 0) {
+			free(l->vars[i].value);
+			l->vars[i].value = value;
+			return 0;
+		}
+	if (l->nvars >= MAX_VARS)
+		return -1;
+	if (l->nvars == l->capvars) {
+		size_t cap = l->capvars ? l->capvars * 2 : 16;
+
+		if ((nv = realloc(l->vars, cap * sizeof *nv)) == NULL)
+			return -1;
+		l->vars = nv;
+		l->capvars = cap;
+	}
+	nv = &l->vars[l->nvars];
+	if ((nv->name = strndup(name, n)) == NULL)
+		return -1;
+	for (i = 0; i < n; i++)
+		nv->name[i] = (char)tolower((unsigned char)nv->name[i]);
+	nv->value = value;
+	l->nvars++;
+	return 0;
+}
+
+static void
+free_vars(struct loader *l)
+{
+	size_t	 i;
+
+	for (i = 0; i < l->nvars; i++) {
+		free(l->vars[i].name);
+		free(l->vars[i].value);
+	}
+	free(l->vars);
+	l->vars = NULL;
+	l->nvars = l->capvars = 0;
+}
+
+/* ---- lines ---- */
+
+/* %org-name% goes into header names (X-<org-name>-MailScanner-...). */
+static void
+org_name(struct loader *l, const struct pos *p, const char *key,
+    const char *v)
+{
+	size_t	 n = strlen(v), i;
+	char	 b[SHOW_LEN + 1];
+
+	for (i = 0; i < n; i++)
+		if (v[i] <= ' ' || v[i] >= 127 || v[i] == ':') {
+			sayf(l, 1, p, key, "'%s' is not allowed: it becomes "
+			    "part of a header name, so no spaces, ':' or "
+			    "non-ASCII characters", show(v, b, sizeof b));
+			return;
+		}
+	if (n >= sizeof l->s->org_name)
+		sayf(l, 1, p, key, "value is %zu bytes long, at most %zu "
+		    "allowed", n, sizeof l->s->org_name - 1);
+	else
+		memcpy(l->s->org_name, v, n + 1);
+}
+
+static void
+do_var(struct loader *l, const struct pos *p, const char *key,
+    const char *raw)
+{
+	size_t	 n = var_name_len(key);
+	char	*v;
+
+	if ((v = substitute(l, raw)) == NULL) {
+		sayf(l, 1, p, key, "value too long after %%var%% substitution "
+		    "(at most %d bytes)", MAX_EXPANDED - 1);
+		return;
+	}
+	if (n == strlen(ORG_NAME_VAR) &&
+	    strncasecmp(key + 1, ORG_NAME_VAR, n) == 0)
+		org_name(l, p, key, v);
+	if (define_var(l, key + 1, n, v) == -1) {
+		free(v);
+		sayf(l, 1, p, key, "cannot define percent variable: out of "
+		    "memory or more than %d variables", MAX_VARS);
+	}
+}
+
+static void
+do_setting(struct loader *l, const struct pos *p, const char *key,
+    const char *raw)
+{
+	const struct key	*k = find_key(key);
+	char			 msg[MSG_LEN];
+	char			*v;
+
+	if (k == NULL)
+		return;	/* MailScanner has hundreds we do not use */
+	if ((v = substitute(l, raw)) == NULL) {
+		sayf(l, 1, p, key, "value too long after %%var%% substitution "
+		    "(at most %d bytes)", MAX_EXPANDED - 1);
+		return;
+	}
+	if (set_value(k, v, l->s, msg, sizeof msg) == -1)
+		say(l, 1, p, key, msg);
+	free(v);
+}
+
+/* Each file matching the glob, sorted; matching nothing is fine. */
+static void
+do_include(struct loader *l, const struct pos *p, const char *raw)
+{
+	glob_t	 g;
+	char	*pat, b[SHOW_LEN + 1];
+	size_t	 i;
+	int	 rc;
+
+	if ((pat = substitute(l, raw)) == NULL) {
+		sayf(l, 1, p, NULL, "include pattern too long after %%var%% "
+		    "substitution");
+		return;
+	}
+	memset(&g, 0, sizeof g);
+	rc = glob(pat, 0, NULL, &g);
+	if (rc == GLOB_NOMATCH && strpbrk(pat, "*?[") == NULL)
+		sayf(l, 0, p, NULL, "include: %s not found, ignored",
+		    show(pat, b, sizeof b));
+	else if (rc != 0 && rc != GLOB_NOMATCH)
+		say(l, 1, p, NULL, rc == GLOB_NOSPACE ? "include: out of "
+		    "memory" : "include: read error while matching the glob");
+	for (i = 0; rc == 0 && i < g.gl_pathc; i++)
+		read_file(l, g.gl_pathv[i], p);
+	globfree(&g);
+	free(pat);
+}
+
+/* "include" then whitespace; returns the pattern or NULL. */
+static char *
+include_pattern(char *line)
+{
+	if (strncasecmp(line, "include", 7) != 0 ||
+	    !isspace((unsigned char)line[7]))
+		return NULL;
+	return trim(line + 8);
+}
+
+/* A '#' at line start or after whitespace starts a comment. */
+static void
+strip_comment(char *line)
+{
+	char	*h;
+
+	for (h = line; (h = strchr(h, '#')) != NULL; h++)
+		if (h == line || isspace((unsigned char)h[-1])) {
+			*h = '\0';
+			return;
+		}
+}
+
+static void
+do_line(struct loader *l, const struct pos *p, char *line)
+{
+	char	*eq, *key, *val, *pat;
+
+	strip_comment(line);
+	line = trim(line);
+	if (*line == '\0')
+		return;
+	if ((eq = strchr(line, '=')) == NULL) {
+		if ((pat = include_pattern(line)) != NULL)
+			do_include(l, p, pat);
+		else
+			say(l, 1, p, NULL, "line has no '=': expected "
+			    "'Key = value', 'include FILE-GLOB' or a comment");
+		return;
+	}
+	*eq = '\0';
+	key = trim(line);
+	val = trim(eq + 1);
+	if (*key == '\0')
+		say(l, 1, p, NULL, "nothing before '=': expected "
+		    "'Key = value'");
+	else if (var_name_len(key) > 0)
+		do_var(l, p, key, val);
+	else
+		do_setting(l, p, key, val);
+}
+
+/* ---- files ---- */
+
+/* Open a regular file; directories matched by a glob are skipped. */
+static FILE *
+open_conf(struct loader *l, const char *path, int included, struct stat *st)
+{
+	FILE	*fp;
+	int	 fd, e;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	if (fd == -1 || fstat(fd, st) == -1) {
+		e = errno;
+		if (fd != -1)
+			close(fd);
+		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
+		return NULL;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		if (!(included && S_ISDIR(st->st_mode)))
+			say(l, 1, &(struct pos){ path, 0 }, NULL,
+			    "not a regular file");
+		close(fd);
+		return NULL;
+	}
+	if ((fp = fdopen(fd, "r")) == NULL) {
+		e = errno;
+		close(fd);
+		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
+	}
+	return fp;
+}
+
+/* 0 when the file may be read; reports loops and excessive depth. */
+static int
+enter_file(struct loader *l, const char *path, const struct stat *st,
+    const struct pos *from)
+{
+	int	 i;
+
+	for (i = 0; i < l->depth; i++)
+		if (l->open[i].dev == st->st_dev &&
+		    l->open[i].ino == st->st_ino) {
+			sayf(l, 1, from, NULL, "include loop: this includes "
+			    "%s, which is already being read", path);
+			return -1;
+		}
+	if (l->depth > MAX_INCLUDE_DEPTH) {
+		sayf(l, 1, from, NULL, "includes nested more than %d deep "
+		    "(an include loop?)", MAX_INCLUDE_DEPTH);
+		return -1;
+	}
+	l->open[l->depth].dev = st->st_dev;
+	l->open[l->depth].ino = st->st_ino;
+	l->depth++;
+	return 0;
+}
+
+static void
+read_lines(struct loader *l, FILE *fp, const char *path)
+{
+	struct pos	 p = { path, 0 };
+	char		*line = NULL;
+	size_t		 cap = 0;
+	ssize_t		 n;
+	int		 e;
+
+	while ((errno = 0, n = getline(&line, &cap, fp)) != -1) {
+		p.line++;
+		if (memchr(line, '\0', (size_t)n) != NULL) {
+			say(l, 1, &p, NULL, "line contains a NUL byte");
+			continue;
+		}
+		do_line(l, &p, line);
+	}
+	e = errno;
+	if (ferror(fp) || e == ENOMEM)
+		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
+	free(line);
+}
+
+/* from: the include line that names path, NULL for the main file. */
+static void
+read_file(struct loader *l, const char *path, const struct pos *from)
+{
+	struct stat	 st;
+	FILE		*fp;
+
+	if ((fp = open_conf(l, path, from != NULL, &st)) == NULL)
+		return;
+	if (enter_file(l, path, &st, from) == -1) {
+		fclose(fp);
+		return;
+	}
+	read_lines(l, fp, path);
+	fclose(fp);
+	l->depth--;
+}
+
+/* ---- interface ---- */
+
+void
+config_defaults(struct msm_settings *s)
+{
+	memset(s, 0, sizeof *s);
+#define SET(f, v)	set_default(s->f, sizeof s->f, v)
+	SET(config_file, MSM_DEFAULT_CONFIG);
+	SET(incoming_queue_dir, "/var/spool/mqueue.in");
+	SET(outgoing_queue_dir, "/var/spool/mqueue");
+	SET(mta, "sendmail");
+	s->queue_type = MSM_QUEUE_SHORT;
+	s->milter_scanner = 1;
+	s->milter_ignore_loopback = 1;
+	SET(milter_bind, "127.0.0.1");
+	s->milter_port = 33333;
+	SET(milter_pid_file, "/var/run/MSMilter.pid");
+	s->milter_max_children = 10;
+	s->delivery_method = MSM_DELIVER_SMTP;
+	SET(relay_address, "127.0.0.1");
+	s->relay_port = 25;
+	s->socket_type = MSM_SOCKET_INET;
+	SET(socket_dir, "/var/spool/postfix/public/qmqp");
+	s->debug = 0;
+	s->run_in_foreground = 0;
+	SET(syslog_facility, "mail");
+	SET(spam_whitelist, "no");
+	SET(spam_blacklist, "no");
+	s->whitelist_max_recips = 20;
+	s->milter_socket_mode = 0660;
+	SET(milter_user, "msmilter");
+	SET(milter_chroot, "/var/lib/msmilter/empty");
+	s->milter_commit_timeout = 60;
+#undef SET
+}
+
+int
+config_load(const char *path, struct msm_settings *s,
+    config_report_fn report, void *arg)
+{
+	struct loader	 l;
+
+	memset(&l, 0, sizeof l);
+	l.s = s;
+	l.report = report;
+	l.arg = arg;
+	config_defaults(s);
+	if (strlen(path) >= sizeof s->config_file) {
+		say(&l, 1, &(struct pos){ path, 0 }, NULL,
+		    "configuration file name too long");
+		return l.errors;
+	}
+	memcpy(s->config_file, path, strlen(path) + 1);
+	read_file(&l, path, NULL);
+	free_vars(&l);
+	return l.errors;
+}
+
+static int
+is_loopback(const char *addr)
+{
+	unsigned char	 a[sizeof(struct in6_addr)];
+	static const unsigned char v4mapped[12] =
+	    { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	if (inet_pton(AF_INET, addr, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, addr, a) != 1)
+		return 0;
+	if (memcmp(a, v4mapped, sizeof v4mapped) == 0)
+		return a[12] == 127;
+	return memcmp(a, &in6addr_loopback, sizeof a) == 0;
+}
+
+/* Paths equal but for trailing slashes. */
+static int
+same_dir(const char *a, const char *b)
+{
+	size_t	 na = strlen(a), nb = strlen(b);
+
+	while (na > 1 && a[na - 1] == '/')
+		na--;
+	while (nb > 1 && b[nb - 1] == '/')
+		nb--;
+	return na == nb && memcmp(a, b, na) == 0;
+}
+
+int
+config_check(const struct msm_settings *s, config_report_fn report,
+    void *arg)
+{
+	struct loader	 l;
+
+	memset(&l, 0, sizeof l);
+	l.report = report;
+	l.arg = arg;
+	if (strcasecmp(s->mta, "msmail") != 0)
+		sayf(&l, 0, NULL, "MTA", "MTA is %.*s, not msmail: MailScanner "
+		    "will not read the milterin queue; set MTA = msmail",
+		    (int)sizeof s->mta, s->mta);
+	if (s->milter_socket[0] == '\0') {
+		sayf(&l, 0, NULL, "Milter Socket", "listening on inet %.*s "
+		    "port %u: libmilter has no peer authentication, so any "
+		    "local user who can reach the port can inject mail; prefer "
+		    "Milter Socket = /path/to/socket",
+		    (int)sizeof s->milter_bind, s->milter_bind, s->milter_port);
+		if (!is_loopback(s->milter_bind))
+			sayf(&l, 0, NULL, "Milter Bind", "Milter Bind %.*s is "
+			    "not a loopback address: hosts on the network can "
+			    "inject mail", (int)sizeof s->milter_bind,
+			    s->milter_bind);
+	}
+	if (same_dir(s->incoming_queue_dir, s->outgoing_queue_dir))
+		say(&l, 1, NULL, "Outgoing Queue Dir", "Incoming Queue Dir and "
+		    "Outgoing Queue Dir are the same directory: MailScanner "
+		    "would rescan its own output");
+	return l.errors;
+}
+
+static void
+print_key(const struct msm_settings *s, const struct key *k, FILE *out)
+{
+	const void	*f = cfield(s, k);
+	unsigned	 u;
+	int		 i;
+
+	switch (k->type) {
+	case KT_STR:
+		fprintf(out, "%s = %.*s\n", k->name, (int)k->size,
+		    (const char *)f);
+		return;
+	case KT_BOOL:
+		memcpy(&i, f, sizeof i);
+		fprintf(out, "%s = %s\n", k->name, i ? "yes" : "no");
+		return;
+	case KT_ENUM:
+		memcpy(&i, f, sizeof i);
+		fprintf(out, "%s = %s\n", k->name, i >= 0 && i < nwords(k) ?
+		    k->words[i] : "?");
+		return;
+	case KT_UINT:
+		memcpy(&u, f, sizeof u);
+		fprintf(out, "%s = %u\n", k->name, u);
+		return;
+	case KT_MODE:
+		memcpy(&u, f, sizeof u);
+		fprintf(out, "%s = 0%o\n", k->name, u);
+		return;
+	}
+}
+
+void
+config_print(const struct msm_settings *s, FILE *out)
+{
+	size_t	 i;
+
+	fprintf(out, "# settings from %.*s\n", (int)sizeof s->config_file,
+	    s->config_file);
+	fprintf(out, "%%org-name%% = %.*s\n", (int)sizeof s->org_name,
+	    s->org_name);
+	for (i = 0; i < NKEYS; i++)
+		print_key(s, &keys[i], out);
+}
+
+static int
+key_sane(const struct msm_settings *s, const struct key *k)
+{
+	const void	*f = cfield(s, k);
+	unsigned	 u;
+	int		 i;
+
+	switch (k->type) {
+	case KT_STR:
+		return memchr(f, '\0', k->size) != NULL;
+	case KT_BOOL:
+		memcpy(&i, f, sizeof i);
+		return i == 0 || i == 1;
+	case KT_ENUM:
+		memcpy(&i, f, sizeof i);
+		return i >= 0 && i < nwords(k);
+	case KT_UINT:
+	case KT_MODE:
+		memcpy(&u, f, sizeof u);
+		return u >= k->min && u <= k->max;
+	}
+	return 0;
+}
+
+int
+config_validate(const struct msm_settings *s)
+{
+	size_t	 i;
+
+	if (memchr(s->config_file, '\0', sizeof s->config_file) == NULL ||
+	    memchr(s->org_name, '\0', sizeof s->org_name) == NULL)
+		return -1;
+	for (i = 0; i < NKEYS; i++)
+		if (!key_sane(s, &keys[i]))
+			return -1;
+	return 0;
+}
