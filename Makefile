@@ -65,10 +65,13 @@ $(BUILD)/msmilter-spooler: $(SPOOLER_OBJ) $(BUILD)/libmsm.a
 $(BUILD)/nullmilter: tests/bench/nullmilter.c
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm.a
+# Unit tests also link the process files they test (no main() in them).
+UNIT_EXTRA	:= $(BUILD)/capture/received.o $(BUILD)/spooler/spool.o
+
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm.a $(UNIT_EXTRA)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(BUILD)/libmsm.a \
-		$(LIBS) -lcmocka
+	$(CC) $(ALL_CFLAGS) -Icapture -Ispooler $(ALL_LDFLAGS) -o $@ $< \
+		$(UNIT_EXTRA) $(BUILD)/libmsm.a $(LIBS) -lcmocka
 
 # Missing Debian packages: installed when root, named otherwise.
 deps-check:
