@@ -1,0 +1,169 @@
+"""The privsep parent: configuration check, pid file, reload, restarts,
+unix socket listener, and children that refuse to run on their own."""
+
+import grp
+import os
+import pwd
+import signal
+import socket
+import stat
+import subprocess
+import time
+
+import pytest
+
+from postfix import MsMilter, build_dir, data_reply
+from queuefile import parse, real_files, temp_files
+from test_capture import CLIENT, child_pids, queued_id, wait_for
+
+
+def run_t(conf_text, tmp_path_factory=None, base=None):
+    path = os.path.join(base, "check.conf")
+    with open(path, "w") as f:
+        f.write(conf_text)
+    p = subprocess.run([os.path.join(build_dir(), "msmilter"), "-t", "-f",
+                        path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    return p.returncode, p.stdout.decode(), p.stderr.decode(), path
+
+
+def test_check_prints_effective_settings(test_base):
+    rc, out, err, _ = run_t("Milter Port = 4444\nmilter ignore LOOPBACK = no\n"
+                            "%org-name% = Example\n", base=test_base)
+    assert rc == 0, err
+    assert "Milter Port = 4444\n" in out
+    assert "Milter Ignore Loopback = no\n" in out
+    assert "Incoming Queue Dir = /var/spool/mqueue.in\n" in out
+    # MTA is not msmail: MailScanner would not read milterin.
+    assert "MTA" in err and "msmail" in err
+
+
+def test_check_reports_file_line_and_key(test_base):
+    rc, out, err, path = run_t("# comment\nMilter Port = 4444\n"
+                               "Milter Port = lots\n"
+                               "MSMail Queue Type = medium\n",
+                               base=test_base)
+    assert rc == 1
+    assert "%s:3: Milter Port:" % path in err, err
+    assert "%s:4: MSMail Queue Type:" % path in err, err
+    assert "2 errors" in err
+
+
+def test_bad_config_refuses_to_start(test_base):
+    m = MsMilter(os.path.join(test_base, "m"),
+                 settings={"Milter Port": "0"})
+    with pytest.raises(Exception) as e:
+        m.start(timeout=5)
+    assert "Milter Port" in str(e.value)
+
+
+def test_pidfile_written_locked_and_removed(msmilter):
+    with open(msmilter.pidfile) as f:
+        assert int(f.read().strip()) == msmilter.pid
+    # A second instance with the same pid file refuses to start.
+    second = MsMilter(msmilter.base + "-2",
+                      settings={"Milter PID File": msmilter.pidfile})
+    with pytest.raises(Exception) as e:
+        second.start(timeout=5)
+    assert "already running" in str(e.value)
+    assert msmilter.stop() == 0
+    assert not os.path.exists(msmilter.pidfile)
+
+
+def test_leftover_temp_files_removed_at_start(msmilter_factory):
+    m = msmilter_factory(start=False)
+    m.write_config()
+    pw = pwd.getpwnam("postfix")
+    for name in ("temp-msm-OLD1-0000abcd", "KEEPME1"):
+        p = os.path.join(m.milterin, name)
+        with open(p, "w") as f:
+            f.write("S<x@y>\n")
+        os.chown(p, pw.pw_uid, pw.pw_gid)
+    m.start()
+    wait_for(lambda: temp_files(m.milterin) == [], 5, "temp file removal")
+    assert real_files(m.milterin) == ["KEEPME1"]
+    assert "removed leftover temp file" in m.stderr()
+
+
+def test_child_refuses_to_run_alone():
+    for name in ("msmilter-capture", "msmilter-spooler"):
+        p = subprocess.run([os.path.join(build_dir(), name)],
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=10)
+        assert p.returncode == 2
+        assert b"not started by msmilter" in p.stderr
+
+
+def test_capture_killed_is_restarted(stack):
+    old = child_pids(stack.m.pid)["capture"]
+    os.kill(old, signal.SIGKILL)
+    wait_for(lambda: child_pids(stack.m.pid)["capture"] not in (None, old),
+             20, "capture restart")
+    assert "capture (pid %d) killed by signal 9" % old in stack.m.stderr()
+    for _ in range(100):
+        r = stack.pf.send(to=["a@example.com"], data=b"Subject: y\r\n\r\ny\r\n",
+                          **CLIENT)
+        reply = data_reply(r.transcript)
+        if reply and reply.startswith("250"):
+            break
+        time.sleep(0.2)
+    assert real_files(stack.m.milterin) == [queued_id(reply)]
+
+
+def test_reload_applies_good_and_refuses_bad_config(msmilter_factory,
+                                                    postfix_factory):
+    m = msmilter_factory()
+    pf = postfix_factory(milter=m)
+    pids = child_pids(m.pid)
+
+    # A broken configuration is refused; the old one stays in force.
+    with open(m.conf, "a") as f:
+        f.write("Milter Ignore Loopback = perhaps\n")
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in m.stderr(), 10, "refusal")
+    assert "Milter Ignore Loopback" in m.stderr()
+    r = pf.send(to=["a@example.com"], data=b"Subject: 1\r\n\r\n1\r\n")
+    assert len(real_files(m.milterin)) == 1     # loopback still spooled
+
+    # A good one takes effect without restarting the children.
+    m.write_config()
+    with open(m.conf, "a") as f:
+        f.write("Milter Ignore Loopback = yes\n")
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: "settings reloaded" in m.stderr(), 10, "reload")
+    r = pf.send(to=["a@example.com"], data=b"Subject: 2\r\n\r\n2\r\n")
+    assert data_reply(r.transcript).startswith("250")
+    assert len(real_files(m.milterin)) == 1     # accepted, not spooled
+    assert len(pf.wait_sink(1)) == 1
+    assert child_pids(m.pid) == pids
+
+
+def test_unix_socket_owner_group_mode(msmilter_factory, postfix_factory,
+                                      test_base):
+    sockdir = os.path.join(test_base, "sock")
+    os.makedirs(sockdir)
+    os.chmod(sockdir, 0o755)
+    path = os.path.join(sockdir, "msmilter.sock")
+    m = msmilter_factory(start=False, settings={
+        "Milter Socket": path, "Milter Socket Mode": "0660",
+        "Milter Socket Owner": "postfix", "Milter Socket Group": "postdrop"})
+    m.write_config()
+    m.write_config = lambda: None
+    m.port = None
+    # Wait for the socket rather than a TCP port.
+    errf = open(m.stderr_path, "ab")
+    m._errf = errf
+    m.proc = subprocess.Popen([m.binary, "-F", "-f", m.conf],
+                              stdout=errf, stderr=errf)
+    wait_for(lambda: os.path.exists(path), 10, "unix socket")
+    st = os.stat(path)
+    assert stat.S_ISSOCK(st.st_mode)
+    assert stat.S_IMODE(st.st_mode) == 0o660
+    assert st.st_uid == pwd.getpwnam("postfix").pw_uid
+    assert st.st_gid == grp.getgrnam("postdrop").gr_gid
+    assert "listening on inet" not in m.stderr()
+    pf = postfix_factory(milter="unix:" + path)
+    r = pf.send(to=["a@example.com"], data=b"Subject: u\r\n\r\nunix\r\n",
+                **CLIENT)
+    q = parse(os.path.join(m.milterin, queued_id(data_reply(r.transcript))))
+    assert q.message.endswith(b"\n\nunix\n")
