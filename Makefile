@@ -97,7 +97,7 @@ san-check:
 
 demo: all
 	@sh tests/deps.sh all
-	@sh contrib/demo.sh "$(BUILD)"
+	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 contrib/demo.py
 
 bench: all $(BUILD)/nullmilter
 	@sh tests/deps.sh all

@@ -91,10 +91,14 @@ txn_free(struct txn *t)
 	free(t);
 }
 
+static int await_reply(struct conn *, uint32_t, void *, size_t);
 static void txn_fail(struct txn *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Remember the first failure; the client hears of it at DATA or EOM. */
+/*
+ * Remember the first failure; the client hears of it at DATA or EOM, and
+ * the log line with the queue id is written then.
+ */
 static void
 txn_fail(struct txn *t, const char *fmt, ...)
 {
@@ -105,7 +109,6 @@ txn_fail(struct txn *t, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(t->error, sizeof(t->error), fmt, ap);
 	va_end(ap);
-	log_warnx("%s: %s", t->queue_id[0] ? t->queue_id : "-", t->error);
 }
 
 static void
@@ -507,6 +510,8 @@ txn_begin(SMFICTX *ctx, struct conn *c)
 		return -1;
 	}
 	free(head);
+	if (await_reply(c, MSG_SPOOLER_BEGUN, NULL, 0) == -1)
+		return -1;
 	t->begun = 1;
 	t->size = len;
 	return 0;
@@ -521,6 +526,8 @@ mlfi_data(SMFICTX *ctx)
 	if (c->txn == NULL)
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	if (c->txn->error[0] != '\0' || txn_begin(ctx, c) == -1) {
+		log_warnx("%s: TEMPFAIL at DATA: %s", c->txn->queue_id[0] ?
+		    c->txn->queue_id : "-", c->txn->error);
 		txn_abort(c);
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	}
@@ -564,9 +571,12 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	return carry_on(c, SMFIP_NR_BODY);
 }
 
-/* Wait for the spooler's verdict on this message. */
+/*
+ * Wait for the spooler's answer to BEGIN or COMMIT: want (BEGUN or
+ * COMMITTED, with want_size bytes into out) or FAILED with a reason.
+ */
 static int
-await_commit(struct conn *c, struct ipc_committed *done)
+await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
 {
 	union {
 		struct ipc_committed	ok;
@@ -580,7 +590,7 @@ await_commit(struct conn *c, struct ipc_committed *done)
 	timeout = (int)capture.set.milter_commit_timeout * 1000;
 	pthread_mutex_unlock(&capture.lock);
 
-	if ((r = poll(&pfd, 1, timeout)) != 1) {
+	if (poll(&pfd, 1, timeout) != 1) {
 		txn_fail(c->txn, "no answer from the spooler within %d s",
 		    timeout / 1000);
 		conn_drop_channel(c);
@@ -592,17 +602,15 @@ await_commit(struct conn *c, struct ipc_committed *done)
 		conn_drop_channel(c);
 		return -1;
 	}
-	if (m.hdr.type == MSG_SPOOLER_COMMITTED &&
-	    ipc_expect_size(&m, sizeof(reply.ok)) == 0 &&
-	    ipc_string_ok(reply.ok.queue_id, sizeof(reply.ok.queue_id)) == 0) {
-		*done = reply.ok;
+	if (m.hdr.type == want && ipc_expect_size(&m, want_size) == 0) {
+		memcpy(out, &reply, want_size);
 		return 0;
 	}
 	if (m.hdr.type == MSG_SPOOLER_FAILED &&
 	    ipc_expect_size(&m, sizeof(reply.failed)) == 0 &&
 	    ipc_string_ok(reply.failed.reason, sizeof(reply.failed.reason)) ==
 	    0) {
-		txn_fail(c->txn, "not spooled: %s", reply.failed.reason);
+		txn_fail(c->txn, "%s", reply.failed.reason);
 		return -1;
 	}
 	txn_fail(c->txn, "unexpected %s from the spooler",
@@ -624,7 +632,8 @@ mlfi_eom(SMFICTX *ctx)
 	txn_flush(c);
 	if (t->error[0] == '\0' &&
 	    txn_send(c, MSG_CAPTURE_COMMIT, NULL, 0, NULL, 0) == 0 &&
-	    await_commit(c, &done) == 0) {
+	    await_reply(c, MSG_SPOOLER_COMMITTED, &done, sizeof(done)) == 0 &&
+	    ipc_string_ok(done.queue_id, sizeof(done.queue_id)) == 0) {
 		log_info("%s: committed, from=<%s> nrcpt=%zu size=%llu%s%s",
 		    done.queue_id, t->sender, t->nrcpt,
 		    (unsigned long long)done.size,

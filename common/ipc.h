@@ -44,6 +44,7 @@ enum msg_type {
 	MSG_CAPTURE_ABORT,	/* empty: forget the message in progress */
 
 	/* spooler -> capture, on a session channel */
+	MSG_SPOOLER_BEGUN,	/* empty: temp file made, head written */
 	MSG_SPOOLER_COMMITTED,	/* struct ipc_committed */
 	MSG_SPOOLER_FAILED,	/* struct ipc_failed */
 

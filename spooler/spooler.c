@@ -103,16 +103,35 @@ session_close(struct spooler *sp, size_t i)
 	sp->sessions[i] = sp->sessions[--sp->nsessions];
 }
 
+/*
+ * A write failed: the details (paths) go to our log, the client only hears
+ * the errno text through capture's 451.  Call with errno still set.
+ */
 static void
-session_fail(struct session *s, struct spooler *sp, const char *reason)
+session_fail(struct session *s, struct spooler *sp, const char *detail)
 {
+	int err = errno;
+
 	log_warnx("%s: %s", s->file.queue_id[0] ? s->file.queue_id : "-",
-	    reason);
-	if (s->file.fd != -1)
+	    detail);
+	if (s->file.fd != -1 || s->file.renamed)
 		spool_discard(&sp->dir, &s->file);
-	if (reason != s->reason)
-		snprintf(s->reason, sizeof(s->reason), "%s", reason);
+	snprintf(s->reason, sizeof(s->reason), "queue file not written: %s",
+	    strerror(err));
 	s->state = S_FAILED;
+}
+
+static void
+reply_failed(struct session *s)
+{
+	struct ipc_failed f;
+
+	memset(&f, 0, sizeof(f));
+	snprintf(f.reason, sizeof(f.reason), "%s",
+	    s->reason[0] ? s->reason : "queue file not written");
+	if (ipc_send(s->chan, MSG_SPOOLER_FAILED, &f, sizeof(f), -1) == -1)
+		log_warn("reply to capture");
+	s->state = S_IDLE;
 }
 
 static int
@@ -133,9 +152,13 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	    spool_write(&s->file, m->data + sizeof(b), m->hdr.len - sizeof(b),
 	    reason, sizeof(reason)) == -1) {
 		session_fail(s, sp, reason);
+		reply_failed(s);	/* capture answers 451 at DATA */
 		return 0;
 	}
 	s->state = S_WRITING;
+	/* Answered, so a full disk is refused before the body is sent. */
+	if (ipc_send(s->chan, MSG_SPOOLER_BEGUN, NULL, 0, -1) == -1)
+		log_warn("reply to capture");
 	return 0;
 }
 
@@ -161,10 +184,7 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		if (m->hdr.len != 0 ||
 		    (s->state != S_WRITING && s->state != S_FAILED))
 			return -1;
-		if (s->state == S_WRITING)
-			s->state = S_COMMITTING;
-		else
-			s->state = S_COMMITTING, s->file.fd = -1;
+		s->state = S_COMMITTING;
 		return 0;
 	case MSG_CAPTURE_ABORT:
 		if (m->hdr.len != 0)
@@ -178,18 +198,6 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	}
 }
 
-static void
-reply_failed(struct session *s, const char *reason)
-{
-	struct ipc_failed f;
-
-	memset(&f, 0, sizeof(f));
-	snprintf(f.reason, sizeof(f.reason), "%s", reason);
-	if (ipc_send(s->chan, MSG_SPOOLER_FAILED, &f, sizeof(f), -1) == -1)
-		log_warn("reply to capture");
-	s->state = S_IDLE;
-}
-
 /*
  * Group commit: publish every message whose COMMIT came in this round,
  * one directory fsync for all of them, then answer.  A message is only
@@ -200,6 +208,7 @@ commit_round(struct spooler *sp)
 {
 	char	 reason[IPC_REASON_MAX];
 	size_t	 published = 0;
+	int	 sync_err = 0;
 
 	for (size_t i = 0; i < sp->nsessions; i++) {
 		struct session *s = sp->sessions[i];
@@ -207,24 +216,23 @@ commit_round(struct spooler *sp)
 		if (s->state != S_COMMITTING)
 			continue;
 		if (s->file.fd == -1) {
-			reply_failed(s, s->reason[0] ? s->reason :
-			    "message was not spooled");
+			reply_failed(s);
 			continue;
 		}
 		if (spool_publish(&sp->dir, &s->file, reason,
 		    sizeof(reason)) == -1) {
 			session_fail(s, sp, reason);
-			reply_failed(s, reason);
+			reply_failed(s);
 			continue;
 		}
 		published++;
 	}
 	if (published == 0)
 		return;
-	if (spool_sync_dir(&sp->dir, reason, sizeof(reason)) == -1)
-		log_warnx("%s", reason);
-	else
+	if (spool_sync_dir(&sp->dir, reason, sizeof(reason)) == 0)
 		reason[0] = '\0';
+	else
+		sync_err = errno;
 
 	for (size_t i = 0; i < sp->nsessions; i++) {
 		struct session		*s = sp->sessions[i];
@@ -233,9 +241,14 @@ commit_round(struct spooler *sp)
 		if (s->state != S_COMMITTING)
 			continue;
 		if (reason[0] != '\0') {
-			/* Not durable: take it back, Postfix keeps its copy. */
-			spool_discard(&sp->dir, &s->file);
-			reply_failed(s, reason);
+			/*
+			 * Not durable: take it back, Postfix keeps its copy.
+			 * MailScanner may have seen the name already; then
+			 * the client's retry makes a duplicate, never a loss.
+			 */
+			errno = sync_err;
+			session_fail(s, sp, reason);
+			reply_failed(s);
 			continue;
 		}
 		memset(&c, 0, sizeof(c));
