@@ -38,12 +38,18 @@ on_wakeup(int sig)
 	(void)sig;	/* only here to make select() return EINTR */
 }
 
-void
-capture_session_count(int delta)
+int
+capture_transaction(int delta)
 {
+	int ok = 1;
+
 	pthread_mutex_lock(&capture.lock);
-	capture.sessions += delta;
+	if (delta > 0 && capture.draining)
+		ok = 0;
+	else
+		capture.transactions += delta;
 	pthread_mutex_unlock(&capture.lock);
+	return ok;
 }
 
 /*
@@ -113,13 +119,38 @@ kicker(void *arg)
 	return NULL;
 }
 
+/*
+ * Stop without losing anything: refuse new transactions (451), let the
+ * ones in progress finish within a bound, then stop libmilter.  Stopping
+ * libmilter first would freeze the sessions in flight: its worker pool
+ * stops serving them once the stop flag is set.
+ */
 static void
 stop_listener(void)
 {
 	static volatile int	 done;
 	pthread_t		 t;
+	unsigned		 left = 0;
 
-	log_info("stopping: no new connections");
+	pthread_mutex_lock(&capture.lock);
+	capture.draining = 1;
+	pthread_mutex_unlock(&capture.lock);
+	log_info("stopping: no new transactions");
+	for (int i = 0; i < DRAIN_SECONDS * 20; i++) {
+		pthread_mutex_lock(&capture.lock);
+		left = capture.transactions;
+		pthread_mutex_unlock(&capture.lock);
+		if (left == 0)
+			break;
+		if (i == 0)
+			log_info("waiting for %u transaction%s to finish", left,
+			    left == 1 ? "" : "s");
+		usleep(50000);
+	}
+	if (left != 0)
+		log_warnx("%u transaction%s still open after %d s; their "
+		    "clients get a temporary failure", left,
+		    left == 1 ? "" : "s", DRAIN_SECONDS);
 	if (pthread_create(&t, NULL, kicker, (void *)&done) != 0) {
 		smfi_stop();	/* slower, but it still stops */
 		return;
@@ -299,15 +330,5 @@ main(void)
 	r = smfi_main();
 	log_info("no longer accepting connections (smfi_main returned %d)",
 	    r);
-	for (int i = 0; i < DRAIN_SECONDS * 10; i++) {
-		unsigned left;
-
-		pthread_mutex_lock(&capture.lock);
-		left = capture.sessions;
-		pthread_mutex_unlock(&capture.lock);
-		if (left == 0)
-			break;
-		usleep(100000);
-	}
 	return 0;
 }

@@ -18,7 +18,8 @@ struct capture {
 	struct msm_settings	 set;
 	int			 control;	/* to the spooler, -1 if none */
 	unsigned		 control_gen;	/* bumped on every new one */
-	unsigned		 sessions;	/* open milter connections */
+	unsigned		 transactions;	/* MAIL seen, not yet ended */
+	int			 draining;	/* stopping: no new mail */
 	char			 hostname[256];	/* when Postfix sends no j */
 };
 
@@ -56,7 +57,8 @@ void	received_date(int64_t when, char *buf, size_t len);
 
 /* Get a session channel to the spooler for this connection. */
 int	capture_session_channel(unsigned *gen);
-void	capture_session_count(int delta);
+/* Count a transaction in or out; 0 when we are draining (refuse it). */
+int	capture_transaction(int delta);
 
 /* The libmilter description (milter.c). */
 struct smfiDesc;

@@ -80,6 +80,7 @@ txn_free(struct txn *t)
 {
 	if (t == NULL)
 		return;
+	capture_transaction(-1);
 	for (size_t i = 0; i < t->nrcpt; i++) {
 		free(t->rcpts[i].addr);
 		free(t->rcpts[i].dsn);
@@ -280,7 +281,6 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	    "{tls_version} {cipher} {cipher_bits} {cert_subject}");
 	smfi_setsymlist(ctx, SMFIM_ENVFROM, "i {auth_type}");
 	smfi_setsymlist(ctx, SMFIM_DATA, "i");
-	capture_session_count(1);
 	return SMFIS_CONTINUE;
 }
 
@@ -350,12 +350,18 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 
 	/* MAIL starts a new transaction, whatever came before. */
 	txn_abort(c);
+	if (!capture_transaction(1)) {
+		/* Shutting down: DATA will answer TEMPFAIL. */
+		return carry_on(c, SMFIP_NR_MAIL);
+	}
 	if ((t = calloc(1, sizeof(*t))) == NULL ||
 	    (t->sender = strip_brackets(argv[0] ? argv[0] : "")) == NULL ||
 	    (auth != NULL && auth[0] != '\0' &&
 	    (t->auth_type = strdup(auth)) == NULL)) {
 		if (t != NULL)
 			txn_free(t);
+		else
+			capture_transaction(-1);
 		/* No transaction: DATA will answer TEMPFAIL. */
 		log_warnx("out of memory at MAIL FROM");
 		return carry_on(c, SMFIP_NR_MAIL);
@@ -673,7 +679,6 @@ mlfi_close(SMFICTX *ctx)
 	free(c->cipher_bits);
 	free(c);
 	smfi_setpriv(ctx, NULL);
-	capture_session_count(-1);
 	return SMFIS_CONTINUE;
 }
 

@@ -169,7 +169,7 @@ def kill_session(sid, sig=signal.SIGKILL):
         if not d.isdigit():
             continue
         pid = int(d)
-        if _proc_session(pid) == sid:
+        if _proc_session(pid) == sid and _pid_alive(pid):
             try:
                 os.kill(pid, sig)
                 pids.append(pid)

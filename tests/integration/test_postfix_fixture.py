@@ -132,3 +132,47 @@ def test_bad_config_fails_fast_with_log(postfix_factory):
         postfix_factory(main_cf={"smtpd_relay_restrictions": "permit",
                                  "relay_domains": None})
     assert "specify at least one working instance" in str(e.value)
+
+
+def _netstring(b):
+    return b"%d:%s," % (len(b), b)
+
+
+def _qmqp(sock, sender, rcpts, message):
+    """One QMQP transaction on a connected socket; returns the reply."""
+    payload = _netstring(message) + _netstring(sender.encode()) + \
+        b"".join(_netstring(r.encode()) for r in rcpts)
+    sock.sendall(_netstring(payload))
+    reply = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        reply += chunk
+    length, _, rest = reply.partition(b":")
+    return rest[:int(length)].decode()
+
+
+def test_reinject_and_qmqp_listeners_bypass_the_milter(postfix_factory):
+    dead = free_port()
+    pf = postfix_factory(milter=dead, reinject=True, qmqp=True,
+                         qmqp_unix=True)
+    marks = [marker() for _ in range(3)]
+    # the main listener refuses (dead milter), the re-injection one not
+    assert first_error(pf.send(body=marks[0]).transcript).startswith("4")
+    r = pf.send(body=marks[0], port=pf.reinject_port)
+    assert r.rc == 0, r.transcript
+    msg = lambda m: ("Subject: qmqp\n\n%s\n" % m).encode()
+    with socket.create_connection(("127.0.0.1", pf.qmqp_port)) as s:
+        reply = _qmqp(s, "q@example.org", ["r1@example.com"], msg(marks[1]))
+    assert reply.startswith("K"), reply
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(pf.qmqp_socket)
+        reply = _qmqp(s, "q@example.org", ["r2@example.com"], msg(marks[2]))
+    assert reply.startswith("K"), reply
+    assert pf.wait_queue_empty(20), pf.maillog_tail()
+    msgs = pf.wait_sink(3)
+    got = sorted(m.recipients[0] for m in msgs)
+    assert got == ["r1@example.com", "r2@example.com", "rcpt@example.com"]
+    for mk in marks:
+        assert sum(mk.encode() in m.data for m in msgs) == 1

@@ -1,0 +1,140 @@
+"""Nothing lost: a message Postfix was told to DISCARD is complete in
+milterin exactly once; every other path leaves no file and a 4xx."""
+
+import os
+import signal
+import threading
+import time
+
+from postfix import RawSMTP, reply_to
+from queuefile import parse, real_files, temp_files
+from test_capture import child_pids, queued_id, wait_for, xclient
+
+BODY_LINE = b"0123456789" * 7 + b"abcdef\r\n"
+
+
+def start_big_message(pf, lines):
+    """Open a session and send DATA plus `lines` body lines, unfinished."""
+    c = RawSMTP(pf.smtp_port, timeout=60)
+    xclient(c)
+    assert c.cmd("EHLO helo.example.net")[0] == 250
+    assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+    assert c.cmd("RCPT TO:<a@example.com>")[0] == 250
+    assert c.cmd("DATA")[0] == 354
+    c.send(b"Subject: in flight\r\n\r\n" + BODY_LINE * lines)
+    return c
+
+
+def finish(c, lines=10):
+    c.send(BODY_LINE * lines)
+    return c.cmd(".")
+
+
+def test_sigterm_lets_session_in_flight_finish(stack):
+    c = start_big_message(stack.pf, 2000)
+    wait_for(lambda: temp_files(stack.m.milterin) != [], 10,
+             "temp file of the message in flight")
+    stack.m.signal(signal.SIGTERM)
+    wait_for(lambda: "stopping: no new transactions" in stack.m.stderr(), 10,
+             "capture to stop listening")
+    # A new transaction while draining is refused with a 4xx ...
+    r = stack.pf.send(to=["b@example.com"], data=b"Subject: late\r\n\r\nx\r\n",
+                      xclient_addr="192.0.2.26", xclient_name="late.example")
+    assert (reply_to(r.transcript, "DATA") or "").startswith("451"), \
+        r.transcript
+    # ... while the one in flight completes and is committed.
+    code, text = finish(c)
+    c.close()
+    assert code == 250, text
+    assert len(real_files(stack.m.milterin)) == 1
+    q = parse(os.path.join(stack.m.milterin, queued_id(text)))
+    assert q.message.endswith(b"\n\n" + (BODY_LINE * 2010).replace(
+        b"\r\n", b"\n"))
+    assert stack.m.proc.wait(20) == 0
+    assert temp_files(stack.m.milterin) == []
+    assert stack.pf.sink_messages() == []
+
+
+def test_spooler_killed_mid_body_leaves_no_file(stack):
+    c = start_big_message(stack.pf, 2000)
+    wait_for(lambda: temp_files(stack.m.milterin) != [], 10, "temp file")
+    old = child_pids(stack.m.pid)["spooler"]
+    os.kill(old, signal.SIGKILL)
+    code, text = finish(c)
+    c.close()
+    assert code // 100 == 4, text
+    # The restarted spooler removes what its predecessor left behind.
+    wait_for(lambda: child_pids(stack.m.pid)["spooler"] not in (None, old),
+             20, "spooler restart")
+    wait_for(lambda: os.listdir(stack.m.milterin) == [], 10,
+             "leftover temp file removal")
+    stack.pf.wait_queue_empty(timeout=10)
+    assert stack.pf.sink_messages() == []
+
+
+def test_capture_killed_mid_body_leaves_no_file(stack):
+    c = start_big_message(stack.pf, 2000)
+    wait_for(lambda: temp_files(stack.m.milterin) != [], 10, "temp file")
+    os.kill(child_pids(stack.m.pid)["capture"], signal.SIGKILL)
+    try:
+        code, text = finish(c)
+    except Exception as e:          # Postfix may also drop the session
+        code, text = 421, str(e)
+    c.close()
+    assert code // 100 == 4, text
+    # The spooler sees the session channel close and removes the file.
+    wait_for(lambda: os.listdir(stack.m.milterin) == [], 10,
+             "temp file removal")
+    stack.pf.wait_queue_empty(timeout=10)
+    assert stack.pf.sink_messages() == []
+
+
+def test_parallel_sessions_all_committed_once(stack):
+    """20 sessions at once share group commits; every one lands once."""
+    results = []
+
+    def one(i):
+        with RawSMTP(stack.pf.smtp_port, timeout=60) as c:
+            xclient(c)
+            for j in range(5):
+                body = b"Subject: p%d-%d\r\n\r\nbody %d %d\r\n" % (i, j, i, j)
+                code, text = c.message("s%d@example.org" % i,
+                                       ["r%d@example.com" % j], body,
+                                       helo="helo.example.net",
+                                       ehlo=True if j == 0 else None)
+                results.append((code, text, i, j))
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 100
+    ids = set()
+    for code, text, i, j in results:
+        assert code == 250, text
+        qid = queued_id(text)
+        q = parse(os.path.join(stack.m.milterin, qid))
+        assert q.sender == "s%d@example.org" % i
+        assert q.message.endswith(b"\n\nbody %d %d\n" % (i, j))
+        ids.add(qid)
+    assert sorted(ids) == real_files(stack.m.milterin)
+    assert temp_files(stack.m.milterin) == []
+    stack.pf.wait_queue_empty(timeout=20)
+    assert stack.pf.sink_messages() == []
+
+
+def test_work_group_makes_files_group_readable(msmilter_factory,
+                                               postfix_factory):
+    m = msmilter_factory(settings={"Incoming Work Group": "postdrop"})
+    pf = postfix_factory(milter=m)
+    r = pf.send(to=["a@example.com"], data=b"Subject: g\r\n\r\ng\r\n",
+                xclient_addr="192.0.2.25", xclient_name="c.example.net")
+    names = real_files(m.milterin)
+    assert len(names) == 1, r.transcript
+    st = os.stat(os.path.join(m.milterin, names[0]))
+    import grp
+    import pwd
+    assert st.st_mode & 0o777 == 0o640
+    assert st.st_uid == pwd.getpwnam("postfix").pw_uid
+    assert st.st_gid == grp.getgrnam("postdrop").gr_gid
