@@ -609,7 +609,8 @@ await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
 		return -1;
 	}
 	if (m.hdr.type == want && ipc_expect_size(&m, want_size) == 0) {
-		memcpy(out, &reply, want_size);
+		if (want_size > 0)
+			memcpy(out, &reply, want_size);
 		return 0;
 	}
 	if (m.hdr.type == MSG_SPOOLER_FAILED &&
