@@ -104,7 +104,7 @@ demo: all
 
 bench: all $(BUILD)/nullmilter
 	@sh tests/deps.sh all
-	@sh tests/bench/run.sh "$(BUILD)"
+	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench.py
 
 install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/msmilter

@@ -1,0 +1,162 @@
+#!/usr/bin/python3
+"""make bench: throughput of msmilter against Postfix alone, in one run.
+
+For each message size, smtp-source sends the same load (20 sessions, 2000
+messages) through a private Postfix (in_flow_delay = 0) three times:
+  (a) no milter: Postfix queues and relays to smtp-sink;
+  (b) nullmilter: a do-nothing libmilter milter that DISCARDs, the
+      ceiling of any discarding milter;
+  (c) msmilter: every message spooled durably into milterin.
+Prints messages per second, the ratios c/a and c/b, CPU seconds per 1000
+messages and peak RSS of msmilter's processes, and checks that every
+message of (c) is in milterin exactly once.  Timings vary on shared
+cores: compare within one run.  Nothing here fails on a timing."""
+
+import os
+import re
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "integration"))
+
+import postfix as P  # noqa: E402
+
+SESSIONS = int(os.environ.get("BENCH_SESSIONS", "20"))
+MESSAGES = int(os.environ.get("BENCH_MESSAGES", "2000"))
+SIZES = [4 * 1024, 100 * 1024]
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def smtp_source(port, size):
+    args = [SMTP_SOURCE, "-s", str(SESSIONS), "-m", str(MESSAGES),
+            "-l", str(size), "-f", "bench@example.org",
+            "-t", "sink@example.com", "-M", "bench.example.org",
+            "127.0.0.1:%d" % port]
+    t0 = time.monotonic()
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=1800)
+    elapsed = time.monotonic() - t0
+    if p.returncode != 0:
+        raise RuntimeError("smtp-source failed: %s" % p.stdout.decode())
+    return elapsed
+
+
+def proc_cpu(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def proc_hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+def msmilter_pids(parent):
+    pids = {"parent": parent}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        for name in ("capture", "spooler"):
+            if ppid == parent and ("msmilter-" + name).startswith(comm):
+                pids[name] = int(d)
+    return pids
+
+
+def run_case(base, label, size, milter=None, msm=None):
+    pf = P.Postfix(os.path.join(base, "%s-%d" % (label, size)), milter=milter,
+                   main_cf={"in_flow_delay": "0",
+                            "smtpd_client_connection_count_limit": "0"})
+    pf.start()
+    try:
+        cpu0 = None
+        if msm is not None:
+            pids = msmilter_pids(msm.pid)
+            cpu0 = {k: proc_cpu(p) for k, p in pids.items()}
+        elapsed = smtp_source(pf.smtp_port, size)
+        extra = {}
+        if msm is not None:
+            extra["cpu"] = {k: proc_cpu(p) - cpu0[k] for k, p in pids.items()}
+            extra["hwm"] = {k: proc_hwm_kb(p) for k, p in pids.items()}
+        return MESSAGES / elapsed, extra
+    finally:
+        pf.stop()
+
+
+def check_milterin(m, size):
+    names = [n for n in os.listdir(m.milterin) if re.fullmatch(r"\w+", n)]
+    temps = [n for n in os.listdir(m.milterin) if n.startswith("temp-")]
+    # CRLF becomes LF in the file: allow for one byte per line.
+    small = [n for n in names
+             if os.path.getsize(os.path.join(m.milterin, n)) < size * 0.95]
+    return len(names), len(temps), len(small)
+
+
+def main():
+    reason = P.skip_reason()
+    if reason:
+        print("make bench: " + reason)
+        return 1
+    build = P.build_dir()
+    base = P.make_base("msmilter-bench-")
+    null_port = P.free_port()
+    null = subprocess.Popen([os.path.join(build, "nullmilter"),
+                             "inet:%d@127.0.0.1" % null_port])
+    print("msmilter bench: %d sessions, %d messages per case, smtp-source "
+          "through a private Postfix with in_flow_delay = 0" %
+          (SESSIONS, MESSAGES), flush=True)
+    ok = True
+    try:
+        if not P.wait_port(null_port, proc=null):
+            raise RuntimeError("nullmilter did not start")
+        for size in SIZES:
+            a, _ = run_case(base, "a", size)
+            b, _ = run_case(base, "b", size, milter=null_port)
+            m = P.MsMilter(os.path.join(base, "msm-%d" % size))
+            m.start()
+            try:
+                c, extra = run_case(base, "c", size, milter=m, msm=m)
+                time.sleep(0.5)
+                files, temps, small = check_milterin(m, size)
+            finally:
+                m.stop()
+            print()
+            print("message size %d KB" % (size // 1024))
+            print("  (a) Postfix, no milter   %8.1f msg/s" % a)
+            print("  (b) nullmilter           %8.1f msg/s" % b)
+            print("  (c) msmilter             %8.1f msg/s" % c)
+            print("  c/a = %.2f   c/b = %.2f" % (c / a, c / b))
+            cpu = extra["cpu"]
+            print("  CPU s per 1000 msgs: " + ", ".join(
+                "%s %.2f" % (k, v * 1000 / MESSAGES) for k, v in cpu.items()))
+            print("  peak RSS (VmHWM): " + ", ".join(
+                "%s %d kB" % (k, v) for k, v in extra["hwm"].items()))
+            print("  milterin: %d files (expected %d), %d temp files, "
+                  "%d shorter than the message" % (files, MESSAGES, temps,
+                                                   small))
+            if files != MESSAGES or temps or small:
+                ok = False
+                print("  ERROR: (c) did not account for every message")
+            sys.stdout.flush()
+    finally:
+        null.terminate()
+        null.wait(10)
+        P.remove_base(base)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
