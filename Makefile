@@ -42,7 +42,7 @@ UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST		?= pytest-3
 
 .PHONY: all check unit integration milter demo bench clean install deps \
-	san-check
+	san-check fuzz
 
 all: deps-check $(PROGS)
 
@@ -97,6 +97,30 @@ san-check:
 	ASAN_OPTIONS=quarantine_size_mb=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(MAKE) BUILD=build-san SAN=1 check
+
+# libFuzzer harnesses, one per parser; FUZZ_SECONDS each (needs clang).
+FUZZ_SECONDS	?= 30
+FUZZ_TARGETS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+	@mkdir -p $(dir $@)
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icommon \
+		$(PKG_CFLAGS) \
+		-fsanitize=fuzzer,address,undefined -o $@ $< $(COMMON_SRC) \
+		$(LIBS)
+
+fuzz: $(FUZZ_TARGETS)
+	@sh tests/deps.sh fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		name=$$(basename $$t); corpus=$(BUILD)/fuzz/corpus-$$name; \
+		mkdir -p $$corpus; \
+		cp tests/fuzz/corpus/$${name#fuzz_}/* $$corpus/ 2>/dev/null; \
+		echo "== $$name for $(FUZZ_SECONDS) s"; \
+		$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+			-print_final_stats=1 $$corpus >$(BUILD)/fuzz/$$name.log 2>&1; \
+		rc=$$?; tail -n 6 $(BUILD)/fuzz/$$name.log; \
+		[ $$rc -eq 0 ] || { echo "$$name: FAILED (see $(BUILD)/fuzz/$$name.log)"; exit 1; }; \
+	done
 
 demo: all
 	@sh tests/deps.sh all

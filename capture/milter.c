@@ -168,25 +168,56 @@ txn_putc(struct conn *c, char ch)
 	t->size++;
 }
 
-/* Append bytes, turning CRLF into LF, also across chunk boundaries. */
+/* Append bytes as they are, flushing full records as we go. */
 static void
-txn_put_lf(struct conn *c, const unsigned char *p, size_t len)
+txn_put(struct conn *c, const unsigned char *p, size_t len)
 {
 	struct txn *t = c->txn;
 
-	for (size_t i = 0; i < len; i++) {
+	while (len > 0) {
+		size_t room = STAGING_SIZE - t->outlen;
+		size_t n = len < room ? len : room;
+
+		memcpy(t->out + t->outlen, p, n);
+		t->outlen += n;
+		t->size += n;
+		p += n;
+		len -= n;
+		if (t->outlen == STAGING_SIZE)
+			txn_flush(c);
+	}
+}
+
+/*
+ * Append bytes, turning CRLF into LF, also across chunk boundaries.  Runs
+ * without a CR are copied whole: this is the per-byte hot path of a body.
+ */
+static void
+txn_put_lf(struct conn *c, const unsigned char *p, size_t len)
+{
+	struct txn		*t = c->txn;
+	const unsigned char	*end = p + len;
+
+	while (p < end) {
+		const unsigned char *cr;
+
 		if (t->pending_cr) {
 			t->pending_cr = 0;
-			if (p[i] == '\n') {
+			if (*p == '\n') {
 				txn_putc(c, '\n');
+				p++;
 				continue;
 			}
 			txn_putc(c, '\r');
 		}
-		if (p[i] == '\r')
-			t->pending_cr = 1;
-		else
-			txn_putc(c, (char)p[i]);
+		cr = memchr(p, '\r', (size_t)(end - p));
+		if (cr == NULL) {
+			txn_put(c, p, (size_t)(end - p));
+			return;
+		}
+		txn_put(c, p, (size_t)(cr - p));
+		t->pending_cr = 1;
+		p = cr + 1;
 	}
 }
 

@@ -13,10 +13,13 @@ BUILD_PKGS="pkg-config gcc make libc6-dev libmilter-dev libseccomp-dev libcap-ng
 libsodium-dev libpcre2-dev libcmocka-dev"
 TEST_PKGS="postfix swaks miltertest python3-pytest"
 
+FUZZ_PKGS="clang libclang-rt-14-dev"
+
 case $mode in
 build) pkgs=$BUILD_PKGS ;;
+fuzz)  pkgs="$BUILD_PKGS $FUZZ_PKGS" ;;
 all)   pkgs="$BUILD_PKGS $TEST_PKGS" ;;
-*)     echo "usage: $0 build|all" >&2; exit 2 ;;
+*)     echo "usage: $0 build|all|fuzz" >&2; exit 2 ;;
 esac
 
 missing=
