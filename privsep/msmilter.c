@@ -61,6 +61,26 @@ report_line(void *arg, int severity, const char *file, unsigned line,
 		    key ? ": " : "", message);
 }
 
+/* What Postfix needs to use us, printed by -t under the settings. */
+static void
+print_postfix_advice(const struct msm_settings *s, FILE *out)
+{
+	fputs("# Postfix main.cf for the smtpd that uses msmilter:\n", out);
+	if (s->milter_socket[0] != '\0')
+		fprintf(out, "#   smtpd_milters = unix:%s  (last in the list; "
+		    "path as seen from smtpd's chroot)\n", s->milter_socket);
+	else if (strchr(s->milter_bind, ':') != NULL)
+		fprintf(out, "#   smtpd_milters = inet:[%s]:%u  (last in the "
+		    "list)\n", s->milter_bind, s->milter_port);
+	else
+		fprintf(out, "#   smtpd_milters = inet:%s:%u  (last in the "
+		    "list)\n", s->milter_bind, s->milter_port);
+	fputs("#   milter_default_action = tempfail  (msmilter down: 4xx, "
+	    "not unscanned mail)\n"
+	    "#   in_flow_delay = 0  (discarded mail never returns smtpd's "
+	    "flow-control token)\n", out);
+}
+
 static int
 load_config(const char *path, struct msm_settings *s)
 {
@@ -294,6 +314,7 @@ main(int argc, char *argv[])
 	errors = load_config(path, &p.set);
 	if (test_only) {
 		config_print(&p.set, stdout);
+		print_postfix_advice(&p.set, stdout);
 		if (errors)
 			fprintf(stderr, "%s: %d error%s\n", path, errors,
 			    errors == 1 ? "" : "s");

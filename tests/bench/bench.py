@@ -50,29 +50,9 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-def proc_hwm_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
-
-
 def msmilter_pids(parent):
     pids = {"parent": parent}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        for name in ("capture", "spooler"):
-            if ppid == parent and ("msmilter-" + name).startswith(comm):
-                pids[name] = int(d)
+    pids.update((k, v) for k, v in P.child_pids(parent).items() if v)
     return pids
 
 
@@ -90,7 +70,7 @@ def run_case(base, label, size, milter=None, msm=None):
         extra = {}
         if msm is not None:
             extra["cpu"] = {k: proc_cpu(p) - cpu0[k] for k, p in pids.items()}
-            extra["hwm"] = {k: proc_hwm_kb(p) for k, p in pids.items()}
+            extra["hwm"] = {k: P.vm_hwm_kb(p) for k, p in pids.items()}
         return MESSAGES / elapsed, extra
     finally:
         pf.stop()

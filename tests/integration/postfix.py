@@ -1143,6 +1143,42 @@ class MsMilter:
         return "<MsMilter %s port=%d>" % (self.base, self.port)
 
 
+
+# ---------------------------------------------------------------------------
+# msmilter's processes, seen through /proc
+
+
+def child_pids(parent_pid):
+    """{"capture": pid, "spooler": pid, "relay": pid} of msmilter's running
+    children (None for one that is not running)."""
+    out = {"capture": None, "spooler": None, "relay": None}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid != parent_pid:
+            continue
+        # comm is cut to 15 characters: "msmilter-captur".
+        for name in out:
+            if ("msmilter-" + name).startswith(comm):
+                out[name] = int(d)
+    return out
+
+
+def vm_hwm_kb(pid):
+    """Peak resident set size of pid, in kB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM for pid %d" % pid)
+
 # ---------------------------------------------------------------------------
 # Temp dirs
 
@@ -1251,6 +1287,7 @@ __all__ = [
     "MsMilterError", "RawSMTP", "SMTPError", "SwaksResult", "swaks",
     "server_replies", "data_reply", "reply_to", "first_error",
     "free_port", "port_is_free", "wait_port", "milter_spec", "build_dir",
+    "child_pids", "vm_hwm_kb",
     "skip_reason", "make_base", "remove_base", "kill_session",
     "parse_sink_dump", "PROJECT_ROOT",
 ]

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from postfix import RawSMTP, data_reply, reply_to
+from postfix import RawSMTP, child_pids, data_reply, reply_to, vm_hwm_kb
 from queuefile import RECEIVED_DATE, lf, parse, real_files, temp_files
 
 CLIENT = dict(xclient_addr="192.0.2.25", xclient_name="client.example.net",
@@ -293,26 +293,6 @@ def test_milterin_missing_tempfails_until_created(msmilter_factory,
     only_file(m, queued_id(data_reply(r.transcript)))
 
 
-def child_pids(parent_pid):
-    """{"capture": pid, "spooler": pid} of msmilter's running children."""
-    out = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-        # comm is cut to 15 characters: "msmilter-captur".
-        for name in ("capture", "spooler", "relay"):
-            if ppid == parent_pid and ("msmilter-" + name).startswith(comm):
-                out[name] = int(d)
-    return {"capture": out.get("capture"), "spooler": out.get("spooler")}
-
-
 def test_spooler_killed_tempfails_then_recovers(stack):
     old = child_pids(stack.m.pid)["spooler"]
     assert old
@@ -338,19 +318,11 @@ def test_spooler_killed_tempfails_then_recovers(stack):
     assert_discarded(stack.pf)
 
 
-def vm_hwm_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmHWM")
-
-
 def test_30mb_message_streamed_with_flat_memory(msmilter_factory,
                                                 postfix_factory):
     m = msmilter_factory()
     pf = postfix_factory(milter=m, main_cf={"message_size_limit": "0"})
-    pids = child_pids(m.pid)
+    pids = {k: v for k, v in child_pids(m.pid).items() if v}
     with RawSMTP(pf.smtp_port) as c:
         xclient(c)
         code, text = c.message("s@example.org", ["a@example.com"],

@@ -34,6 +34,8 @@ def test_check_prints_effective_settings(test_base):
     assert "Milter Port = 4444\n" in out
     assert "Milter Ignore Loopback = no\n" in out
     assert "Incoming Queue Dir = /var/spool/mqueue.in\n" in out
+    assert "#   smtpd_milters = inet:127.0.0.1:4444" in out
+    assert "#   in_flow_delay = 0" in out
     # MTA is not msmail: MailScanner would not read milterin.
     assert "MTA" in err and "msmail" in err
 
