@@ -84,6 +84,8 @@ struct sbuf {
 static const char *const queue_words[] = { "short", "long", NULL };
 static const char *const delivery_words[] = { "SMTP", "QMQP", NULL };
 static const char *const socket_words[] = { "inet", "unix", NULL };
+static const char *const ms_delivery_words[] = { "batch", "queue", NULL };
+static const char *const lock_words[] = { "flock", "posix", NULL };
 
 static const char *const facilities[] = {
 	"auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail",
@@ -92,6 +94,7 @@ static const char *const facilities[] = {
 };
 
 static const char *check_absolute(const char *v);
+static const char *check_absolute_or_empty(const char *v);
 static const char *check_socket_path(const char *v);
 static const char *check_address(const char *v);
 static const char *check_facility(const char *v);
@@ -142,7 +145,7 @@ static const struct key keys[] = {
 	KENUM("msmaildeliverymethod", "MSMail Delivery Method",
 	    delivery_method, delivery_words),
 	KSTR("msmailrelayaddress", "MSMail Relay Address", relay_address,
-	    check_nonempty, 0),
+	    check_address, 0),
 	KUINT("msmailrelayport", "MSMail Relay Port", relay_port, 1, 65535),
 	KENUM("msmailsockettype", "MSMail Socket Type", socket_type,
 	    socket_words),
@@ -171,6 +174,19 @@ static const struct key keys[] = {
 	KSTR("milterchroot", "Milter Chroot", milter_chroot, check_absolute, 0),
 	KUINT("miltercommittimeout", "Milter Commit Timeout",
 	    milter_commit_timeout, 1, 3600),
+	KENUM("deliverymethod", "Delivery Method", ms_delivery_method,
+	    ms_delivery_words),
+	KENUM("locktype", "Lock Type", lock_type, lock_words),
+	KUINT("milterrelayminretry", "Milter Relay Min Retry", relay_min_retry,
+	    1, 86400),
+	KUINT("milterrelaymaxretry", "Milter Relay Max Retry", relay_max_retry,
+	    1, 604800),
+	KUINT("milterrelaytimeout", "Milter Relay Timeout", relay_timeout,
+	    1, 3600),
+	KUINT("milterrelayscaninterval", "Milter Relay Scan Interval",
+	    relay_scan_interval, 1, 3600),
+	KSTR("milterrelayquarantinedir", "Milter Relay Quarantine Dir",
+	    relay_quarantine_dir, check_absolute_or_empty, 0),
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
@@ -298,6 +314,12 @@ check_absolute(const char *v)
 {
 	return v[0] == '/' ? NULL : "expected an absolute path (starting "
 	    "with '/')";
+}
+
+static const char *
+check_absolute_or_empty(const char *v)
+{
+	return v[0] == '\0' ? NULL : check_absolute(v);
 }
 
 static const char *
@@ -919,6 +941,12 @@ config_defaults(struct msm_settings *s)
 	SET(milter_user, "msmilter");
 	SET(milter_chroot, "/var/lib/msmilter/empty");
 	s->milter_commit_timeout = 60;
+	s->ms_delivery_method = MSM_MS_BATCH;
+	s->lock_type = MSM_LOCK_FLOCK;
+	s->relay_min_retry = 5;
+	s->relay_max_retry = 1800;
+	s->relay_timeout = 300;
+	s->relay_scan_interval = 30;
 #undef SET
 }
 
@@ -973,6 +1001,21 @@ same_dir(const char *a, const char *b)
 	return na == nb && memcmp(a, b, na) == 0;
 }
 
+/* QMQP over a unix socket: it must exist and be a socket. */
+static void
+check_qmqp_socket(struct loader *l, const char *path)
+{
+	struct stat st;
+
+	if (stat(path, &st) == -1)
+		sayf(l, 1, NULL, "MSMail Socket Dir", "QMQP socket %s: %s "
+		    "(is the qmqp service in Postfix's master.cf?)", path,
+		    strerror(errno));
+	else if (!S_ISSOCK(st.st_mode))
+		sayf(l, 1, NULL, "MSMail Socket Dir", "%s is not a socket",
+		    path);
+}
+
 int
 config_check(const struct msm_settings *s, config_report_fn report,
     void *arg)
@@ -1002,6 +1045,17 @@ config_check(const struct msm_settings *s, config_report_fn report,
 		say(&l, 1, NULL, "Outgoing Queue Dir", "Incoming Queue Dir and "
 		    "Outgoing Queue Dir are the same directory: MailScanner "
 		    "would rescan its own output");
+	/* Two deliverers on one queue deliver every message twice. */
+	if (s->ms_delivery_method != MSM_MS_QUEUE)
+		say(&l, 1, NULL, "Delivery Method", "Delivery Method must be "
+		    "queue: otherwise MailScanner delivers milterout itself "
+		    "and msmilter's relay delivers it again");
+	if (s->relay_min_retry > s->relay_max_retry)
+		say(&l, 1, NULL, "Milter Relay Min Retry", "Milter Relay Min "
+		    "Retry is longer than Milter Relay Max Retry");
+	if (s->delivery_method == MSM_DELIVER_QMQP &&
+	    s->socket_type == MSM_SOCKET_UNIX)
+		check_qmqp_socket(&l, s->socket_dir);
 	return l.errors;
 }
 

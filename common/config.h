@@ -18,6 +18,8 @@
 enum msm_queue_type { MSM_QUEUE_SHORT = 0, MSM_QUEUE_LONG = 1 };
 enum msm_delivery { MSM_DELIVER_SMTP = 0, MSM_DELIVER_QMQP = 1 };
 enum msm_socket_type { MSM_SOCKET_INET = 0, MSM_SOCKET_UNIX = 1 };
+enum msm_ms_delivery { MSM_MS_BATCH = 0, MSM_MS_QUEUE = 1 };
+enum msm_lock_type { MSM_LOCK_FLOCK = 0, MSM_LOCK_POSIX = 1 };
 
 struct msm_settings {
 	char	config_file[MSM_PATH_LEN];
@@ -48,6 +50,8 @@ struct msm_settings {
 	char	spam_whitelist[MSM_PATH_LEN];		/* Is Definitely Not Spam: no */
 	char	spam_blacklist[MSM_PATH_LEN];		/* Is Definitely Spam: no */
 	unsigned whitelist_max_recips;			/* 20 */
+	int	ms_delivery_method;			/* Delivery Method: batch */
+	int	lock_type;				/* flock */
 
 	/* msmilter's own keys, all starting with "Milter" */
 	char	milter_socket[MSM_PATH_LEN];		/* "" = listen on inet */
@@ -57,6 +61,11 @@ struct msm_settings {
 	char	milter_user[MSM_NAME_LEN];		/* msmilter (capture) */
 	char	milter_chroot[MSM_PATH_LEN];		/* /var/lib/msmilter/empty */
 	unsigned milter_commit_timeout;			/* 60 s: capture waits for spooler */
+	unsigned relay_min_retry;			/* 5 s */
+	unsigned relay_max_retry;			/* 1800 s */
+	unsigned relay_timeout;				/* 300 s per SMTP/QMQP step */
+	unsigned relay_scan_interval;			/* 30 s */
+	char	relay_quarantine_dir[MSM_PATH_LEN];	/* "" = <milterout>/../milterout-invalid */
 };
 
 /*

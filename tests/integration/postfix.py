@@ -1039,6 +1039,7 @@ class MsMilter:
             "Incoming Queue Dir": self.milterin,
             "Outgoing Queue Dir": self.milterout,
             "MTA": "msmail",
+            "Delivery Method": "queue",
             "Milter Bind": "127.0.0.1",
             "Milter Port": str(self.port),
             "Milter PID File": self.pidfile,

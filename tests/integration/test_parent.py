@@ -29,7 +29,8 @@ def run_t(conf_text, tmp_path_factory=None, base=None):
 
 def test_check_prints_effective_settings(test_base):
     rc, out, err, _ = run_t("Milter Port = 4444\nmilter ignore LOOPBACK = no\n"
-                            "%org-name% = Example\n", base=test_base)
+                            "%org-name% = Example\nDelivery Method = queue\n",
+                            base=test_base)
     assert rc == 0, err
     assert "Milter Port = 4444\n" in out
     assert "Milter Ignore Loopback = no\n" in out
@@ -49,6 +50,27 @@ def test_check_reports_file_line_and_key(test_base):
     assert "%s:3: Milter Port:" % path in err, err
     assert "%s:4: MSMail Queue Type:" % path in err, err
     assert "2 errors" in err
+
+
+def test_check_insists_on_delivery_method_queue(test_base):
+    rc, out, err, path = run_t("MTA = msmail\n", base=test_base)
+    assert rc == 1
+    assert "Delivery Method: Delivery Method must be queue" in err, err
+
+
+def test_check_qmqp_socket_must_exist(test_base):
+    rc, out, err, path = run_t(
+        "Delivery Method = queue\nMSMail Delivery Method = QMQP\n"
+        "MSMail Socket Type = unix\n"
+        "MSMail Socket Dir = %s/no-such-socket\n" % test_base, base=test_base)
+    assert rc == 1
+    assert "MSMail Socket Dir: QMQP socket %s/no-such-socket: No such file" \
+        % test_base in err, err
+    rc, out, err, path = run_t("Delivery Method = queue\n"
+                               "MSMail Relay Address = mail.example.com\n",
+                               base=test_base)
+    assert rc == 1
+    assert "MSMail Relay Address" in err, err
 
 
 def test_bad_config_refuses_to_start(test_base):

@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -861,7 +863,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 32);	/* %org-name% and 31 keys */
+	assert_int_equal(lines, 39);	/* %org-name% and 38 keys */
 	free(a);
 	free(b);
 }
@@ -902,13 +904,20 @@ test_print_round_trip(void **state)
 	snprintf(want.milter_pid_file, MSM_PATH_LEN, "/run/ms.pid");
 	snprintf(want.run_as_group, MSM_NAME_LEN, "mtagroup");
 	snprintf(want.incoming_work_group, MSM_NAME_LEN, "work");
-	snprintf(want.relay_address, MSM_NAME_LEN, "relay.example");
+	snprintf(want.relay_address, MSM_NAME_LEN, "192.0.2.80");
 	snprintf(want.socket_dir, MSM_PATH_LEN, "/run/qmqp");
 	snprintf(want.spam_blacklist, MSM_PATH_LEN, "&Custom");
 	snprintf(want.milter_socket_owner, MSM_NAME_LEN, "postfix");
 	snprintf(want.milter_socket_group, MSM_NAME_LEN, "postdrop");
 	snprintf(want.milter_user, MSM_NAME_LEN, "capture");
 	snprintf(want.milter_chroot, MSM_PATH_LEN, "/var/empty");
+	want.ms_delivery_method = MSM_MS_QUEUE;
+	want.lock_type = MSM_LOCK_POSIX;
+	want.relay_min_retry = 2;
+	want.relay_max_retry = 99;
+	want.relay_timeout = 17;
+	want.relay_scan_interval = 3;
+	snprintf(want.relay_quarantine_dir, MSM_PATH_LEN, "/q/bad");
 	assert_all_lines_differ(&want);
 	out = print_to_string(&want);
 	assert_int_equal(load_text(f, out, path, sizeof path), 0);
@@ -922,10 +931,14 @@ test_check(void **state)
 {
 	struct fixture	*f = *state;
 
-	/* Defaults: MTA, inet listener; loopback bind is not warned. */
+	/*
+	 * Defaults: warnings for MTA and the inet listener (a loopback bind
+	 * is not warned), and an error: MailScanner's Delivery Method = batch
+	 * would deliver milterout a second time.
+	 */
 	config_defaults(&f->s);
-	assert_int_equal(config_check(&f->s, collect, f), 0);
-	assert_int_equal(f->n, 2);
+	assert_int_equal(config_check(&f->s, collect, f), 1);
+	assert_int_equal(f->n, 3);
 	assert_int_equal(f->warnings, 2);
 	assert_int_equal(f->r[0].severity, 0);
 	assert_string_equal(f->r[0].key, "MTA");
@@ -935,6 +948,7 @@ test_check(void **state)
 
 	/* Non-loopback bind and the same queue twice. */
 	f->n = f->warnings = 0;
+	f->s.ms_delivery_method = MSM_MS_QUEUE;
 	snprintf(f->s.milter_bind, MSM_NAME_LEN, "192.0.2.1");
 	snprintf(f->s.mta, MSM_NAME_LEN, "MSMail");
 	snprintf(f->s.outgoing_queue_dir, MSM_PATH_LEN,
@@ -988,7 +1002,25 @@ test_sample_file(void **state)
 	assert_string_equal(f->s.milter_socket, "/run/msmilter/milter.sock");
 	assert_string_equal(f->s.milter_socket_owner, "postfix");
 	assert_int_equal(f->s.milter_commit_timeout, 120);
-	assert_int_equal(config_check(&f->s, collect, f), 0);
+	/* QMQP over a unix socket: the socket must exist to pass. */
+	snprintf(f->s.socket_dir, MSM_PATH_LEN, "/nonexistent/qmqp");
+	assert_int_equal(config_check(&f->s, collect, f), 1);
+	assert_non_null(strstr(f->r[0].msg, "QMQP socket"));
+	f->n = f->warnings = 0;
+	{
+		struct sockaddr_un	sun = { .sun_family = AF_UNIX };
+		int			fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+		snprintf(sun.sun_path, sizeof sun.sun_path,
+		    "/tmp/msm-unit-qmqp-%d", (int)getpid());
+		unlink(sun.sun_path);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sun,
+		    sizeof sun), 0);
+		snprintf(f->s.socket_dir, MSM_PATH_LEN, "%s", sun.sun_path);
+		assert_int_equal(config_check(&f->s, collect, f), 0);
+		unlink(sun.sun_path);
+		close(fd);
+	}
 	assert_int_equal(f->n, 0);
 }
 
