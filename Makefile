@@ -32,9 +32,10 @@ COMMON_OBJ	:= $(COMMON_SRC:%.c=$(BUILD)/%.o)
 PARENT_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard privsep/*.c))
 CAPTURE_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard capture/*.c))
 SPOOLER_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard spooler/*.c))
+RELAY_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard relay/*.c))
 
 PROGS		:= $(BUILD)/msmilter $(BUILD)/msmilter-capture \
-		   $(BUILD)/msmilter-spooler
+		   $(BUILD)/msmilter-spooler $(BUILD)/msmilter-relay
 
 UNIT_SRC	:= $(wildcard tests/unit/test_*.c)
 UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -60,6 +61,9 @@ $(BUILD)/msmilter-capture: $(CAPTURE_OBJ) $(BUILD)/libmsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/msmilter-spooler: $(SPOOLER_OBJ) $(BUILD)/libmsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/msmilter-relay: $(RELAY_OBJ) $(BUILD)/libmsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/nullmilter: tests/bench/nullmilter.c
@@ -134,6 +138,7 @@ install: all
 	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/msmilter
 	install -m 0755 $(BUILD)/msmilter $(DESTDIR)$(SBINDIR)/msmilter
 	install -m 0755 $(BUILD)/msmilter-capture $(BUILD)/msmilter-spooler \
+		$(BUILD)/msmilter-relay \
 		$(DESTDIR)$(LIBEXECDIR)/msmilter/
 
 clean:

@@ -7,6 +7,7 @@
  * it from the parent through the parent-reader thread.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
 #include <pwd.h>
@@ -59,33 +60,38 @@ capture_transaction(int delta)
 int
 capture_session_channel(unsigned *gen)
 {
-	struct timeval	 send_timeout = { 0, 0 };
-	int		 sv[2], rc;
+	struct timeval	 timeout = { 0, 0 };
+	int		 sv[2], control, rc;
 
+	/*
+	 * Work on a duplicate of the control channel so that no send
+	 * happens under the lock every libmilter thread needs.
+	 */
 	pthread_mutex_lock(&capture.lock);
-	if (capture.control == -1) {
-		pthread_mutex_unlock(&capture.lock);
+	control = capture.control == -1 ? -1 :
+	    fcntl(capture.control, F_DUPFD_CLOEXEC, 0);
+	*gen = capture.control_gen;
+	timeout.tv_sec = (time_t)capture.set.milter_commit_timeout;
+	pthread_mutex_unlock(&capture.lock);
+	if (control == -1)
 		return -1;
-	}
 	if (ipc_pair(sv) == -1) {
-		pthread_mutex_unlock(&capture.lock);
 		log_warn("socketpair");
+		close(control);
 		return -1;
 	}
-	rc = ipc_send(capture.control, MSG_CAPTURE_SESSION, NULL, 0, sv[1]);
+	/* A stuck spooler must not hold an SMTP session for ever. */
+	setsockopt(control, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
+	rc = ipc_send(control, MSG_CAPTURE_SESSION, NULL, 0, sv[1]);
 	if (rc == -1)
 		log_warn("passing a session channel to the spooler");
-	*gen = capture.control_gen;
-	send_timeout.tv_sec = (time_t)capture.set.milter_commit_timeout;
-	pthread_mutex_unlock(&capture.lock);
+	close(control);
 	close(sv[1]);
 	if (rc == -1) {
 		close(sv[0]);
 		return -1;
 	}
-	/* A stuck spooler must not hold an SMTP session forever. */
-	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &send_timeout,
-	    sizeof(send_timeout));
 	return sv[0];
 }
 
@@ -225,20 +231,20 @@ set_socket_access(const struct msm_settings *s)
 	    s->run_as_user;
 	group = s->milter_socket_group[0] ? s->milter_socket_group :
 	    s->run_as_group;
+	/* lchown: a symlink swapped in for the socket is not followed. */
 	if (sandbox_privileged()) {
 		if (sandbox_lookup(user, group, &owner, err, sizeof(err)) == -1)
 			fatalx("Milter Socket Owner/Group: %s", err);
-		if (chown(s->milter_socket, owner.uid, owner.gid) == -1)
+		if (lchown(s->milter_socket, owner.uid, owner.gid) == -1)
 			fatal("chown %s", s->milter_socket);
 	}
-	if (chmod(s->milter_socket, s->milter_socket_mode) == -1)
-		fatal("chmod %s", s->milter_socket);
 }
 
 static void
 open_listener(const struct msm_settings *s)
 {
-	char spec[MSM_PATH_LEN + 16];
+	char	 spec[MSM_PATH_LEN + 16];
+	mode_t	 old_umask;
 
 	listen_spec(s, spec, sizeof(spec));
 	if (smfi_register(capture_milter) == MI_FAILURE)
@@ -247,9 +253,14 @@ open_listener(const struct msm_settings *s)
 		fatalx("smfi_setconn %s failed", spec);
 	if (smfi_setbacklog(128) == MI_FAILURE)
 		fatalx("smfi_setbacklog failed");
-	/* A stale unix socket from a previous run is removed (true). */
+	/*
+	 * The socket gets its mode from the umask at bind(): no chmod on a
+	 * path afterwards.  A stale socket from a previous run is removed.
+	 */
+	old_umask = umask(~s->milter_socket_mode & 0777);
 	if (smfi_opensocket(true) == MI_FAILURE)
 		fatalx("cannot listen on %s (in use, or no permission?)", spec);
+	umask(old_umask);
 	set_socket_access(s);
 	log_info("listening on %s", spec);
 }
@@ -269,6 +280,9 @@ drop_privileges(const struct msm_settings *s)
 		if (sandbox_lookup(user, NULL, &creds, err, sizeof(err)) == -1)
 			fatalx("%s", err);
 	}
+	if (sandbox_privileged() && creds.uid == 0)
+		fatalx("Milter User %s is root: capture must run as an "
+		    "unprivileged user of its own", user);
 	if (!sandbox_privileged()) {
 		memset(&creds, 0, sizeof(creds));
 		log_warnx("UNPRIVILEGED MODE: no chroot, no change of user");

@@ -47,7 +47,6 @@ struct txn {
 	char		*out;		/* staging for the next DATA record */
 	size_t		 outlen;
 	int		 pending_cr;	/* a CR ended the previous chunk */
-	uint64_t	 size;
 };
 
 struct conn {
@@ -165,7 +164,6 @@ txn_putc(struct conn *c, char ch)
 	if (t->outlen == STAGING_SIZE)
 		txn_flush(c);
 	t->out[t->outlen++] = ch;
-	t->size++;
 }
 
 /* Append bytes as they are, flushing full records as we go. */
@@ -180,7 +178,6 @@ txn_put(struct conn *c, const unsigned char *p, size_t len)
 
 		memcpy(t->out + t->outlen, p, n);
 		t->outlen += n;
-		t->size += n;
 		p += n;
 		len -= n;
 		if (t->outlen == STAGING_SIZE)
@@ -303,7 +300,8 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	/* Byte-exact headers keep DKIM signatures valid. */
 	c->proto = f1 & (WANT_NOREPLY | SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
 	smfi_setpriv(ctx, c);
-	*pf0 = 0;		/* we never modify the message */
+	/* We never modify the message; we only ask for our macros. */
+	*pf0 = f0 & SMFIF_SETSYMLIST;
 	*pf1 = c->proto;
 	*pf2 = 0;
 	*pf3 = 0;
@@ -489,27 +487,24 @@ conn_channel(struct conn *c)
 	pthread_mutex_lock(&capture.lock);
 	gen = capture.control_gen;
 	pthread_mutex_unlock(&capture.lock);
-	if (c->chan != -1 && c->chan_gen == gen)
-		return 0;
+	if (c->chan != -1 && c->chan_gen == gen) {
+		/* A restarting spooler hangs up idle sessions: notice. */
+		struct pollfd pfd = { c->chan, POLLIN, 0 };
+
+		if (poll(&pfd, 1, 0) == 0)
+			return 0;
+	}
 	conn_drop_channel(c);
 	c->chan = capture_session_channel(&c->chan_gen);
 	return c->chan == -1 ? -1 : 0;
 }
 
-static int
-txn_begin(SMFICTX *ctx, struct conn *c)
+static char *
+make_head(struct conn *c, size_t *len)
 {
 	struct txn	*t = c->txn;
 	struct envelope	 e;
-	struct ipc_begin b;
-	char		*head;
-	size_t		 len;
 
-	choose_queue_id(ctx, t);
-	if (t->queue_id[0] == '\0') {
-		txn_fail(t, "no queue id");
-		return -1;
-	}
 	memset(&e, 0, sizeof(e));
 	e.queue_id = t->queue_id;
 	e.sender = t->sender;
@@ -525,33 +520,67 @@ txn_begin(SMFICTX *ctx, struct conn *c)
 	e.cipher_bits = c->cipher_bits;
 	e.client_cert = c->client_cert;
 	e.when = time(NULL);
-	if ((head = received_head(&e, &len)) == NULL) {
-		txn_fail(t, "envelope has no recipient or a line break");
+	return received_head(&e, len);
+}
+
+/*
+ * Open the queue file: BEGIN carries the first part of the head (a
+ * thousand recipients do not fit one record), the rest follows as DATA.
+ * The spooler answers, so a spool that cannot take the message is
+ * refused before the client sends the body.
+ */
+static int
+txn_begin(SMFICTX *ctx, struct conn *c)
+{
+	struct txn	*t = c->txn;
+	struct ipc_begin b;
+	char		*head;
+	size_t		 len, first;
+
+	choose_queue_id(ctx, t);
+	if (t->queue_id[0] == '\0') {
+		txn_fail(t, "no queue id");
 		return -1;
 	}
-	if (len + sizeof(b) > IPC_MAX_PAYLOAD ||
-	    (t->out = malloc(STAGING_SIZE)) == NULL) {
+	if ((head = make_head(c, &len)) == NULL) {
+		txn_fail(t, "envelope has no recipient, an angle bracket in an "
+		    "address, or a line break");
+		return -1;
+	}
+	if ((t->out = malloc(STAGING_SIZE)) == NULL || conn_channel(c) == -1) {
 		free(head);
-		txn_fail(t, "envelope too large (%zu bytes)", len);
+		txn_fail(t, t->out ? "spooler not available" : "out of memory");
 		return -1;
 	}
 	memset(&b, 0, sizeof(b));
 	snprintf(b.queue_id, sizeof(b.queue_id), "%s", t->queue_id);
-	if (conn_channel(c) == -1) {
-		free(head);
-		txn_fail(t, "spooler not available");
-		return -1;
-	}
-	if (txn_send(c, MSG_CAPTURE_BEGIN, &b, sizeof(b), head, len) == -1) {
+	first = len < IPC_MAX_PAYLOAD - sizeof(b) ? len :
+	    IPC_MAX_PAYLOAD - sizeof(b);
+	if (txn_send(c, MSG_CAPTURE_BEGIN, &b, sizeof(b), head, first) == -1 ||
+	    await_reply(c, MSG_SPOOLER_BEGUN, NULL, 0) == -1) {
 		free(head);
 		return -1;
 	}
-	free(head);
-	if (await_reply(c, MSG_SPOOLER_BEGUN, NULL, 0) == -1)
-		return -1;
 	t->begun = 1;
-	t->size = len;
+	txn_put(c, (const unsigned char *)head + first, len - first);
+	free(head);
 	return 0;
+}
+
+/*
+ * Postfix with milter_protocol < 4 sends no DATA: open the queue file at
+ * the first header instead.  Failures then surface at end of message.
+ */
+static int
+txn_ready(SMFICTX *ctx, struct conn *c)
+{
+	struct txn *t = c->txn;
+
+	if (t == NULL || t->error[0] != '\0')
+		return 0;
+	if (!t->begun && txn_begin(ctx, c) == -1)
+		return 0;
+	return t->begun;
 }
 
 /* All recipients are known and the body has not been sent yet. */
@@ -576,7 +605,7 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
 {
 	struct conn *c = conn_of(ctx);
 
-	if (c->txn != NULL && c->txn->begun) {
+	if (txn_ready(ctx, c)) {
 		txn_put_lf(c, (const unsigned char *)name, strlen(name));
 		txn_putc(c, ':');
 		if (!(c->proto & SMFIP_HDR_LEADSPC))
@@ -593,7 +622,7 @@ mlfi_eoh(SMFICTX *ctx)
 {
 	struct conn *c = conn_of(ctx);
 
-	if (c->txn != NULL && c->txn->begun)
+	if (txn_ready(ctx, c))
 		txn_putc(c, '\n');
 	return carry_on(c, SMFIP_NR_EOH);
 }
@@ -603,7 +632,7 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
 	struct conn *c = conn_of(ctx);
 
-	if (c->txn != NULL && c->txn->begun)
+	if (txn_ready(ctx, c))
 		txn_put_lf(c, chunk, len);
 	return carry_on(c, SMFIP_NR_BODY);
 }

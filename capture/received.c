@@ -39,17 +39,50 @@ clean(const char *s)
 	return s == NULL || strpbrk(s, "\r\n") == NULL;
 }
 
+/*
+ * An address inside S<...> or O<...> must not hold angle brackets:
+ * MailScanner strips up to the last '<' and from the first '>', so
+ * "<a>b@x>" would read as another address.
+ */
+static int
+clean_addr(const char *s)
+{
+	return clean(s) && strpbrk(s, "<>") == NULL;
+}
+
+/*
+ * The HELO argument is the client's free text.  MailScanner reads the
+ * client address from the first "(... [addr])" of our Received header, so
+ * a HELO of "x (y [127.0.0.1])" would forge it: keep only what a host name
+ * or an address literal can hold.
+ */
+static void
+safe_helo(const char *helo, char *out, size_t size)
+{
+	size_t n = 0;
+
+	for (; *helo != '\0' && n + 1 < size; helo++) {
+		char c = *helo;
+
+		out[n++] = ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || strchr(".-_:[]", c) != NULL) ?
+		    c : '_';
+	}
+	out[n] = '\0';
+}
+
 static int
 envelope_clean(const struct envelope *e)
 {
-	if (!clean(e->sender) || !clean(e->auth_type) || !clean(e->helo) ||
+	if (!clean_addr(e->sender) || !clean(e->auth_type) ||
+	    !clean(e->helo) ||
 	    !clean(e->client_name) || !clean(e->client_addr) ||
 	    !clean(e->by_host) || !clean(e->tls_version) ||
 	    !clean(e->cipher) || !clean(e->cipher_bits) ||
 	    !clean(e->queue_id))
 		return 0;
 	for (size_t i = 0; i < e->nrcpt; i++)
-		if (!clean(e->rcpts[i].addr) || !clean(e->rcpts[i].dsn))
+		if (!clean_addr(e->rcpts[i].addr) || !clean(e->rcpts[i].dsn))
 			return 0;
 	return 1;
 }
@@ -67,14 +100,17 @@ protocol_word(const struct envelope *e)
 static void
 put_received(FILE *f, const struct envelope *e)
 {
-	char date[96];
+	char date[96], helo[256], name[256];
 
-	fprintf(f, "Received: from %s",
-	    e->helo != NULL && e->helo[0] ? e->helo : e->client_name);
+	/* Postfix checks client names, but a PTR record is the client's. */
+	safe_helo(e->client_name, name, sizeof(name));
+	safe_helo(e->helo != NULL && e->helo[0] ? e->helo : e->client_name,
+	    helo, sizeof(helo));
+	fprintf(f, "Received: from %s", helo);
 	if (e->client_addr[0] != '\0')
-		fprintf(f, " (%s [%s])\n", e->client_name, e->client_addr);
+		fprintf(f, " (%s [%s])\n", name, e->client_addr);
 	else
-		fprintf(f, " (%s)\n", e->client_name);
+		fprintf(f, " (%s)\n", name);
 	if (e->tls_version != NULL) {
 		fprintf(f, "\t(using %s with cipher %s (%s/%s bits))\n",
 		    e->tls_version, e->cipher ? e->cipher : "unknown",

@@ -172,8 +172,9 @@ static const struct key keys[] = {
 	    0777),
 	KSTR("milteruser", "Milter User", milter_user, check_nonempty, 0),
 	KSTR("milterchroot", "Milter Chroot", milter_chroot, check_absolute, 0),
+	/* Below Postfix's milter_content_timeout (300 s). */
 	KUINT("miltercommittimeout", "Milter Commit Timeout",
-	    milter_commit_timeout, 1, 3600),
+	    milter_commit_timeout, 1, 250),
 	KENUM("deliverymethod", "Delivery Method", ms_delivery_method,
 	    ms_delivery_words),
 	KENUM("locktype", "Lock Type", lock_type, lock_words),

@@ -16,6 +16,9 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
 	[MSG_PARENT_SETTINGS] = "PARENT_SETTINGS",
 	[MSG_PARENT_PEER] = "PARENT_PEER",
 	[MSG_PARENT_STOP] = "PARENT_STOP",
+	[MSG_PARENT_RELAY] = "PARENT_RELAY",
+	[MSG_RELAY_REQUEUE] = "RELAY_REQUEUE",
+	[MSG_SPOOLER_REQUEUED] = "SPOOLER_REQUEUED",
 	[MSG_CHILD_READY] = "CHILD_READY",
 	[MSG_CHILD_LOG] = "CHILD_LOG",
 	[MSG_CAPTURE_SESSION] = "CAPTURE_SESSION",
@@ -32,7 +35,8 @@ static const char *const type_names[MSG_TYPE_COUNT] = {
 static int
 type_carries_fd(uint32_t type)
 {
-	return type == MSG_PARENT_PEER || type == MSG_CAPTURE_SESSION;
+	return type == MSG_PARENT_PEER || type == MSG_PARENT_RELAY ||
+	    type == MSG_CAPTURE_SESSION || type == MSG_RELAY_REQUEUE;
 }
 
 const char *
@@ -49,9 +53,9 @@ ipc_pair(int sv[2])
 	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
 }
 
-int
-ipc_sendv2(int sock, uint32_t type, const void *p1, size_t len1,
-    const void *p2, size_t len2, int fd)
+static int
+send_record(int sock, uint32_t type, const void *p1, size_t len1,
+    const void *p2, size_t len2, int fd, int flags)
 {
 	struct ipc_hdr	 hdr;
 	struct iovec	 iov[3];
@@ -91,7 +95,7 @@ ipc_sendv2(int sock, uint32_t type, const void *p1, size_t len1,
 		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
 	}
 	do {
-		n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
 	} while (n == -1 && errno == EINTR);
 	if (n == -1)
 		return -1;
@@ -104,29 +108,57 @@ ipc_sendv2(int sock, uint32_t type, const void *p1, size_t len1,
 }
 
 int
-ipc_send(int sock, uint32_t type, const void *p, size_t len, int fd)
+ipc_sendv2(int sock, uint32_t type, const void *p1, size_t len1,
+    const void *p2, size_t len2, int fd)
 {
-	return ipc_sendv2(sock, type, p, len, NULL, 0, fd);
+	return send_record(sock, type, p1, len1, p2, len2, fd, 0);
 }
 
+int
+ipc_send(int sock, uint32_t type, const void *p, size_t len, int fd)
+{
+	return send_record(sock, type, p, len, NULL, 0, fd, 0);
+}
+
+int
+ipc_send_nowait(int sock, uint32_t type, const void *p, size_t len)
+{
+	return send_record(sock, type, p, len, NULL, 0, -1, MSG_DONTWAIT);
+}
+
+/*
+ * Collect the passed descriptors: all of them are closed unless there was
+ * exactly one, so a peer cannot fill our descriptor table.  Returns the
+ * one descriptor, -1 when none, -2 when the peer sent more than one.
+ */
 static int
 take_fd(struct msghdr *msg)
 {
 	struct cmsghdr	*cmsg;
-	int		 fd = -1;
+	int		 fd = -1, count = 0;
 
 	for (cmsg = CMSG_FIRSTHDR(msg); cmsg != NULL;
 	    cmsg = CMSG_NXTHDR(msg, cmsg)) {
-		if (cmsg->cmsg_level == SOL_SOCKET &&
-		    cmsg->cmsg_type == SCM_RIGHTS &&
-		    cmsg->cmsg_len == CMSG_LEN(sizeof(int))) {
+		size_t n;
+
+		if (cmsg->cmsg_level != SOL_SOCKET ||
+		    cmsg->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
 			int got;
 
-			memcpy(&got, CMSG_DATA(cmsg), sizeof(int));
-			if (fd != -1)
-				close(fd);
-			fd = got;
+			memcpy(&got, CMSG_DATA(cmsg) + i * sizeof(int),
+			    sizeof(int));
+			if (count++ == 0)
+				fd = got;
+			else
+				close(got);
 		}
+	}
+	if (count > 1) {
+		close(fd);
+		return -2;
 	}
 	return fd;
 }
@@ -138,9 +170,10 @@ ipc_recv(int sock, struct ipc_msg *m)
 	struct msghdr	 msg;
 	union {
 		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
+		char		buf[CMSG_SPACE(4 * sizeof(int))];
 	} cmsgbuf;
 	ssize_t		 n;
+	int		 fd;
 
 	m->fd = -1;
 	iov[0].iov_base = &m->hdr;
@@ -156,16 +189,19 @@ ipc_recv(int sock, struct ipc_msg *m)
 	do {
 		n = recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
 	} while (n == -1 && errno == EINTR);
-	if (n <= 0)
-		return (int)n;
-	m->fd = take_fd(&msg);
+	if (n < 0)
+		return -1;
+	fd = take_fd(&msg);
+	if (n == 0 && msg.msg_controllen == 0)
+		return 0;		/* end of file */
+	m->fd = fd;
 
-	if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
+	if (fd == -2 || n == 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
 	    (size_t)n < sizeof(m->hdr) ||
 	    (size_t)n - sizeof(m->hdr) != m->hdr.len ||
 	    m->hdr.type == MSG_NONE || m->hdr.type >= MSG_TYPE_COUNT ||
 	    (m->fd != -1 && !type_carries_fd(m->hdr.type))) {
-		if (m->fd != -1)
+		if (m->fd >= 0)
 			close(m->fd);
 		m->fd = -1;
 		errno = EPROTO;

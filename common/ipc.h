@@ -29,6 +29,7 @@ enum msg_type {
 	MSG_PARENT_SETTINGS,	/* struct msm_settings */
 	MSG_PARENT_PEER,	/* fd: a new capture<->spooler control channel */
 	MSG_PARENT_STOP,	/* empty: stop taking work, finish, exit */
+	MSG_PARENT_RELAY,	/* fd: a new relay<->spooler channel (spooler) */
 
 	/* any child -> parent */
 	MSG_CHILD_READY,	/* empty: set-up done, sandbox in place */
@@ -43,10 +44,15 @@ enum msg_type {
 	MSG_CAPTURE_COMMIT,	/* empty: make it durable and answer */
 	MSG_CAPTURE_ABORT,	/* empty: forget the message in progress */
 
+	/* relay -> spooler */
+	MSG_RELAY_REQUEUE,	/* fd: the milterout file; struct ipc_requeue
+				 * + nrcpt uint32_t recipient indexes */
+
 	/* spooler -> capture, on a session channel */
 	MSG_SPOOLER_BEGUN,	/* empty: temp file made, head written */
 	MSG_SPOOLER_COMMITTED,	/* struct ipc_committed */
 	MSG_SPOOLER_FAILED,	/* struct ipc_failed */
+	MSG_SPOOLER_REQUEUED,	/* struct ipc_committed, to the relay */
 
 	MSG_TYPE_COUNT
 };
@@ -70,6 +76,14 @@ struct ipc_committed {
 	uint64_t	size;			/* bytes in the queue file */
 };
 
+#define IPC_REPLY_MAX		512
+
+struct ipc_requeue {
+	char		queue_id[QUEUEID_MAX];	/* preferred milterin name */
+	char		reply[IPC_REPLY_MAX];	/* the MTA's rejection */
+	uint32_t	nrcpt;			/* indexes that follow */
+};
+
 struct ipc_failed {
 	char		reason[IPC_REASON_MAX];
 };
@@ -88,6 +102,11 @@ int	ipc_pair(int sv[2]);
 
 /* Send one record; fd >= 0 is passed along.  0 or -1 with errno. */
 int	ipc_send(int sock, uint32_t type, const void *p, size_t len, int fd);
+/*
+ * Send an answer to a peer that might not be reading: EAGAIN instead of
+ * blocking, so a stuck or hostile reader cannot stop the sender.
+ */
+int	ipc_send_nowait(int sock, uint32_t type, const void *p, size_t len);
 /* Same, payload in two pieces (fixed struct + variable part). */
 int	ipc_sendv2(int sock, uint32_t type, const void *p1, size_t len1,
 	    const void *p2, size_t len2, int fd);

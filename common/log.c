@@ -87,7 +87,9 @@ log_vwrite(int priority, int with_errno, const char *fmt, va_list ap)
 
 	if (priority == LOG_DEBUG && !logstate.debug)
 		return;
-	n = snprintf(line, sizeof(line), "%s: ", logstate.ident);
+	/* The parent names a child's lines itself: a child cannot forge. */
+	n = logstate.dest == LOG_TO_PARENT ? 0 :
+	    snprintf(line, sizeof(line), "%s: ", logstate.ident);
 	if (n < 0 || (size_t)n >= sizeof(line))
 		n = 0;
 	vsnprintf(line + n, sizeof(line) - n, fmt, ap);

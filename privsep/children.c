@@ -28,6 +28,7 @@
 static const char *const child_names[CHILD_COUNT] = {
 	[CHILD_SPOOLER] = "spooler",
 	[CHILD_CAPTURE] = "capture",
+	[CHILD_RELAY] = "relay",
 };
 
 /* Children sit beside the parent in build/, else under LIBEXECDIR. */
@@ -106,26 +107,41 @@ exec_child(struct child *c, int chan)
 	_exit(127);
 }
 
+/*
+ * A log line from a child: we put its name in front, strip control
+ * characters again, and never let it speak louder than LOG_CRIT (rsyslog
+ * writes emergencies to every terminal).
+ */
+static int
+child_log(const struct child *c, struct ipc_msg *m)
+{
+	struct ipc_log	 lg;
+	char		 line[LOG_LINE_MAX + 32];
+	char		*text = (char *)m->data + sizeof(lg);
+	size_t		 tlen;
+
+	if (m->hdr.len <= sizeof(lg))
+		return -1;
+	memcpy(&lg, m->data, sizeof(lg));
+	tlen = m->hdr.len - sizeof(lg);
+	if (text[tlen - 1] != '\0' || lg.priority < LOG_EMERG ||
+	    lg.priority > LOG_DEBUG)
+		return -1;
+	snprintf(line, sizeof(line), "%s: %s", c->name, text);
+	for (char *p = line; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	log_emit(lg.priority < LOG_CRIT ? LOG_CRIT : lg.priority, line);
+	return 0;
+}
+
 /* Handle one record from a child; -1 if the child broke the protocol. */
 static int
 child_record(struct child *c, struct ipc_msg *m)
 {
 	switch (m->hdr.type) {
-	case MSG_CHILD_LOG: {
-		struct ipc_log	lg;
-		const char	*text = (const char *)m->data + sizeof(lg);
-		size_t		 tlen;
-
-		if (m->hdr.len <= sizeof(lg))
-			return -1;
-		memcpy(&lg, m->data, sizeof(lg));
-		tlen = m->hdr.len - sizeof(lg);
-		if (text[tlen - 1] != '\0' || lg.priority < LOG_EMERG ||
-		    lg.priority > LOG_DEBUG)
-			return -1;
-		log_emit(lg.priority, text);
-		return 0;
-	}
+	case MSG_CHILD_LOG:
+		return child_log(c, m);
 	case MSG_CHILD_READY:
 		if (m->hdr.len != 0 || c->ready)
 			return -1;
@@ -240,25 +256,41 @@ children_running(const struct parent *p)
 	return n;
 }
 
-/* Give capture and spooler a fresh channel to each other. */
-void
-children_link(struct parent *p)
+/* A fresh channel between the spooler and one of its clients. */
+static void
+link_pair(struct child *client, struct child *spo, uint32_t spooler_type)
 {
-	struct child	*cap = &p->children[CHILD_CAPTURE];
-	struct child	*spo = &p->children[CHILD_SPOOLER];
-	int		 sv[2];
+	int sv[2];
 
-	if (!cap->ready || !spo->ready || cap->chan == -1 || spo->chan == -1)
+	if (!client->ready || !spo->ready || client->chan == -1 ||
+	    spo->chan == -1)
 		return;
 	if (ipc_pair(sv) == -1) {
-		log_warn("socketpair capture<->spooler");
+		log_warn("socketpair %s<->spooler", client->name);
 		return;
 	}
-	if (ipc_send(spo->chan, MSG_PARENT_PEER, NULL, 0, sv[0]) == -1 ||
-	    ipc_send(cap->chan, MSG_PARENT_PEER, NULL, 0, sv[1]) == -1)
-		log_warn("passing the capture<->spooler channel");
+	if (ipc_send(spo->chan, spooler_type, NULL, 0, sv[0]) == -1 ||
+	    ipc_send(client->chan, MSG_PARENT_PEER, NULL, 0, sv[1]) == -1)
+		log_warn("passing the %s<->spooler channel", client->name);
 	close(sv[0]);
 	close(sv[1]);
+}
+
+/*
+ * After a child (re)started: capture and the relay each get a new channel
+ * to the spooler when they or the spooler are new.
+ */
+void
+children_link(struct parent *p, enum child_id started)
+{
+	struct child *spo = &p->children[CHILD_SPOOLER];
+
+	if (started == CHILD_SPOOLER || started == CHILD_CAPTURE ||
+	    started == CHILD_COUNT)
+		link_pair(&p->children[CHILD_CAPTURE], spo, MSG_PARENT_PEER);
+	if (started == CHILD_SPOOLER || started == CHILD_RELAY ||
+	    started == CHILD_COUNT)
+		link_pair(&p->children[CHILD_RELAY], spo, MSG_PARENT_RELAY);
 }
 
 void
@@ -334,21 +366,17 @@ child_reaped(struct parent *p, pid_t pid, int status)
 void
 children_restart_due(struct parent *p, time_t now)
 {
-	int started = 0;
-
 	for (int i = 0; i < CHILD_COUNT; i++) {
 		struct child *c = &p->children[i];
 
 		if (c->pid != 0 || c->restart_at == 0 || c->restart_at > now)
 			continue;
 		if (child_start(p, c) == 0)
-			started = 1;
+			children_link(p, (enum child_id)i);
 		else if (c->pid == 0) {
 			c->failures++;
 			c->restart_at = now + (c->failures >= 6 ?
 			    MAX_BACKOFF_SECONDS : (1u << c->failures));
 		}
 	}
-	if (started)
-		children_link(p);
 }

@@ -153,7 +153,17 @@ spooler_needs_restart(const struct msm_settings *a,
 {
 	return strcmp(a->run_as_user, b->run_as_user) != 0 ||
 	    strcmp(a->run_as_group, b->run_as_group) != 0 ||
-	    strcmp(a->incoming_work_group, b->incoming_work_group) != 0;
+	    strcmp(a->incoming_work_group, b->incoming_work_group) != 0 ||
+	    strcmp(a->incoming_queue_dir, b->incoming_queue_dir) != 0;
+}
+
+static int
+relay_needs_restart(const struct msm_settings *a,
+    const struct msm_settings *b)
+{
+	return spooler_needs_restart(a, b) ||
+	    strcmp(a->outgoing_queue_dir, b->outgoing_queue_dir) != 0 ||
+	    strcmp(a->relay_quarantine_dir, b->relay_quarantine_dir) != 0;
 }
 
 static void
@@ -184,6 +194,8 @@ reload(struct parent *p)
 		restart_child(&p->children[CHILD_CAPTURE]);
 	if (spooler_needs_restart(&p->set, &next))
 		restart_child(&p->children[CHILD_SPOOLER]);
+	if (relay_needs_restart(&p->set, &next))
+		restart_child(&p->children[CHILD_RELAY]);
 	p->set = next;
 	log_set_debug(p->set.debug);
 	children_send_settings(p);
@@ -195,11 +207,15 @@ static void
 terminate_step(struct parent *p)
 {
 	struct child *cap = &p->children[CHILD_CAPTURE];
+	struct child *rel = &p->children[CHILD_RELAY];
 	struct child *spo = &p->children[CHILD_SPOOLER];
 
 	if (cap->pid > 0 && !cap->stopping)
 		child_stop(cap, SIGTERM);
-	if (cap->pid == 0 && spo->pid > 0 && !spo->stopping)
+	if (rel->pid > 0 && !rel->stopping)
+		child_stop(rel, SIGTERM);
+	/* The spooler last: capture and the relay may still need it. */
+	if (cap->pid == 0 && rel->pid == 0 && spo->pid > 0 && !spo->stopping)
 		child_stop(spo, SIGTERM);
 	if (time(NULL) >= p->terminate_deadline)
 		for (int i = 0; i < CHILD_COUNT; i++)
@@ -338,13 +354,14 @@ main(int argc, char *argv[])
 
 	p.pidfd = -1;
 	p.sigfd = setup_signals();
+	/* Before any child: a second instance must not touch our spool. */
+	write_pidfile(&p);
 	children_init(&p, argv[0]);
 	for (int i = 0; i < CHILD_COUNT; i++)
 		if (child_start(&p, &p.children[i]) == -1)
 			fatalx("cannot start %s (%s)", p.children[i].name,
 			    p.children[i].path);
-	children_link(&p);
-	write_pidfile(&p);
+	children_link(&p, CHILD_COUNT);
 	log_info("msmilter ready (config %s)", p.config_path);
 
 	parent_loop(&p);

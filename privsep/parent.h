@@ -12,7 +12,8 @@
 
 #include "config.h"
 
-enum child_id { CHILD_SPOOLER, CHILD_CAPTURE, CHILD_COUNT };
+/* Started in this order: the spooler must be there for the others. */
+enum child_id { CHILD_SPOOLER, CHILD_CAPTURE, CHILD_RELAY, CHILD_COUNT };
 
 struct child {
 	const char	*name;		/* "spooler", "capture" */
@@ -43,7 +44,7 @@ void	children_init(struct parent *, const char *argv0);
 int	child_start(struct parent *, struct child *);
 void	child_reaped(struct parent *, pid_t, int status);
 void	child_read(struct parent *, struct child *);
-void	children_link(struct parent *);
+void	children_link(struct parent *, enum child_id started);
 void	children_restart_due(struct parent *, time_t now);
 void	child_stop(struct child *, int sig);
 int	children_running(const struct parent *);

@@ -51,4 +51,13 @@ void	spool_discard(struct spool_dir *d, struct spool_file *f);
 /* Forget a file that is now durable (closes its descriptor). */
 void	spool_done(struct spool_file *f);
 
+/*
+ * requeue.c: write the recipients idx[0..rq->nrcpt) of the queue file open
+ * on fd into the spool with the relay's reject header.  0 with done
+ * filled, or -1 with a reason.
+ */
+int	spool_requeue(struct spool_dir *d, const char *org, int fd,
+	    const struct ipc_requeue *rq, const uint32_t *idx,
+	    struct ipc_committed *done, char *reason, size_t rlen);
+
 #endif

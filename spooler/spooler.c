@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -26,6 +27,11 @@
 #include "sandbox.h"
 #include "spool.h"
 
+/* Sessions at once: each holds a descriptor, maybe two. */
+#define MAX_SESSIONS		4096
+/* How long a stopping spooler waits for messages in progress. */
+#define DRAIN_SECONDS		30
+
 /* How many records one session may hand us per round: fairness. */
 #define RECORDS_PER_ROUND	8
 
@@ -34,6 +40,7 @@ enum session_state { S_IDLE, S_WRITING, S_FAILED, S_COMMITTING };
 struct session {
 	int			 chan;
 	enum session_state	 state;
+	int			 broken;	/* capture stopped reading */
 	struct spool_file	 file;
 	char			 reason[IPC_REASON_MAX];
 };
@@ -42,6 +49,7 @@ struct spooler {
 	struct msm_settings	 set;
 	struct spool_dir	 dir;
 	int			 control;	/* from capture, -1 if none */
+	int			 relay;		/* from the relay, -1 if none */
 	struct session		**sessions;
 	size_t			 nsessions, cap;
 	struct pollfd		*pfds;
@@ -71,7 +79,7 @@ session_add(struct spooler *sp, int chan)
 		if (n1 == NULL)
 			goto fail;
 		sp->sessions = n1;
-		n2 = reallocarray(sp->pfds, ncap + 2, sizeof(*sp->pfds));
+		n2 = reallocarray(sp->pfds, ncap + 3, sizeof(*sp->pfds));
 		if (n2 == NULL)
 			goto fail;
 		sp->pfds = n2;
@@ -121,6 +129,19 @@ session_fail(struct session *s, struct spooler *sp, const char *detail)
 	s->state = S_FAILED;
 }
 
+/*
+ * Answers never block: a capture that does not read its answers (stuck or
+ * hostile) loses its session instead of stopping the spooler.
+ */
+static void
+answer(struct session *s, uint32_t type, const void *p, size_t len)
+{
+	if (ipc_send_nowait(s->chan, type, p, len) == -1) {
+		log_warn("answering capture; closing the session");
+		s->broken = 1;
+	}
+}
+
 static void
 reply_failed(struct session *s)
 {
@@ -129,8 +150,7 @@ reply_failed(struct session *s)
 	memset(&f, 0, sizeof(f));
 	snprintf(f.reason, sizeof(f.reason), "%s",
 	    s->reason[0] ? s->reason : "queue file not written");
-	if (ipc_send(s->chan, MSG_SPOOLER_FAILED, &f, sizeof(f), -1) == -1)
-		log_warn("reply to capture");
+	answer(s, MSG_SPOOLER_FAILED, &f, sizeof(f));
 	s->state = S_IDLE;
 }
 
@@ -157,8 +177,7 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	}
 	s->state = S_WRITING;
 	/* Answered, so a full disk is refused before the body is sent. */
-	if (ipc_send(s->chan, MSG_SPOOLER_BEGUN, NULL, 0, -1) == -1)
-		log_warn("reply to capture");
+	answer(s, MSG_SPOOLER_BEGUN, NULL, 0);
 	return 0;
 }
 
@@ -258,12 +277,12 @@ commit_round(struct spooler *sp)
 		s->state = S_IDLE;
 		log_debug("%s: committed to %s, %llu bytes", c.queue_id,
 		    sp->dir.path, (unsigned long long)c.size);
-		if (ipc_send(s->chan, MSG_SPOOLER_COMMITTED, &c, sizeof(c),
-		    -1) == -1)
-			/* The file is durable; capture will TEMPFAIL and
-			 * Postfix retry: a duplicate, never a loss. */
-			log_warn("%s: committed but capture is gone",
-			    c.queue_id);
+		/*
+		 * The file is durable.  If capture cannot hear it, it
+		 * answers TEMPFAIL and the client retries: a duplicate,
+		 * never a loss.
+		 */
+		answer(s, MSG_SPOOLER_COMMITTED, &c, sizeof(c));
 	}
 }
 
@@ -295,24 +314,31 @@ session_read(struct spooler *sp, struct session *s)
 			    ipc_type_name(sp->msg.hdr.type), s->state);
 			return -1;
 		}
+		if (s->broken)
+			return -1;
 	}
 	return 0;
 }
 
+/*
+ * Settings from the parent.  A new Incoming Queue Dir or identity makes
+ * the parent restart us instead, so messages in progress keep their
+ * directory; leftover temp files are only removed at start-up, never
+ * while sessions may own them.
+ */
 static void
-apply_settings(struct spooler *sp)
+apply_settings(struct spooler *sp, int at_start)
 {
-	snprintf(sp->dir.path, sizeof(sp->dir.path), "%s",
-	    sp->set.incoming_queue_dir);
 	sp->dir.queue_type = sp->set.queue_type;
 	sp->dir.mode = sp->set.incoming_work_group[0] ? 0640 : 0600;
-	if (sp->dir.fd != -1)
-		close(sp->dir.fd);
-	sp->dir.fd = -1;
+	if (!at_start)
+		return;
+	snprintf(sp->dir.path, sizeof(sp->dir.path), "%s",
+	    sp->set.incoming_queue_dir);
 	if (spool_open_dir(&sp->dir) == -1)
 		log_warn("cannot open Incoming Queue Dir %s (mail will be "
 		    "refused with 451 until it can)", sp->dir.path);
-	else if (spool_clean_temp(&sp->dir) == -1)
+	else if (at_start && spool_clean_temp(&sp->dir) == -1)
 		log_warn("cannot scan %s for leftover temp files", sp->dir.path);
 }
 
@@ -328,7 +354,7 @@ parent_record(struct spooler *sp)
 		if (child_take_settings(sp->msg.data, sp->msg.hdr.len,
 		    &sp->set) != 0)
 			return -1;
-		apply_settings(sp);
+		apply_settings(sp, 0);
 		return 0;
 	case MSG_PARENT_STOP:
 		if (sp->msg.hdr.len != 0)
@@ -336,12 +362,19 @@ parent_record(struct spooler *sp)
 		sp->terminating = 1;
 		return 0;
 	case MSG_PARENT_PEER:
+	case MSG_PARENT_RELAY:
 		if (sp->msg.fd == -1 || sp->msg.hdr.len != 0 ||
 		    !ipc_is_socket(sp->msg.fd, SOCK_SEQPACKET))
 			return -1;
-		if (sp->control != -1)
-			close(sp->control);
-		sp->control = sp->msg.fd;
+		if (sp->msg.hdr.type == MSG_PARENT_PEER) {
+			if (sp->control != -1)
+				close(sp->control);
+			sp->control = sp->msg.fd;
+		} else {
+			if (sp->relay != -1)
+				close(sp->relay);
+			sp->relay = sp->msg.fd;
+		}
 		return 0;
 	default:
 		return -1;
@@ -360,34 +393,128 @@ control_record(struct spooler *sp)
 	}
 	if (r == -1 && (errno == EAGAIN || errno == EINTR))
 		return 0;
+	/*
+	 * A broken control channel (or one we could not read a descriptor
+	 * from) would leave capture talking into the void: exit, and the
+	 * parent restarts us with fresh channels.
+	 */
 	if (r == -1 || sp->msg.hdr.type != MSG_CAPTURE_SESSION ||
 	    sp->msg.fd == -1 || sp->msg.hdr.len != 0 ||
-	    !ipc_is_socket(sp->msg.fd, SOCK_SEQPACKET)) {
-		if (r == 1 && sp->msg.fd != -1)
-			close(sp->msg.fd);
-		log_warnx("protocol error on capture's control channel");
-		close(sp->control);
-		sp->control = -1;
+	    !ipc_is_socket(sp->msg.fd, SOCK_SEQPACKET))
+		fatalx("control channel from capture broken (%s)",
+		    r == -1 ? strerror(errno) : ipc_type_name(sp->msg.hdr.type));
+	if (sp->nsessions >= MAX_SESSIONS) {
+		log_warnx("%d sessions open; refusing another (capture "
+		    "answers 451)", MAX_SESSIONS);
+		close(sp->msg.fd);
 		return 0;
 	}
 	session_add(sp, sp->msg.fd);
 	return 0;
 }
 
+/*
+ * A requeue from the relay: the payload is the fixed struct followed by
+ * exactly nrcpt indexes, and the descriptor must be a regular file.
+ */
+static void
+relay_record(struct spooler *sp)
+{
+	struct ipc_requeue	 rq;
+	struct ipc_committed	 done;
+	struct ipc_failed	 f;
+	struct stat		 st;
+	char			 reason[IPC_REASON_MAX];
+	int			 r = ipc_recv(sp->relay, &sp->msg);
+
+	if (r == -1 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (r != 1 || sp->msg.hdr.type != MSG_RELAY_REQUEUE ||
+	    sp->msg.fd == -1 || sp->msg.hdr.len < sizeof(rq) ||
+	    (memcpy(&rq, sp->msg.data, sizeof(rq)),
+	    (sp->msg.hdr.len - sizeof(rq)) / sizeof(uint32_t) != rq.nrcpt) ||
+	    (sp->msg.hdr.len - sizeof(rq)) % sizeof(uint32_t) != 0 ||
+	    ipc_string_ok(rq.queue_id, sizeof(rq.queue_id)) != 0 ||
+	    ipc_string_ok(rq.reply, sizeof(rq.reply)) != 0 ||
+	    fstat(sp->msg.fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		if (r == 1 && sp->msg.fd != -1)
+			close(sp->msg.fd);
+		if (r != 0)
+			log_warnx("protocol error on the relay's channel");
+		close(sp->relay);
+		sp->relay = -1;
+		return;
+	}
+	if (spool_requeue(&sp->dir, sp->set.org_name, sp->msg.fd, &rq,
+	    (const uint32_t *)(const void *)(sp->msg.data + sizeof(rq)), &done,
+	    reason, sizeof(reason)) == 0) {
+		log_info("%s: requeued from the relay, %llu bytes",
+		    done.queue_id, (unsigned long long)done.size);
+		r = ipc_send(sp->relay, MSG_SPOOLER_REQUEUED, &done,
+		    sizeof(done), -1);
+	} else {
+		log_warnx("%s: requeue refused: %s", rq.queue_id, reason);
+		memset(&f, 0, sizeof(f));
+		snprintf(f.reason, sizeof(f.reason), "%s", reason);
+		r = ipc_send(sp->relay, MSG_SPOOLER_FAILED, &f, sizeof(f), -1);
+	}
+	close(sp->msg.fd);
+	if (r == -1)
+		log_warn("answering the relay");
+}
+
+/*
+ * Stopping: take no new sessions, drop the idle ones, and give the ones
+ * in the middle of a message a bounded time to finish.  1 when done.
+ */
+static int
+drain(struct spooler *sp, time_t *deadline)
+{
+	int busy = 0;
+
+	if (*deadline == 0) {
+		*deadline = time(NULL) + DRAIN_SECONDS;
+		log_info("stopping: no new sessions");
+	}
+	if (sp->control != -1) {
+		close(sp->control);
+		sp->control = -1;
+	}
+	for (size_t i = sp->nsessions; i-- > 0;) {
+		if (sp->sessions[i]->state == S_IDLE)
+			session_close(sp, i);
+		else
+			busy++;
+	}
+	if (busy > 0 && time(NULL) >= *deadline) {
+		log_warnx("%d message%s still in progress after %d s; their "
+		    "clients get a temporary failure", busy, busy == 1 ? "" :
+		    "s", DRAIN_SECONDS);
+		return 1;
+	}
+	return busy == 0;
+}
+
 static void
 spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 {
-	for (;;) {
-		size_t	 n = sp->nsessions;
+	struct timespec	 second = { 1, 0 };
+	time_t		 deadline = 0;
 
-		if (sp->terminating && n == 0 && sp->control == -1)
+	for (;;) {
+		size_t	 n;
+
+		if (sp->terminating && drain(sp, &deadline))
 			return;
+		n = sp->nsessions;
 		sp->pfds[0] = (struct pollfd){ IPC_PARENT_FD, POLLIN, 0 };
 		sp->pfds[1] = (struct pollfd){ sp->control, POLLIN, 0 };
+		sp->pfds[2] = (struct pollfd){ sp->relay, POLLIN, 0 };
 		for (size_t i = 0; i < n; i++)
-			sp->pfds[i + 2] = (struct pollfd){
+			sp->pfds[i + 3] = (struct pollfd){
 			    sp->sessions[i]->chan, POLLIN, 0 };
-		if (ppoll(sp->pfds, n + 2, NULL, waitmask) == -1) {
+		if (ppoll(sp->pfds, n + 3, sp->terminating ? &second : NULL,
+		    waitmask) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("poll");
@@ -396,14 +523,19 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 			fatalx("parent channel closed or broken");
 		if (sp->pfds[1].revents && sp->control != -1)
 			control_record(sp);
+		if (sp->pfds[2].revents && sp->relay != -1)
+			relay_record(sp);
 		/* Walk backwards: session_close moves the last one here. */
 		for (size_t i = n; i-- > 0;) {
-			if (sp->pfds[i + 2].revents == 0)
+			if (sp->pfds[i + 3].revents == 0)
 				continue;
 			if (session_read(sp, sp->sessions[i]) == -1)
 				session_close(sp, i);
 		}
 		commit_round(sp);
+		for (size_t i = sp->nsessions; i-- > 0;)
+			if (sp->sessions[i]->broken)
+				session_close(sp, i);
 	}
 }
 
@@ -436,9 +568,10 @@ main(void)
 	sp.msg.cap = sizeof(buf);
 	sp.control = -1;
 	sp.dir.fd = -1;
-	if ((sp.pfds = calloc(2, sizeof(*sp.pfds))) == NULL)
+	sp.relay = -1;
+	if ((sp.pfds = calloc(3, sizeof(*sp.pfds))) == NULL)
 		fatal("calloc");
-	apply_settings(&sp);
+	apply_settings(&sp, 1);
 
 	the_spooler = &sp;
 	memset(&sa, 0, sizeof(sa));
@@ -453,6 +586,6 @@ main(void)
 	log_info("ready as %s, writing %s", creds.user, sp.dir.path);
 	child_ready();
 	spooler_loop(&sp, &waitmask);
-	log_info("stopping: no sessions left");
+	log_info("stopped");
 	return 0;
 }

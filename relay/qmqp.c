@@ -1,0 +1,177 @@
+/*
+ * QMQP client (qmail's protocol, served by Postfix's qmqpd): one netstring
+ * holding the message, the sender and each recipient as netstrings; the
+ * answer is a netstring starting with K (delivered), Z (temporary) or D
+ * (permanent).  The message goes with LF line ends, as qmqpd expects.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "relay.h"
+
+#define QMQP_REPLY_MAX	1024
+
+/*
+ * The message bytes with CRLF turned into LF.  With out == -1 only count
+ * them (netstrings need the length first); returns the count or -1.
+ */
+static long long
+message_bytes(int fd, off_t off, int out)
+{
+	char		 in[65536], buf[65536];
+	long long	 total = 0;
+	ssize_t		 n;
+	int		 cr = 0;
+
+	while ((n = pread(fd, in, sizeof(in), off)) > 0) {
+		size_t len = 0;
+
+		off += n;
+		for (ssize_t i = 0; i < n; i++) {
+			if (cr && in[i] != '\n')
+				buf[len++] = '\r';
+			cr = in[i] == '\r';
+			if (!cr)
+				buf[len++] = in[i];
+			if (len >= sizeof(buf) - 1) {
+				if (out != -1 && net_write_all(out, buf, len))
+					return -1;
+				total += (long long)len;
+				len = 0;
+			}
+		}
+		if (out != -1 && len > 0 && net_write_all(out, buf, len))
+			return -1;
+		total += (long long)len;
+	}
+	if (n < 0)
+		return -1;
+	if (cr) {
+		if (out != -1 && net_write_all(out, "\r", 1))
+			return -1;
+		total++;
+	}
+	return total;
+}
+
+static size_t
+netstring_len(size_t n)
+{
+	char tmp[32];
+
+	return (size_t)snprintf(tmp, sizeof(tmp), "%zu:", n) + n + 1;
+}
+
+static int
+put_netstring(int fd, const char *s)
+{
+	char	 head[32];
+	size_t	 n = strlen(s);
+
+	snprintf(head, sizeof(head), "%zu:", n);
+	return net_write_all(fd, head, strlen(head)) ||
+	    net_write_all(fd, s, n) || net_write_all(fd, ",", 1) ? -1 : 0;
+}
+
+/* "12:Kok thanks," -> code 'K', text "ok thanks"; strict. */
+static int
+read_answer(int fd, char *code, char *text, size_t size)
+{
+	char	 buf[QMQP_REPLY_MAX + 16];
+	size_t	 got = 0, len;
+	char	*colon, *end;
+
+	for (;;) {
+		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+
+		if (n <= 0)
+			return -1;
+		got += (size_t)n;
+		buf[got] = '\0';
+		if ((colon = memchr(buf, ':', got)) == NULL) {
+			if (got > 10)
+				return -1;
+			continue;
+		}
+		len = strtoul(buf, &end, 10);
+		if (end != colon || colon == buf || len == 0 ||
+		    len > QMQP_REPLY_MAX)
+			return -1;
+		if (got < (size_t)(colon - buf) + len + 2) {
+			if (got >= sizeof(buf) - 1)
+				return -1;
+			continue;
+		}
+		if (colon[1 + len] != ',')
+			return -1;
+		*code = colon[1];
+		snprintf(text, size, "%.*s", (int)len - 1, colon + 2);
+		for (char *p = text; *p; p++)
+			if ((unsigned char)*p < 0x20 || *p == 0x7f)
+				*p = '?';
+		return 0;
+	}
+}
+
+int
+qmqp_deliver(struct relay *r, struct delivery *d)
+{
+	char		 err[256], code = 0, text[400], head[32];
+	long long	 mlen = message_bytes(d->fd, d->q.data_offset, -1);
+	size_t		 total, n = 0;
+	enum rcpt_outcome o;
+	int		 fd;
+
+	if (mlen < 0) {
+		snprintf(d->reply, sizeof(d->reply), "read error");
+		return -1;
+	}
+	total = netstring_len((size_t)mlen) + netstring_len(strlen(d->q.sender));
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		if (d->outcome[i] == RCPT_PENDING) {
+			total += netstring_len(strlen(d->q.rcpts[i].addr));
+			n++;
+		}
+	if (n == 0)
+		return 0;
+	if ((fd = net_connect(&r->set, err, sizeof(err))) == -1) {
+		d->connect_failed = 1;
+		snprintf(d->reply, sizeof(d->reply), "%s", err);
+		o = RCPT_DEFERRED;
+		goto done;
+	}
+	snprintf(head, sizeof(head), "%zu:%lld:", total, mlen);
+	if (net_write_all(fd, head, strlen(head)) == -1 ||
+	    message_bytes(d->fd, d->q.data_offset, fd) != mlen ||
+	    net_write_all(fd, ",", 1) == -1 ||
+	    put_netstring(fd, d->q.sender) == -1)
+		goto lost;
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		if (d->outcome[i] == RCPT_PENDING &&
+		    put_netstring(fd, d->q.rcpts[i].addr) == -1)
+			goto lost;
+	if (net_write_all(fd, ",", 1) == -1 ||
+	    read_answer(fd, &code, text, sizeof(text)) == -1)
+		goto lost;
+	close(fd);
+	snprintf(d->reply, sizeof(d->reply), "%c%s", code, text);
+	o = code == 'K' ? RCPT_DELIVERED : code == 'D' ? RCPT_REJECTED :
+	    RCPT_DEFERRED;
+	if (o == RCPT_REJECTED)
+		snprintf(d->reject, sizeof(d->reject), "%s", text);
+	goto done;
+lost:
+	close(fd);
+	snprintf(d->reply, sizeof(d->reply), "QMQP connection lost: %s",
+	    errno ? strerror(errno) : "bad answer");
+	o = RCPT_DEFERRED;
+done:
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		if (d->outcome[i] == RCPT_PENDING)
+			d->outcome[i] = o;
+	return 0;
+}

@@ -1,0 +1,172 @@
+/*
+ * msmilter-relay: start-up as the privilege-drop checklist (settings from
+ * the parent, Run As User, open milterout and the quarantine directory,
+ * inotify), then a loop that waits for new files, due retries, the
+ * periodic rescan and the parent, and delivers what is due.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "child.h"
+#include "log.h"
+#include "relay.h"
+#include "sandbox.h"
+
+static void
+open_dirs(struct relay *r)
+{
+	char	 parent[MSM_PATH_LEN];
+
+	if (r->outdir == -1 && (r->outdir = open(r->set.outgoing_queue_dir,
+	    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		log_warn("cannot open Outgoing Queue Dir %s",
+		    r->set.outgoing_queue_dir);
+	if (r->set.relay_quarantine_dir[0] != '\0')
+		snprintf(r->badpath, sizeof(r->badpath), "%s",
+		    r->set.relay_quarantine_dir);
+	else {
+		snprintf(parent, sizeof(parent), "%s",
+		    r->set.outgoing_queue_dir);
+		snprintf(r->badpath, sizeof(r->badpath), "%s/milterout-invalid",
+		    dirname(parent));
+	}
+	if (r->badfd != -1)
+		return;
+	if (mkdir(r->badpath, 0750) == -1 && errno != EEXIST)
+		log_warn("cannot create %s", r->badpath);
+	if ((r->badfd = open(r->badpath, O_RDONLY | O_DIRECTORY |
+	    O_CLOEXEC)) == -1)
+		log_warn("cannot open %s: unreadable files stay in milterout",
+		    r->badpath);
+}
+
+static void
+watch(struct relay *r)
+{
+	r->inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (r->inotify == -1 || inotify_add_watch(r->inotify,
+	    r->set.outgoing_queue_dir, IN_MOVED_TO | IN_CLOSE_WRITE) == -1)
+		log_warn("inotify on %s (the periodic rescan still finds new "
+		    "files)", r->set.outgoing_queue_dir);
+}
+
+static void
+read_inotify(struct relay *r, time_t now)
+{
+	char	 buf[8192] __attribute__((aligned(8)));
+	ssize_t	 n;
+
+	while ((n = read(r->inotify, buf, sizeof(buf))) > 0) {
+		for (char *p = buf; p < buf + n;) {
+			struct inotify_event *ev = (struct inotify_event *)p;
+
+			if (ev->mask & IN_Q_OVERFLOW)
+				r->next_scan = now;
+			else if (ev->len > 0)
+				queue_add(r, ev->name, now);
+			p += sizeof(*ev) + ev->len;
+		}
+	}
+}
+
+static void
+parent_record(struct relay *r)
+{
+	static unsigned char	 buf[sizeof(struct msm_settings)];
+	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
+	int			 n = ipc_recv(IPC_PARENT_FD, &m);
+
+	if (n <= 0)
+		fatalx("parent channel closed or broken");
+	if (m.hdr.type == MSG_PARENT_PEER && m.fd != -1 && m.hdr.len == 0 &&
+	    ipc_is_socket(m.fd, SOCK_SEQPACKET)) {
+		if (r->spooler != -1)
+			close(r->spooler);
+		r->spooler = m.fd;
+	} else if (m.hdr.type == MSG_PARENT_STOP && m.hdr.len == 0)
+		r->terminating = 1;
+	else if (m.hdr.type == MSG_PARENT_SETTINGS &&
+	    child_take_settings(m.data, m.hdr.len, &r->set) == 0)
+		r->next_scan = 0;
+	else
+		fatalx("unexpected %s from the parent",
+		    ipc_type_name(m.hdr.type));
+}
+
+static void
+relay_loop(struct relay *r)
+{
+	while (!r->terminating) {
+		struct pollfd	 pfd[2] = {
+			{ IPC_PARENT_FD, POLLIN, 0 },
+			{ r->inotify, POLLIN, 0 },
+		};
+		time_t		 now = time(NULL);
+
+		if (poll(pfd, 2, queue_next_timeout(r, now)) == -1 &&
+		    errno != EINTR)
+			fatal("poll");
+		now = time(NULL);
+		if (pfd[0].revents)
+			parent_record(r);
+		if (pfd[1].revents)
+			read_inotify(r, now);
+		if (now >= r->next_scan) {
+			open_dirs(r);
+			if (r->outdir != -1)
+				queue_scan(r);
+			r->next_scan = now + r->set.relay_scan_interval;
+		}
+		if (r->outdir != -1)
+			queue_run(r, now);
+	}
+	smtp_close(r);
+}
+
+int
+main(void)
+{
+	static struct relay	 r;
+	struct sandbox_creds	 creds;
+	char			 err[512];
+	const char		*group;
+
+	child_init("relay");
+	child_get_settings(&r.set);
+	if (sodium_init() == -1)
+		fatalx("sodium_init failed");
+	if (gethostname(r.hostname, sizeof(r.hostname) - 1) == -1)
+		snprintf(r.hostname, sizeof(r.hostname), "localhost");
+	group = r.set.incoming_work_group[0] ? r.set.incoming_work_group :
+	    r.set.run_as_group;
+	if (sandbox_lookup(r.set.run_as_user, group, &creds, err,
+	    sizeof(err)) == -1)
+		fatalx("Run As User/Group: %s", err);
+	if (sandbox_enter(&creds, NULL, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	signal(SIGPIPE, SIG_IGN);
+
+	r.outdir = r.badfd = r.spooler = -1;
+	open_dirs(&r);
+	watch(&r);
+	log_info("ready as %s, delivering %s by %s", creds.user,
+	    r.set.outgoing_queue_dir,
+	    r.set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP");
+	child_ready();
+	relay_loop(&r);
+	log_info("stopping");
+	return 0;
+}

@@ -1,0 +1,80 @@
+/*
+ * msmilter-relay: delivers what MailScanner wrote to milterout back to
+ * Postfix by SMTP or QMQP, and hands permanent rejections to the spooler.
+ * Trusts neither the files (read with the strict reader) nor the MTA's
+ * replies (parsed strictly, every step under a timeout).
+ */
+#ifndef MSM_RELAY_H
+#define MSM_RELAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "config.h"
+#include "ipc.h"
+#include "qfile.h"
+
+/* A milterout file we know of, waiting for its next attempt. */
+struct pending {
+	char		 name[72];
+	time_t		 due;		/* next attempt */
+	unsigned	 backoff;	/* seconds; 0 before the first failure */
+	unsigned	 attempts;
+	unsigned char	*done;		/* per recipient: delivered or requeued */
+	size_t		 ndone;
+};
+
+struct relay {
+	struct msm_settings	 set;
+	int			 outdir;	/* milterout, O_DIRECTORY */
+	int			 badfd;		/* quarantine dir, or -1 */
+	char			 badpath[MSM_PATH_LEN];
+	int			 inotify;
+	int			 spooler;	/* channel for requeues, or -1 */
+	struct pending		*queue;
+	size_t			 nqueue, qcap;
+	time_t			 next_scan;
+	time_t			 mta_down_until; /* no connects before this */
+	unsigned		 mta_backoff;
+	int			 terminating;
+	struct smtp_conn	*smtp;		/* kept open between messages */
+	char			 hostname[256];	/* for EHLO */
+};
+
+/* What happened to one recipient (or to the whole QMQP message). */
+enum rcpt_outcome { RCPT_PENDING, RCPT_SKIP, RCPT_DELIVERED,
+    RCPT_DEFERRED, RCPT_REJECTED };
+
+/* One delivery attempt of one file. */
+struct delivery {
+	const char		*name;	/* milterout file name */
+	char			 queue_id[QUEUEID_MAX];
+	int			 fd;
+	struct qfile		 q;
+	enum rcpt_outcome	*outcome;	/* per recipient */
+	char			 reply[512];	/* last relevant reply */
+	char			 reject[512];	/* first permanent reply */
+	int			 connect_failed;
+};
+
+/* smtp.c */
+struct smtp_conn;
+int	smtp_deliver(struct relay *, struct delivery *);
+void	smtp_close(struct relay *);
+
+/* qmqp.c */
+int	qmqp_deliver(struct relay *, struct delivery *);
+
+/* net.c: connect to the configured MTA, with timeouts. */
+int	net_connect(const struct msm_settings *, char *err, size_t errlen);
+int	net_write_all(int fd, const void *p, size_t len);
+
+/* queue.c */
+void	queue_scan(struct relay *);
+void	queue_add(struct relay *, const char *name, time_t due);
+void	queue_run(struct relay *, time_t now);
+int	queue_next_timeout(const struct relay *, time_t now);
+
+#endif
