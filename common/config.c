@@ -1142,3 +1142,28 @@ config_validate(const struct msm_settings *s)
 			return -1;
 	return 0;
 }
+
+/* Milter Relay Quarantine Dir, or "milterout-invalid" beside milterout. */
+void
+config_quarantine_dir(const struct msm_settings *s, char *out, size_t len)
+{
+	char	 dir[MSM_PATH_LEN];
+	char	*slash;
+	size_t	 n;
+
+	if (s->relay_quarantine_dir[0] != '\0') {
+		snprintf(out, len, "%s", s->relay_quarantine_dir);
+		return;
+	}
+	snprintf(dir, sizeof(dir), "%s", s->outgoing_queue_dir);
+	n = strlen(dir);
+	while (n > 1 && dir[n - 1] == '/')
+		dir[--n] = '\0';
+	/* Outgoing Queue Dir is absolute: there is a slash. */
+	if ((slash = strrchr(dir, '/')) == NULL || slash == dir)
+		snprintf(out, len, "/milterout-invalid");
+	else {
+		*slash = '\0';
+		snprintf(out, len, "%s/milterout-invalid", dir);
+	}
+}

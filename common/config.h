@@ -98,6 +98,10 @@ void	config_print(const struct msm_settings *s, FILE *out);
  */
 int	config_validate(const struct msm_settings *s);
 
+/* Where the relay moves unreadable milterout files. */
+void	config_quarantine_dir(const struct msm_settings *s, char *out,
+	    size_t len);
+
 /* "Milter Ignore Loopback" -> "milterignoreloopback" (MailScanner's rule). */
 void	config_normalise_key(const char *in, char *out, size_t outlen);
 

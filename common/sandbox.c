@@ -13,6 +13,7 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 
+#include "caps.h"
 #include "sandbox.h"
 
 int
@@ -78,8 +79,11 @@ sandbox_enter(const struct sandbox_creds *c, const char *root_dir,
 	gid_t	 rg, eg, sg;
 
 	if (!sandbox_privileged())
-		return lock_down(err, errlen);
+		return caps_drop_all(err, errlen) == -1 ? -1 :
+		    lock_down(err, errlen);
 
+	if (caps_child_prepare(err, errlen) == -1)
+		return -1;
 	if (root_dir != NULL) {
 		if (chroot(root_dir) == -1 || chdir("/") == -1) {
 			snprintf(err, errlen, "chroot %s: %s", root_dir,
@@ -102,6 +106,8 @@ sandbox_enter(const struct sandbox_creds *c, const char *root_dir,
 		    c->user);
 		return -1;
 	}
+	if (caps_drop_all(err, errlen) == -1)
+		return -1;
 	/* Root stays root only if the config asks for it (Run As User = ""). */
 	if (c->uid != 0 && (setuid(0) != -1 || seteuid(0) != -1)) {
 		snprintf(err, errlen, "could regain root after dropping it");

@@ -1,7 +1,8 @@
 /*
  * Privilege drop shared by the children: resolve accounts while /etc is
- * still visible, then chroot, change ids and lock the process down.
- * seccomp filters and capability bounding come on top of this (issue 4).
+ * still visible, then chroot, change ids, empty every capability set
+ * (caps.c) and lock the process down.  The seccomp filter (seccomp.h)
+ * comes last, in each child's main().
  */
 #ifndef MSM_SANDBOX_H
 #define MSM_SANDBOX_H
@@ -26,10 +27,12 @@ int	sandbox_lookup(const char *user, const char *group,
 	    struct sandbox_creds *c, char *err, size_t errlen);
 
 /*
- * chroot to root_dir (when not NULL), chdir("/"), drop every
- * supplementary group, set real/effective/saved ids to c, then
- * no_new_privs, not dumpable, no core files.  In unprivileged mode only the
- * last three happen.  0, or -1 with errno and a reason in err.
+ * Empty the bounding and ambient sets, chroot to root_dir (when not
+ * NULL), chdir("/"), drop every supplementary group, set real/effective/
+ * saved ids to c, clear every capability (even when c is root), then
+ * no_new_privs, not dumpable, no core files.  In unprivileged mode only
+ * the capability clearing and the last three happen.  0, or -1 with a
+ * reason in err.
  */
 int	sandbox_enter(const struct sandbox_creds *c, const char *root_dir,
 	    char *err, size_t errlen);

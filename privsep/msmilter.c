@@ -113,6 +113,29 @@ write_pidfile(struct parent *p)
 	p->pidfd = fd;	/* the lock lives as long as we do */
 }
 
+/*
+ * The relay moves unreadable files aside; it cannot create the directory
+ * next to milterout itself (the parent directory is MailScanner's).
+ */
+static void
+prepare_quarantine(const struct msm_settings *s)
+{
+	struct sandbox_creds	 owner;
+	char			 path[MSM_PATH_LEN], err[256];
+
+	config_quarantine_dir(s, path, sizeof(path));
+	if (mkdir(path, 0750) == -1) {
+		if (errno != EEXIST)
+			log_warn("cannot create %s", path);
+		return;
+	}
+	if (sandbox_privileged() && sandbox_lookup(s->run_as_user,
+	    s->run_as_group, &owner, err, sizeof(err)) == 0 &&
+	    lchown(path, owner.uid, owner.gid) == -1)
+		log_warn("chown %s", path);
+	log_info("created %s for unreadable milterout files", path);
+}
+
 static int
 setup_signals(void)
 {
@@ -356,6 +379,7 @@ main(int argc, char *argv[])
 	p.sigfd = setup_signals();
 	/* Before any child: a second instance must not touch our spool. */
 	write_pidfile(&p);
+	prepare_quarantine(&p.set);
 	children_init(&p, argv[0]);
 	for (int i = 0; i < CHILD_COUNT; i++)
 		if (child_start(&p, &p.children[i]) == -1)

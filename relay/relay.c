@@ -28,29 +28,18 @@
 static void
 open_dirs(struct relay *r)
 {
-	char	 parent[MSM_PATH_LEN];
-
 	if (r->outdir == -1 && (r->outdir = open(r->set.outgoing_queue_dir,
 	    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
 		log_warn("cannot open Outgoing Queue Dir %s",
 		    r->set.outgoing_queue_dir);
-	if (r->set.relay_quarantine_dir[0] != '\0')
-		snprintf(r->badpath, sizeof(r->badpath), "%s",
-		    r->set.relay_quarantine_dir);
-	else {
-		snprintf(parent, sizeof(parent), "%s",
-		    r->set.outgoing_queue_dir);
-		snprintf(r->badpath, sizeof(r->badpath), "%s/milterout-invalid",
-		    dirname(parent));
-	}
-	if (r->badfd != -1)
-		return;
-	if (mkdir(r->badpath, 0750) == -1 && errno != EEXIST)
-		log_warn("cannot create %s", r->badpath);
-	if ((r->badfd = open(r->badpath, O_RDONLY | O_DIRECTORY |
-	    O_CLOEXEC)) == -1)
+	/* The parent created it for us at start-up. */
+	config_quarantine_dir(&r->set, r->badpath, sizeof(r->badpath));
+	if (r->badfd == -1 && (r->badfd = open(r->badpath, O_RDONLY |
+	    O_DIRECTORY | O_CLOEXEC)) == -1 && !r->warned_bad) {
 		log_warn("cannot open %s: unreadable files stay in milterout",
 		    r->badpath);
+		r->warned_bad = 1;
+	}
 }
 
 static void

@@ -31,6 +31,7 @@ struct relay {
 	int			 outdir;	/* milterout, O_DIRECTORY */
 	int			 badfd;		/* quarantine dir, or -1 */
 	char			 badpath[MSM_PATH_LEN];
+	int			 warned_bad;
 	int			 inotify;
 	int			 spooler;	/* channel for requeues, or -1 */
 	struct pending		*queue;

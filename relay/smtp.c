@@ -251,9 +251,10 @@ smtp_open(struct relay *r, struct reply *rep, char *err, size_t errlen)
 	struct smtp_conn	*c;
 	struct wbuf		*w;
 	char			 cmd[300];
-	int			 fd = net_connect(&r->set, err, errlen);
+	int			 fd;
 
-	if (fd == -1)
+	memset(rep, 0, sizeof(*rep));
+	if ((fd = net_connect(&r->set, err, errlen)) == -1)
 		return -1;
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
 		close(fd);

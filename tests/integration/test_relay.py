@@ -1,0 +1,379 @@
+"""The relay: milterout back into a real Postfix by SMTP and QMQP, losing
+nothing.  Each delivered message is compared byte for byte with its
+milterout file; the sink records the envelopes."""
+
+import fcntl
+import os
+import pwd
+import re
+import time
+
+import pytest
+
+from postfix import child_pids
+from test_capture import wait_for
+
+HEAD = (b"Received: from helo.example.net (client.example.net "
+        b"[192.0.2.25])\n\tby mx.example.com (MailScanner Milter) with "
+        b"ESMTP id 4F2A1B3C;\n\tThu, 26 Nov 2026 07:00:00 +0000 (UTC)\n"
+        b"Message-Id: <relay@example.org>\n"
+        b"Date: Thu, 26 Nov 2026 07:00:00 +0000\n"
+        b"From: <alice@example.org>\n")
+
+
+class RelayStack:
+    def __init__(self, msmilter_factory, postfix_factory, method="SMTP",
+                 socket_type="inet", start_postfix=True, reject_file=None,
+                 settings=None, main_cf=None):
+        extra_cf = main_cf
+        main_cf = {"smtpd_authorized_xforward_hosts": "127.0.0.0/8",
+                   "qmqpd_authorized_clients": "127.0.0.0/8",
+                   "message_size_limit": "0"}
+        if reject_file:
+            main_cf["smtpd_recipient_restrictions"] = (
+                "check_recipient_access texthash:%s permit_mynetworks "
+                "reject" % reject_file)
+            main_cf["header_checks"] = "regexp:%s.headers" % reject_file
+        main_cf.update(extra_cf or {})
+        self.pf = postfix_factory(reinject=True, qmqp=True, qmqp_unix=True,
+                                  main_cf=main_cf) if start_postfix else None
+        s = {"%org-name%": "Test", "Milter Relay Min Retry": "1",
+             "Milter Relay Max Retry": "2", "Milter Relay Timeout": "30",
+             "MSMail Delivery Method": method}
+        if method == "QMQP" and socket_type == "unix":
+            s.update({"MSMail Socket Type": "unix",
+                      "MSMail Socket Dir": self.pf.qmqp_socket})
+        elif method == "QMQP":
+            s.update({"MSMail Socket Type": "inet",
+                      "MSMail Relay Port": str(self.pf.qmqp_port)})
+        s.update(settings or {})
+        if method == "SMTP" and "MSMail Relay Port" not in s:
+            s["MSMail Relay Port"] = str(self.pf.reinject_port)
+        self.m = msmilter_factory(settings=s)
+
+    def drop(self, name, data, slow=False):
+        """Write data as MailScanner does: under a temp- name, then rename."""
+        pw = pwd.getpwnam("postfix")
+        tmp = os.path.join(self.m.milterout, "temp-" + name)
+        with open(tmp, "wb") as f:
+            if slow:
+                f.write(data[:len(data) // 2])
+                f.flush()
+                time.sleep(2)
+                f.write(data[len(data) // 2:])
+            else:
+                f.write(data)
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        os.rename(tmp, os.path.join(self.m.milterout, name))
+
+    def wait_gone(self, name, timeout=20):
+        wait_for(lambda: name not in os.listdir(self.m.milterout), timeout,
+                 "%s to leave milterout" % name)
+
+
+def queue_file(sender, rcpts, body, head=HEAD, dsn=None):
+    env = b"S<%s>\n" % sender.encode()
+    for i, r in enumerate(rcpts):
+        if dsn and dsn[i]:
+            env += b"E<%s>\n" % dsn[i].encode()
+        env += b"O<%s>\n" % r.encode()
+    # body starts with its own header lines (Subject:) and a blank line.
+    return env + head + body
+
+
+def message_part(data):
+    """What follows the envelope lines of a queue file."""
+    lines = data.split(b"\n")
+    i = 0
+    while re.fullmatch(rb"[OSEA]<.*>", lines[i]):
+        i += 1
+    return b"\n".join(lines[i:])
+
+
+def without_first_received(data):
+    """Drop the Received header the receiving Postfix prepended."""
+    assert data.startswith(b"Received: "), data[:200]
+    lines = data.split(b"\n")
+    i = 1
+    while lines[i][:1] in (b"\t", b" "):
+        i += 1
+    return b"\n".join(lines[i:])
+
+
+def expected(data):
+    m = message_part(data)
+    return m if m.endswith(b"\n") else m + b"\n"
+
+
+@pytest.fixture(params=["SMTP", "QMQP-unix", "QMQP-inet"])
+def stack(request, msmilter_factory, postfix_factory):
+    method, _, st = request.param.partition("-")
+    return RelayStack(msmilter_factory, postfix_factory, method=method,
+                      socket_type=st or "inet")
+
+
+TRICKY = (b"Subject: relay =?utf-8?q?gr=C3=BC=C3=9Fe?=\n\n"
+          b".starts with a dot\n..two dots\n.\n" +
+          "Grüße, 8-bit: ".encode() + bytes(range(0xa0, 0x100)) + b"\n" +
+          b"no final newline")
+
+
+def test_byte_for_byte(stack):
+    data = queue_file("alice@example.org", ["bob@example.com"], TRICKY)
+    stack.drop("4F2A1B3C.AAEE6", data)
+    msgs = stack.pf.wait_sink(1)
+    stack.wait_gone("4F2A1B3C.AAEE6")
+    assert len(msgs) == 1
+    assert msgs[0].sender == "alice@example.org"
+    assert msgs[0].recipients == ["bob@example.com"]
+    assert without_first_received(msgs[0].data) == expected(data)
+    assert re.search(r"4F2A1B3C\.AAEE6: delivered by (SMTP|QMQP)",
+                     stack.m.stderr())
+    time.sleep(1)
+    assert len(stack.pf.sink_messages()) == 1      # exactly once
+
+
+def test_null_sender_and_100_recipients(stack):
+    rcpts = ["r%03d@example.com" % i for i in range(100)]
+    data = queue_file("", rcpts, b"Subject: many\n\nbounce report\n")
+    stack.drop("5A5A5A5A5.BBBB1", data)
+    stack.wait_gone("5A5A5A5A5.BBBB1")
+    msgs = stack.pf.wait_sink(1)
+    time.sleep(1)
+    msgs = stack.pf.sink_messages()
+    got = sorted(r for m in msgs for r in m.recipients)
+    assert got == rcpts                            # each exactly once
+    assert all(m.sender == "" for m in msgs)
+    assert without_first_received(msgs[0].data) == expected(data)
+
+
+def test_30mb_message(stack):
+    line = b"0123456789" * 7 + b"abcdef\n"
+    body = b"Subject: big\n\n" + line * (30 * 1024 * 1024 // len(line))
+    data = queue_file("alice@example.org", ["bob@example.com"], body)
+    stack.drop("6B6B6B6B6.CCCC2", data)
+    stack.wait_gone("6B6B6B6B6.CCCC2", timeout=120)
+    msgs = stack.pf.wait_sink(1, timeout=120)
+    assert len(msgs) == 1
+    assert without_first_received(msgs[0].data) == expected(data)
+
+
+def test_smtp_notify_orcpt_and_xforward(msmilter_factory, postfix_factory):
+    s = RelayStack(msmilter_factory, postfix_factory)
+    data = queue_file("alice@example.org",
+                      ["a@example.com", "b@example.com", "c@example.com"],
+                      b"Subject: dsn\n\nx\n",
+                      dsn=["NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig@example.com",
+                           None, "NOTIFY=NEVER"])
+    s.drop("7C7C7C7C7.DDDD3", data)
+    msgs = s.pf.wait_sink(1)
+    s.wait_gone("7C7C7C7C7.DDDD3")
+    args = dict(zip(msgs[0].recipients, msgs[0].rcpt_args))
+    assert "NOTIFY=SUCCESS,FAILURE" in args["a@example.com"]
+    assert "ORCPT=rfc822;orig@example.com" in args["a@example.com"]
+    assert "NOTIFY" not in args["b@example.com"]
+    assert "NOTIFY=NEVER" in args["c@example.com"]
+    # XFORWARD: Postfix logs the original client, not the relay.
+    assert s.pf.wait_log(r"reinject/smtpd\[\d+\]: \w+: client=\S+, "
+                         r"orig_queue_id=7C7C7C7C7, "
+                         r"orig_client=client\.example\.net\[192\.0\.2\.25\]")
+
+
+def test_orphan_dsn_lines(msmilter_factory, postfix_factory):
+    """E lines MailScanner left after the O lines: applied only when
+    certain (all equal), never guessed."""
+    s = RelayStack(msmilter_factory, postfix_factory)
+    data = (b"S<alice@example.org>\nO<a@example.com>\nO<b@example.com>\n"
+            b"E<NOTIFY=NEVER>\nE<NOTIFY=NEVER>\n" + HEAD + b"\nx\n")
+    s.drop("8D8D8D8D8.EEEE4", data)
+    msgs = s.pf.wait_sink(1)
+    assert all("NOTIFY=NEVER" in a for a in msgs[0].rcpt_args)
+    data = (b"S<alice@example.org>\nO<a@example.com>\nO<b@example.com>\n"
+            b"E<NOTIFY=NEVER>\nE<NOTIFY=SUCCESS>\n" + HEAD + b"\ny\n")
+    s.drop("8D8D8D8D9.EEEE5", data)
+    msgs = s.pf.wait_sink(2)
+    assert all("NOTIFY" not in a for a in msgs[1].rcpt_args)
+    assert "8D8D8D8D9.EEEE5: 2 E line(s) without a recipient" in \
+        s.m.stderr()
+
+
+def write_reject_maps(base):
+    path = os.path.join(base, "rcpt_access")
+    with open(path, "w") as f:
+        f.write("nobody@example.com REJECT 5.1.1 no such user here\n")
+    with open(path + ".headers", "w") as f:
+        f.write("/^Subject: reject me/ REJECT 5.7.1 content refused\n")
+    return path
+
+
+@pytest.mark.parametrize("method", ["SMTP", "QMQP"])
+def test_permanent_reject_is_requeued(msmilter_factory, postfix_factory,
+                                      test_base, method):
+    maps = write_reject_maps(test_base)
+    s = RelayStack(msmilter_factory, postfix_factory, method=method,
+                   socket_type="unix", reject_file=maps)
+    if method == "SMTP":
+        # One recipient refused: only it goes back, the other is delivered.
+        data = queue_file("alice@example.org",
+                          ["bob@example.com", "nobody@example.com"],
+                          b"Subject: partly\n\nhello\n")
+        reason = "no such user here"
+    else:
+        data = queue_file("alice@example.org", ["bob@example.com"],
+                          b"Subject: reject me\n\nhello\n")
+        reason = "content refused"
+    s.drop("9E9E9E9E9.FFFF6", data)
+    s.wait_gone("9E9E9E9E9.FFFF6")
+    names = [n for n in os.listdir(s.m.milterin) if re.fullmatch(r"\w+", n)]
+    assert names == ["9E9E9E9E9"], names
+    with open(os.path.join(s.m.milterin, names[0]), "rb") as f:
+        requeued = f.read()
+    rejected = "nobody@example.com" if method == "SMTP" else \
+        "bob@example.com"
+    lines = requeued.split(b"\n")
+    assert lines[0] == b"S<alice@example.org>"
+    assert lines[1] == b"O<%s>" % rejected.encode()
+    assert lines[2].startswith(b"X-Test-MailScanner-Relay-Reject: ")
+    assert reason.encode() in lines[2]
+    assert b"\n".join(lines[3:]) == message_part(data)
+    time.sleep(1.5)
+    msgs = s.pf.sink_messages()
+    if method == "SMTP":
+        assert [m.recipients for m in msgs] == [["bob@example.com"]]
+    else:
+        assert msgs == []
+
+
+def test_mta_down_then_back(msmilter_factory, postfix_factory, test_base):
+    from postfix import Postfix
+    pf = Postfix(os.path.join(test_base, "late"), reinject=True)
+    s = RelayStack(msmilter_factory, postfix_factory, start_postfix=False,
+                   settings={"MSMail Relay Port": str(pf.reinject_port)})
+    data = queue_file("alice@example.org", ["bob@example.com"],
+                      b"Subject: wait\n\nlater\n")
+    s.drop("AF1F1F1F1.AAAA7", data)
+    relay = child_pids(s.m.pid)["relay"]
+
+    def cpu():
+        with open("/proc/%d/stat" % relay) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu()
+    time.sleep(4)
+    assert cpu() - before < 0.2        # sleeping, not spinning
+    assert "AF1F1F1F1.AAAA7" in os.listdir(s.m.milterout)
+    assert "cannot reach the MTA" in s.m.stderr()
+    pf.start()
+    try:
+        s.wait_gone("AF1F1F1F1.AAAA7", timeout=30)
+        msgs = pf.wait_sink(1)
+        time.sleep(1)
+        assert len(pf.sink_messages()) == 1
+        assert without_first_received(msgs[0].data) == expected(data)
+    finally:
+        pf.stop()
+
+
+def test_file_written_slowly_is_delivered_once_after_rename(
+        msmilter_factory, postfix_factory):
+    s = RelayStack(msmilter_factory, postfix_factory)
+    data = queue_file("alice@example.org", ["bob@example.com"],
+                      b"Subject: slow\n\n" + b"line\n" * 1000)
+    s.drop("B0B0B0B0B.SLOW1", data, slow=True)
+    s.wait_gone("B0B0B0B0B.SLOW1")
+    msgs = s.pf.wait_sink(1)
+    time.sleep(1)
+    assert len(s.pf.sink_messages()) == 1
+    assert without_first_received(msgs[0].data) == expected(data)
+
+
+def test_locked_file_left_alone_until_unlocked(msmilter_factory,
+                                               postfix_factory):
+    s = RelayStack(msmilter_factory, postfix_factory)
+    data = queue_file("alice@example.org", ["bob@example.com"],
+                      b"Subject: locked\n\nx\n")
+    s.drop("C1C1C1C1C.LOCK1", data)
+    # The file appears already locked, as MailScanner holds it.
+    path = os.path.join(s.m.milterout, "C2C2C2C2C.LOCK2")
+    tmp = os.path.join(s.m.milterout, "temp-lock2")
+    with open(tmp, "wb") as f:
+        f.write(queue_file("alice@example.org", ["carol@example.com"],
+                           b"Subject: locked\n\ny\n"))
+    f = open(tmp, "rb")
+    fcntl.flock(f, fcntl.LOCK_EX)
+    os.rename(tmp, path)
+    time.sleep(4)
+    assert os.path.exists(path)
+    assert all(m.recipients != ["carol@example.com"]
+               for m in s.pf.sink_messages())
+    fcntl.flock(f, fcntl.LOCK_UN)
+    f.close()
+    s.wait_gone("C2C2C2C2C.LOCK2")
+    time.sleep(1)
+    assert sorted(r for m in s.pf.sink_messages() for r in m.recipients) \
+        == ["bob@example.com", "carol@example.com"]
+
+
+@pytest.mark.parametrize("name,content,why", [
+    ("D1D1D1D1D.JUNK1", bytes(range(256)) * 4, "no S<sender> line"),
+    ("D2D2D2D2D.JUNK2", b"S<a@example.org>\n" + HEAD + b"\nx\n",
+     "no O<recipient> line"),
+    ("D3D3D3D3D.JUNK3", b"O<b@example.com>\n" + HEAD + b"\nx\n",
+     "no S<sender> line"),
+    ("D4D4D4D4D.JUNK4", b"S<a@example.org>\nO<b@example.com>\n",
+     "no message after the envelope"),
+    # A header must never be taken for a sender (MailScanner's reader did).
+    ("D5D5D5D5D.JUNK5", b"O<b@example.com>\nSubject: <x@evil>\n\nx\n",
+     "no S<sender> line"),
+])
+def test_garbage_goes_to_quarantine(msmilter_factory, postfix_factory,
+                                    name, content, why):
+    s = RelayStack(msmilter_factory, postfix_factory)
+    s.drop(name, content)
+    s.wait_gone(name)
+    bad = os.path.join(os.path.dirname(s.m.milterout), "milterout-invalid")
+    assert os.listdir(bad) == [name]
+    with open(os.path.join(bad, name), "rb") as f:
+        assert f.read() == content
+    assert "%s: unreadable queue file (%s); moved to %s/%s" % (
+        name, why, bad, name) in s.m.stderr()
+    assert s.pf.sink_messages() == []
+
+
+def test_names_that_are_not_message_ids_are_ignored(msmilter_factory,
+                                                    postfix_factory):
+    s = RelayStack(msmilter_factory, postfix_factory)
+    data = queue_file("alice@example.org", ["bob@example.com"],
+                      b"Subject: ignored\n\nx\n")
+    for name in ("temp-E1E1E1", "E2E2.E2.E2", ".hidden", "with space"):
+        s.drop(name, data)
+    s.m.signal(0)
+    time.sleep(3)
+    assert sorted(os.listdir(s.m.milterout)) == sorted(
+        ["temp-E1E1E1", "E2E2.E2.E2", ".hidden", "with space"])
+    assert s.pf.sink_messages() == []
+
+
+def test_too_many_recipients_sent_in_several_transactions(
+        msmilter_factory, postfix_factory, test_base):
+    """452 4.5.3 for recipients past smtpd_recipient_limit: the rest go
+    in another transaction on the same connection, each exactly once."""
+    s = RelayStack(msmilter_factory, postfix_factory,
+                   main_cf={"smtpd_recipient_limit": "10"})
+    rcpts = ["t%02d@example.com" % i for i in range(25)]
+    data = queue_file("alice@example.org", rcpts, b"Subject: 452\n\nx\n")
+    s.drop("F0F0F0F0F.MANY1", data)
+    s.wait_gone("F0F0F0F0F.MANY1")
+    s.pf.wait_sink(1)
+    time.sleep(1)
+    msgs = s.pf.sink_messages()
+    # Postfix may merge them again for the sink; each arrives once.
+    got = [r for m in msgs for r in m.recipients]
+    assert sorted(got) == rcpts
+    # Three transactions into the re-injection smtpd: 10 + 10 + 5.
+    log = s.pf.maillog()
+    assert len(re.findall(r"reinject/smtpd\[\d+\]: \w+: client=", log)) == 3
+    # ... on one connection.
+    assert len(re.findall(r"reinject/smtpd\[\d+\]: disconnect .*mail=3 ",
+                          log)) == 1
