@@ -198,15 +198,15 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 
 	if (n == -3)
 		return fail(q, err, errlen, "read error");
+	if (n == -2 && r.len >= 2 && strchr("OSEA", r.buf[0]) != NULL &&
+	    r.buf[1] == '<')
+		return fail(q, err, errlen, "envelope line too long");
 	if (q->sender == NULL)
 		return fail(q, err, errlen, "no S<sender> line");
 	if (q->nrcpt == 0)
 		return fail(q, err, errlen, "no O<recipient> line");
 	if (n == -1)
 		return fail(q, err, errlen, "no message after the envelope");
-	if (n == -2 && r.len >= 2 && strchr("OSEA", r.buf[0]) != NULL &&
-	    r.buf[1] == '<')
-		return fail(q, err, errlen, "envelope line too long");
 	if (n == -2 && r.len > 0 && memchr(r.buf, '\0', r.len) != NULL)
 		return fail(q, err, errlen, "binary data after the envelope");
 	if (n >= 0 && memchr(line, '\0', (size_t)n) != NULL)
