@@ -85,6 +85,110 @@ def check_milterin(m, size):
     return len(names), len(temps), len(small)
 
 
+RELAY_SIZE = 4 * 1024
+QMQP_SOURCE = "/usr/sbin/qmqp-source"
+
+
+def relay_ceiling(tool, target):
+    """Messages per second the receiving side takes from Postfix's own
+    load generator, 20 sessions, the same message size."""
+    args = [tool, "-s", str(SESSIONS), "-m", str(MESSAGES), "-l",
+            str(RELAY_SIZE), "-f", "bench@example.org",
+            "-t", "sink@example.com", target]
+    t0 = time.monotonic()
+    p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=1800)
+    if p.returncode != 0:
+        raise RuntimeError("%s failed: %s" % (tool, p.stdout.decode()))
+    return MESSAGES / (time.monotonic() - t0)
+
+
+def fill_milterout(m, count):
+    """count queue files of about RELAY_SIZE bytes, as MailScanner leaves
+    them, before the relay starts."""
+    import pwd
+    pw = pwd.getpwnam("postfix")
+    line = b"0123456789" * 7 + b"abcdef\n"
+    body = line * (RELAY_SIZE // len(line))
+    m.write_config()
+    for i in range(count):
+        name = "%011X.A%04d" % (0x10000000 + i, i % 10000)
+        data = (b"S<bench@example.org>\nO<sink@example.com>\n"
+                b"Received: from bench (bench [192.0.2.1])\n"
+                b"Subject: relay bench %d\nMessage-Id: <%d@bench>\n"
+                b"Date: Thu, 26 Nov 2026 07:00:00 +0000\n"
+                b"From: bench@example.org\n\n" % (i, i) + body)
+        path = os.path.join(m.milterout, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def relay_case(base, method, pf):
+    s = {"MSMail Delivery Method": method, "Milter Relay Min Retry": "1"}
+    if method == "QMQP":
+        s.update({"MSMail Socket Type": "unix",
+                  "MSMail Socket Dir": pf.qmqp_socket})
+    else:
+        s["MSMail Relay Port"] = str(pf.reinject_port)
+    m = P.MsMilter(os.path.join(base, "relay-" + method), settings=s)
+    fill_milterout(m, MESSAGES)
+    m.write_config = lambda: None
+    t0 = time.monotonic()
+    m.start()
+    try:
+        while os.listdir(m.milterout):
+            time.sleep(0.05)
+            if time.monotonic() - t0 > 600:
+                raise RuntimeError("relay did not drain milterout")
+        rate = MESSAGES / (time.monotonic() - t0)
+        pids = msmilter_pids(m.pid)
+        cpu = proc_cpu(pids["relay"])
+        hwm = P.vm_hwm_kb(pids["relay"])
+    finally:
+        m.stop()
+    return rate, cpu, hwm
+
+
+def relay_bench(base):
+    pf = P.Postfix(os.path.join(base, "relay-pf"), reinject=True,
+                   qmqp_unix=True,
+                   main_cf={"in_flow_delay": "0",
+                            "qmqpd_authorized_clients": "127.0.0.0/8"})
+    pf.start()
+    ok = True
+    try:
+        smtp_ceiling = relay_ceiling(SMTP_SOURCE,
+                                     "127.0.0.1:%d" % pf.reinject_port)
+        qmqp_ceiling = relay_ceiling(QMQP_SOURCE, "unix:" + pf.qmqp_socket)
+        for method, ceiling in (("SMTP", smtp_ceiling),
+                                ("QMQP", qmqp_ceiling)):
+            pf.wait_queue_empty(timeout=120)
+            pf.sink.clear()
+            rate, cpu, hwm = relay_case(base, method, pf)
+            pf.wait_queue_empty(timeout=120)
+            time.sleep(1)
+            delivered = len(pf.sink.files())
+            print()
+            print("relay by %s, %d files of 4 KB" % (method, MESSAGES))
+            print("  ceiling (%s, 20 sessions) %8.1f msg/s" % (
+                "smtp-source" if method == "SMTP" else "qmqp-source",
+                ceiling))
+            print("  msmilter relay              %8.1f msg/s   ratio %.2f"
+                  % (rate, rate / ceiling))
+            print("  relay CPU s per 1000 msgs: %.2f, peak RSS %d kB" % (
+                cpu * 1000 / MESSAGES, hwm))
+            print("  delivered to the sink: %d (expected %d)" % (
+                delivered, MESSAGES))
+            if delivered != MESSAGES:
+                ok = False
+                print("  ERROR: not every message delivered exactly once")
+            sys.stdout.flush()
+    finally:
+        pf.stop()
+    return ok
+
+
 def main():
     reason = P.skip_reason()
     if reason:
@@ -131,6 +235,8 @@ def main():
                 ok = False
                 print("  ERROR: (c) did not account for every message")
             sys.stdout.flush()
+        if os.environ.get("BENCH_RELAY", "1") != "0":
+            ok = relay_bench(base) and ok
     finally:
         null.terminate()
         null.wait(10)
