@@ -32,6 +32,7 @@ enum ext {
 
 struct smtp_conn {
 	int		 fd;
+	int		 idle;		/* no transaction open: no RSET needed */
 	unsigned	 ext;
 	char		 xforward[128];	/* attribute names offered */
 	char		 rbuf[8192];
@@ -262,6 +263,7 @@ smtp_open(struct relay *r, struct reply *rep, char *err, size_t errlen)
 		return -1;
 	}
 	c->fd = fd;
+	c->idle = 1;
 	r->smtp = c;
 	(void)w;
 	if (read_reply(c, rep) == -1 || rep->code != 220)
@@ -533,6 +535,7 @@ transaction(struct relay *r, struct delivery *d, const char *sel,
 		}
 		if (step(c, &w, &rep) == -1)
 			goto broken;
+		c->idle = 1;	/* the reply to "." ends the transaction */
 		outcome_all(d, accepted, rep.code / 100 == 2 ? RCPT_DELIVERED :
 		    rep.code / 100 == 4 ? RCPT_DEFERRED : RCPT_REJECTED, &rep);
 	} else if (rep.code != 0 && *naccepted > 0)
@@ -550,7 +553,6 @@ smtp_deliver(struct relay *r, struct delivery *d)
 {
 	char	 err[600];
 	char	*sel = calloc(d->q.nrcpt ? d->q.nrcpt : 1, 1);
-	int	 dirty = r->smtp != NULL;
 
 	if (sel == NULL)
 		return -1;
@@ -562,10 +564,13 @@ smtp_deliver(struct relay *r, struct delivery *d)
 			n += sel[i] = d->outcome[i] == RCPT_PENDING;
 		if (n == 0)
 			break;
-		if (r->smtp != NULL && dirty) {
+		/* After a finished DATA the session is clean again. */
+		if (r->smtp != NULL && !r->smtp->idle) {
 			if (net_write_all(r->smtp->fd, "RSET\r\n", 6) == -1 ||
 			    read_reply(r->smtp, &rep) == -1 || rep.code != 250)
 				smtp_close(r);
+			else
+				r->smtp->idle = 1;
 		}
 		if (r->smtp == NULL && smtp_open(r, &rep, err,
 		    sizeof(err)) == -1) {
@@ -584,7 +589,7 @@ smtp_deliver(struct relay *r, struct delivery *d)
 			outcome_all(d, sel, RCPT_REJECTED, &no);
 			break;
 		}
-		dirty = 1;
+		r->smtp->idle = 0;
 		if (transaction(r, d, sel, &naccepted) == -1) {
 			smtp_close(r);
 			for (size_t i = 0; i < d->q.nrcpt; i++)
