@@ -21,9 +21,14 @@ HARDEN		:= -fPIE
 SANFLAGS	:= -fsanitize=address,undefined -fno-omit-frame-pointer \
 		   -fno-sanitize-recover=undefined
 endif
+# Test-only triggers in the children (common/testhook.h); never installed.
+ifneq ($(TESTHOOKS),)
+HOOKFLAGS	:= -DMSM_TESTHOOKS
+endif
+# -iquote: our "seccomp.h" must not hide libseccomp's <seccomp.h>.
 ALL_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(SANFLAGS) \
-		   -DLIBEXECDIR='"$(LIBEXECDIR)/msmilter"' \
-		   -Icommon $(PKG_CFLAGS) $(CFLAGS)
+		   -DLIBEXECDIR='"$(LIBEXECDIR)/msmilter"' $(HOOKFLAGS) \
+		   -iquote common $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS	:= -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
 LIBS		= $(PKG_LIBS) -lpthread
 
@@ -43,7 +48,7 @@ UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST		?= pytest-3
 
 .PHONY: all check unit integration milter demo bench clean install deps \
-	san-check fuzz
+	san-check fuzz testhooks
 
 all: deps-check $(PROGS)
 
@@ -92,7 +97,13 @@ integration: all
 	@sh tests/deps.sh all
 	$(PYTEST) -ra tests/integration
 
-check: all $(UNIT_BINS)
+# The same programs with test triggers, for tests/integration/
+# test_confinement.py (a child told to make a forbidden call).
+testhooks:
+	@$(MAKE) --no-print-directory BUILD=$(BUILD)-testhooks TESTHOOKS=1 \
+		SAN=$(SAN) all
+
+check: all $(UNIT_BINS) testhooks
 	@sh tests/deps.sh all
 	@sh tests/run-checks.sh "$(BUILD)" "$(PYTEST)" $(UNIT_BINS)
 
@@ -108,7 +119,7 @@ FUZZ_TARGETS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
 	@mkdir -p $(dir $@)
-	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -Icommon \
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -iquote common \
 		$(PKG_CFLAGS) \
 		-fsanitize=fuzzer,address,undefined -o $@ $< $(COMMON_SRC) \
 		$(LIBS)
@@ -142,6 +153,6 @@ install: all
 		$(DESTDIR)$(LIBEXECDIR)/msmilter/
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-testhooks build-san-testhooks
 
 .DELETE_ON_ERROR:

@@ -2,9 +2,10 @@
  * msmilter-capture: speaks milter to Postfix.  Start-up is the privilege
  * drop checklist: take settings from the parent, open the listening socket,
  * load time zone data, chroot into an empty directory, become the milter
- * user, tell the parent we are ready, then hand over to libmilter.  After
- * that it never opens a file; the spooler's channel and new settings reach
- * it from the parent through the parent-reader thread.
+ * user, load the seccomp filter, tell the parent we are ready, then hand
+ * over to libmilter.  After that it never opens a file; the spooler's
+ * channel and new settings reach it from the parent through the
+ * parent-reader thread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -27,10 +28,12 @@
 #include "child.h"
 #include "log.h"
 #include "sandbox.h"
+#include "seccomp.h"
 
 #define DRAIN_SECONDS	30
 
-struct capture capture = { .lock = PTHREAD_MUTEX_INITIALIZER, .control = -1 };
+struct capture capture = { .lock = PTHREAD_MUTEX_INITIALIZER,
+    .rules_lock = PTHREAD_RWLOCK_INITIALIZER, .control = -1 };
 static pthread_t main_thread;
 
 static void
@@ -170,7 +173,7 @@ stop_listener(void)
 static void *
 parent_reader(void *arg)
 {
-	static unsigned char	 buf[sizeof(struct msm_settings)];
+	static unsigned char	 buf[IPC_MAX_PAYLOAD];	/* settings, rules */
 	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
 	struct msm_settings	 s;
 
@@ -187,6 +190,9 @@ parent_reader(void *arg)
 			take_peer(m.fd);
 			continue;
 		}
+		if (m.hdr.type == MSG_PARENT_RULES &&
+		    scanner_piece(m.data, m.hdr.len) == 0)
+			continue;
 		if (m.hdr.type == MSG_PARENT_STOP && m.hdr.len == 0) {
 			stop_listener();
 			continue;
@@ -321,6 +327,8 @@ main(void)
 
 	open_listener(&capture.set);
 	drop_privileges(&capture.set);
+	/* Before libmilter's threads and any byte from Postfix. */
+	sandbox_seccomp(SANDBOX_CAPTURE, capture.set.milter_seccomp_debug);
 
 	/*
 	 * libmilter's own signal thread turns SIGTERM into smfi_stop(); that

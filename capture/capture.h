@@ -21,6 +21,11 @@ struct capture {
 	unsigned		 transactions;	/* MAIL seen, not yet ended */
 	int			 draining;	/* stopping: no new mail */
 	char			 hostname[256];	/* when Postfix sends no j */
+
+	/* Milter Scanner: swapped whole on reload, read by every thread. */
+	pthread_rwlock_t	 rules_lock;
+	struct ruleset		*whitelist;	/* Is Definitely Not Spam */
+	struct ruleset		*blacklist;	/* Is Definitely Spam */
 };
 
 extern struct capture capture;
@@ -59,6 +64,20 @@ void	received_date(int64_t when, char *buf, size_t len);
 int	capture_session_channel(unsigned *gen);
 /* Count a transaction in or out; 0 when we are draining (refuse it). */
 int	capture_transaction(int delta);
+
+/* scanner.c: the Milter Scanner verdict at DATA. */
+struct scanner_query {
+	const char		*queue_id;
+	const char		*sender;
+	const char *const	*rcpts;
+	size_t			 nrcpt;
+	const char		*client_addr;	/* "192.0.2.1", "IPv6:..." */
+	const char		*client_name;
+};
+/* 1 when the message is blacklisted and must be rejected. */
+int	scanner_blacklisted(const struct scanner_query *);
+/* A piece of a serialized ruleset from the parent; -1 if malformed. */
+int	scanner_piece(const void *data, size_t len);
 
 /* The libmilter description (milter.c). */
 struct smfiDesc;

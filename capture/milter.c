@@ -537,7 +537,8 @@ txn_begin(SMFICTX *ctx, struct conn *c)
 	char		*head;
 	size_t		 len, first;
 
-	choose_queue_id(ctx, t);
+	if (t->queue_id[0] == '\0')
+		choose_queue_id(ctx, t);
 	if (t->queue_id[0] == '\0') {
 		txn_fail(t, "no queue id");
 		return -1;
@@ -583,6 +584,47 @@ txn_ready(SMFICTX *ctx, struct conn *c)
 	return t->begun;
 }
 
+/* Milter Scanner: is this transaction's sender, client or recipient on
+ * MailScanner's blacklist (and not whitelisted)? */
+static int
+blacklisted(struct conn *c)
+{
+	struct txn		*t = c->txn;
+	struct scanner_query	 q;
+	const char		**rcpts = calloc(t->nrcpt ? t->nrcpt : 1,
+				    sizeof(*rcpts));
+	int			 black;
+
+	if (rcpts == NULL)
+		return 0;	/* MailScanner still applies its rules */
+	for (size_t i = 0; i < t->nrcpt; i++)
+		rcpts[i] = t->rcpts[i].addr;
+	memset(&q, 0, sizeof(q));
+	q.queue_id = t->queue_id[0] ? t->queue_id : "-";
+	q.sender = t->sender;
+	q.rcpts = rcpts;
+	q.nrcpt = t->nrcpt;
+	q.client_addr = c->client_addr;
+	q.client_name = c->client_name;
+	black = scanner_blacklisted(&q);
+	free(rcpts);
+	return black;
+}
+
+static sfsistat
+reject_blacklisted(SMFICTX *ctx, struct conn *c)
+{
+	char text[MSM_NAME_LEN];
+
+	pthread_mutex_lock(&capture.lock);
+	snprintf(text, sizeof(text), "%s", capture.set.milter_reject_text);
+	pthread_mutex_unlock(&capture.lock);
+	if (smfi_setreply(ctx, "554", "5.7.1", text) != MI_SUCCESS)
+		log_warnx("could not set the 554 reply text");
+	txn_abort(c);
+	return SMFIS_REJECT;
+}
+
 /* All recipients are known and the body has not been sent yet. */
 static sfsistat
 mlfi_data(SMFICTX *ctx)
@@ -591,6 +633,9 @@ mlfi_data(SMFICTX *ctx)
 
 	if (c->txn == NULL)
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
+	choose_queue_id(ctx, c->txn);
+	if (c->txn->error[0] == '\0' && blacklisted(c))
+		return reject_blacklisted(ctx, c);
 	if (c->txn->error[0] != '\0' || txn_begin(ctx, c) == -1) {
 		log_warnx("%s: TEMPFAIL at DATA: %s", c->txn->queue_id[0] ?
 		    c->txn->queue_id : "-", c->txn->error);

@@ -139,6 +139,14 @@ caps_parent_limit(const struct msm_settings *s, char *err, size_t errlen)
 		bound |= mask_of(child_caps[i].caps);
 	if (capture_low_port)
 		bound |= BIT(CAP_NET_BIND_SERVICE);
+	/*
+	 * A container may have given us less: keep what there is, and let
+	 * the child that misses something fail with its own clear error.
+	 */
+	if (caps_read(&cs) == -1)
+		return fail(err, errlen, "capget");
+	keep &= cs.prm;
+	bound &= cs.bnd;
 	capng_clear(CAPNG_SELECT_BOTH);
 	if (state_add(CAPNG_EFFECTIVE | CAPNG_PERMITTED, keep) == -1 ||
 	    state_add(CAPNG_BOUNDING_SET, bound) == -1)
@@ -171,6 +179,9 @@ caps_child_bound(const char *child, char *err, size_t errlen)
 		return 0;
 	if (strcmp(child, "capture") == 0 && capture_low_port)
 		bound |= BIT(CAP_NET_BIND_SERVICE);
+	if (caps_read(&cs) == -1)
+		return fail(err, errlen, "capget");
+	bound &= cs.bnd;
 	capng_clear(CAPNG_SELECT_BOUNDS);
 	if (state_add(CAPNG_BOUNDING_SET, bound) == -1 ||
 	    capng_apply(CAPNG_SELECT_BOUNDS) != 0)

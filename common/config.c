@@ -95,6 +95,7 @@ static const char *const facilities[] = {
 
 static const char *check_absolute(const char *v);
 static const char *check_absolute_or_empty(const char *v);
+static const char *check_reply_text(const char *v);
 static const char *check_socket_path(const char *v);
 static const char *check_address(const char *v);
 static const char *check_facility(const char *v);
@@ -175,6 +176,8 @@ static const struct key keys[] = {
 	/* Below Postfix's milter_content_timeout (300 s). */
 	KUINT("miltercommittimeout", "Milter Commit Timeout",
 	    milter_commit_timeout, 1, 250),
+	KSTR("milterrejecttext", "Milter Reject Text", milter_reject_text,
+	    check_reply_text, 0),
 	KENUM("deliverymethod", "Delivery Method", ms_delivery_method,
 	    ms_delivery_words),
 	KENUM("locktype", "Lock Type", lock_type, lock_words),
@@ -188,6 +191,9 @@ static const struct key keys[] = {
 	    relay_scan_interval, 1, 3600),
 	KSTR("milterrelayquarantinedir", "Milter Relay Quarantine Dir",
 	    relay_quarantine_dir, check_absolute_or_empty, 0),
+	/* Debugging only: log and refuse forbidden system calls, not kill. */
+	KBOOL("milterseccompdebug", "Milter Seccomp Debug",
+	    milter_seccomp_debug),
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
@@ -315,6 +321,18 @@ check_absolute(const char *v)
 {
 	return v[0] == '/' ? NULL : "expected an absolute path (starting "
 	    "with '/')";
+}
+
+/* An SMTP reply text: printable ASCII, no '%' (libmilter formats it). */
+static const char *
+check_reply_text(const char *v)
+{
+	if (v[0] == '\0')
+		return "expected a reply text, for example Message Blacklisted";
+	for (; *v != '\0'; v++)
+		if (*v < 0x20 || *v > 0x7e || *v == '%')
+			return "expected printable ASCII without '%'";
+	return NULL;
 }
 
 static const char *
@@ -942,12 +960,14 @@ config_defaults(struct msm_settings *s)
 	SET(milter_user, "msmilter");
 	SET(milter_chroot, "/var/lib/msmilter/empty");
 	s->milter_commit_timeout = 60;
+	SET(milter_reject_text, "Message Blacklisted");
 	s->ms_delivery_method = MSM_MS_BATCH;
 	s->lock_type = MSM_LOCK_FLOCK;
 	s->relay_min_retry = 5;
 	s->relay_max_retry = 1800;
 	s->relay_timeout = 300;
 	s->relay_scan_interval = 30;
+	s->milter_seccomp_debug = 0;
 #undef SET
 }
 

@@ -61,11 +61,13 @@ struct msm_settings {
 	char	milter_user[MSM_NAME_LEN];		/* msmilter (capture) */
 	char	milter_chroot[MSM_PATH_LEN];		/* /var/lib/msmilter/empty */
 	unsigned milter_commit_timeout;			/* 60 s: capture waits for spooler */
+	char	milter_reject_text[MSM_NAME_LEN];	/* Message Blacklisted */
 	unsigned relay_min_retry;			/* 5 s */
 	unsigned relay_max_retry;			/* 1800 s */
 	unsigned relay_timeout;				/* 300 s per SMTP/QMQP step */
 	unsigned relay_scan_interval;			/* 30 s */
 	char	relay_quarantine_dir[MSM_PATH_LEN];	/* "" = <milterout>/../milterout-invalid */
+	int	milter_seccomp_debug;			/* no: forbidden calls kill */
 };
 
 /*

@@ -30,6 +30,8 @@ enum msg_type {
 	MSG_PARENT_PEER,	/* fd: a new capture<->spooler control channel */
 	MSG_PARENT_STOP,	/* empty: stop taking work, finish, exit */
 	MSG_PARENT_RELAY,	/* fd: a new relay<->spooler channel (spooler) */
+	MSG_PARENT_RULES,	/* struct ipc_rules + a piece of a serialized
+				 * ruleset (capture) */
 
 	/* any child -> parent */
 	MSG_CHILD_READY,	/* empty: set-up done, sandbox in place */
@@ -77,6 +79,16 @@ struct ipc_committed {
 };
 
 #define IPC_REPLY_MAX		512
+
+/* Which ruleset, how long in all, and where this piece goes. */
+enum ipc_rules_which { RULES_WHITELIST = 0, RULES_BLACKLIST = 1 };
+#define IPC_RULES_CHUNK		65536
+
+struct ipc_rules {
+	uint32_t	which;
+	uint32_t	total;		/* bytes of the whole serialized text */
+	uint32_t	offset;		/* of this piece */
+};
 
 struct ipc_requeue {
 	char		queue_id[QUEUEID_MAX];	/* preferred milterin name */

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "ipc.h"
 #include "log.h"
 #include "parent.h"
@@ -88,7 +89,7 @@ static void __attribute__((noreturn))
 exec_child(struct child *c, int chan)
 {
 	sigset_t	 none;
-	char		*argv[2];
+	char		*argv[2], err[256];
 
 	if (chan == IPC_PARENT_FD)
 		fcntl(chan, F_SETFD, 0);
@@ -101,6 +102,11 @@ exec_child(struct child *c, int chan)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	argv[0] = strrchr(c->path, '/') ? strrchr(c->path, '/') + 1 : c->path;
 	argv[1] = NULL;
+	/* A child started as root gets only what its own set-up needs. */
+	if (caps_child_bound(c->name, err, sizeof(err)) == -1) {
+		dprintf(STDERR_FILENO, "msmilter: %s: %s\n", c->name, err);
+		_exit(127);
+	}
 	execve(c->path, argv, child_environment());
 	dprintf(STDERR_FILENO, "msmilter: exec %s: %s\n", c->path,
 	    strerror(errno));
@@ -113,7 +119,7 @@ exec_child(struct child *c, int chan)
  * writes emergencies to every terminal).
  */
 static int
-child_log(const struct child *c, struct ipc_msg *m)
+child_log(struct child *c, struct ipc_msg *m)
 {
 	struct ipc_log	 lg;
 	char		 line[LOG_LINE_MAX + 32];
@@ -135,21 +141,44 @@ child_log(const struct child *c, struct ipc_msg *m)
 	return 0;
 }
 
+/* Set-up done: once per start, and nothing in it. */
+static int
+child_ready_record(struct child *c, struct ipc_msg *m)
+{
+	if (m->hdr.len != 0 || c->ready)
+		return -1;
+	c->ready = 1;
+	return 0;
+}
+
+/*
+ * The broker's table: which child may send us which record.  Anything
+ * else is a broken or compromised child, killed by child_read and started
+ * afresh by the restart policy; a capture cannot speak for the relay.
+ */
+static const struct {
+	enum child_id	 from;
+	uint32_t	 type;
+	int		(*handle)(struct child *, struct ipc_msg *);
+} broker[] = {
+	{ CHILD_SPOOLER, MSG_CHILD_READY, child_ready_record },
+	{ CHILD_SPOOLER, MSG_CHILD_LOG, child_log },
+	{ CHILD_CAPTURE, MSG_CHILD_READY, child_ready_record },
+	{ CHILD_CAPTURE, MSG_CHILD_LOG, child_log },
+	{ CHILD_RELAY, MSG_CHILD_READY, child_ready_record },
+	{ CHILD_RELAY, MSG_CHILD_LOG, child_log },
+};
+
 /* Handle one record from a child; -1 if the child broke the protocol. */
 static int
-child_record(struct child *c, struct ipc_msg *m)
+child_record(const struct parent *p, struct child *c, struct ipc_msg *m)
 {
-	switch (m->hdr.type) {
-	case MSG_CHILD_LOG:
-		return child_log(c, m);
-	case MSG_CHILD_READY:
-		if (m->hdr.len != 0 || c->ready)
-			return -1;
-		c->ready = 1;
-		return 0;
-	default:
-		return -1;
-	}
+	enum child_id from = (enum child_id)(c - p->children);
+
+	for (size_t i = 0; i < sizeof(broker) / sizeof(broker[0]); i++)
+		if (broker[i].from == from && broker[i].type == m->hdr.type)
+			return broker[i].handle(c, m);
+	return -1;
 }
 
 void
@@ -159,8 +188,7 @@ child_read(struct parent *p, struct child *c)
 	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
 	int			 r = ipc_recv(c->chan, &m);
 
-	(void)p;
-	if (r == 1 && child_record(c, &m) == 0)
+	if (r == 1 && child_record(p, c, &m) == 0)
 		return;
 	if (r == 1 || r == -1) {
 		log_warnx("%s (pid %d) sent a bad record (%s); killing it",
@@ -288,6 +316,10 @@ children_link(struct parent *p, enum child_id started)
 	if (started == CHILD_SPOOLER || started == CHILD_CAPTURE ||
 	    started == CHILD_COUNT)
 		link_pair(&p->children[CHILD_CAPTURE], spo, MSG_PARENT_PEER);
+	/* A new capture has no rules yet: it cannot read them itself. */
+	if ((started == CHILD_CAPTURE || started == CHILD_COUNT) &&
+	    p->set.milter_scanner)
+		rules_send(p);
 	if (started == CHILD_SPOOLER || started == CHILD_RELAY ||
 	    started == CHILD_COUNT)
 		link_pair(&p->children[CHILD_RELAY], spo, MSG_PARENT_RELAY);
@@ -313,7 +345,9 @@ describe_death(const struct child *c, int status, char *buf, size_t len)
 		snprintf(buf, len, "killed by signal %d (%s)%s",
 		    WTERMSIG(status), strsignal(WTERMSIG(status)),
 		    WTERMSIG(status) == SIGSYS ?
-		    ": a forbidden system call (seccomp)" : "");
+		    ": a forbidden system call (seccomp; the kernel audit log "
+		    "names it, type=1326, or set Milter Seccomp Debug = yes to "
+		    "have it logged)" : "");
 	else
 		snprintf(buf, len, "exited with status %d",
 		    WEXITSTATUS(status));
@@ -325,7 +359,7 @@ child_reaped(struct parent *p, pid_t pid, int status)
 {
 	for (int i = 0; i < CHILD_COUNT; i++) {
 		struct child	*c = &p->children[i];
-		char		 why[128];
+		char		 why[256];
 		time_t		 now = time(NULL);
 		unsigned	 delay;
 

@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "caps.h"
 #include "ipc.h"
 #include "log.h"
 #include "parent.h"
@@ -31,6 +32,8 @@ static void __attribute__((noreturn))
 usage(void)
 {
 	fprintf(stderr, "usage: msmilter [-dFt] [-f config] [config]\n"
+	    "       msmilter -t [-f config] --rule-test FROM TO[,TO...] IP "
+	    "[NAME]\n"
 	    "  -f FILE  MailScanner.conf to read (default %s)\n"
 	    "  -F       stay in the foreground, log to stderr\n"
 	    "  -d       debug logging\n"
@@ -81,8 +84,10 @@ print_postfix_advice(const struct msm_settings *s, FILE *out)
 	    "flow-control token)\n", out);
 }
 
+/* The configuration and, with Milter Scanner on, its rulesets. */
 static int
-load_config(const char *path, struct msm_settings *s)
+load_config(const char *path, struct msm_settings *s,
+    struct parent_rules *rules)
 {
 	int errors = 0;
 
@@ -91,6 +96,8 @@ load_config(const char *path, struct msm_settings *s)
 	if (errors == 0)
 		errors = config_check(s, report_line, NULL);
 	snprintf(s->config_file, sizeof(s->config_file), "%s", path);
+	if (errors == 0 && s->milter_scanner)
+		errors = rules_load(s, rules);
 	return errors;
 }
 
@@ -184,9 +191,8 @@ static int
 relay_needs_restart(const struct msm_settings *a,
     const struct msm_settings *b)
 {
-	return spooler_needs_restart(a, b) ||
-	    strcmp(a->outgoing_queue_dir, b->outgoing_queue_dir) != 0 ||
-	    strcmp(a->relay_quarantine_dir, b->relay_quarantine_dir) != 0;
+	/* Its delivery threads read the settings: any change restarts it. */
+	return memcmp(a, b, sizeof(*a)) != 0;
 }
 
 static void
@@ -202,10 +208,12 @@ static void
 reload(struct parent *p)
 {
 	struct msm_settings	 next;
+	struct parent_rules	 rules = { { NULL, NULL }, { 0, 0 } };
 	int			 errors;
 
 	log_info("SIGHUP: reloading %s", p->config_path);
-	if ((errors = load_config(p->config_path, &next)) != 0) {
+	if ((errors = load_config(p->config_path, &next, &rules)) != 0) {
+		rules_free(&rules);
 		log_warnx("reload refused: %d error%s in %s; the running "
 		    "configuration stays in force", errors,
 		    errors == 1 ? "" : "s", p->config_path);
@@ -222,6 +230,12 @@ reload(struct parent *p)
 	p->set = next;
 	log_set_debug(p->set.debug);
 	children_send_settings(p);
+	if (next.milter_scanner) {
+		rules_free(&p->rules);
+		p->rules = rules;
+		rules_send(p);
+	} else
+		rules_free(&rules);
 	log_info("configuration reloaded");
 }
 
@@ -330,27 +344,40 @@ parent_loop(struct parent *p)
 int
 main(int argc, char *argv[])
 {
+	static const struct option longopts[] = {
+		{ "rule-test", no_argument, NULL, 'R' },
+		{ NULL, 0, NULL, 0 },
+	};
 	static struct parent	 p;
-	int			 ch, test_only = 0, errors;
+	int			 ch, test_only = 0, rule_test = 0, errors;
 	const char		*path = MSM_DEFAULT_CONFIG;
 
 	log_init_parent("msmilter", 1, LOG_MAIL, 0);
-	while ((ch = getopt(argc, argv, "dFf:th")) != -1) {
+	while ((ch = getopt_long(argc, argv, "dFf:th", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': p.cmdline_debug = 1; break;
 		case 'F': p.foreground = 1; break;
 		case 'f': path = optarg; break;
 		case 't': test_only = 1; break;
+		case 'R': rule_test = 1; break;
 		default: usage();
 		}
 	}
-	if (argc - optind == 1)
+	if (rule_test && !test_only)
+		usage();
+	if (!rule_test && argc - optind == 1)
 		path = argv[optind];	/* "msmilter FILE", like MSMilter */
-	else if (argc - optind > 1)
+	else if (!rule_test && argc - optind > 1)
 		usage();
 	snprintf(p.config_path, sizeof(p.config_path), "%s", path);
 
-	errors = load_config(path, &p.set);
+	errors = load_config(path, &p.set, &p.rules);
+	if (rule_test) {
+		if (errors)
+			fatalx("%d error%s in %s", errors, errors == 1 ? "" :
+			    "s", path);
+		return rules_test(&p.set, argc - optind, argv + optind);
+	}
 	if (test_only) {
 		config_print(&p.set, stdout);
 		print_postfix_advice(&p.set, stdout);
@@ -380,6 +407,13 @@ main(int argc, char *argv[])
 	/* Before any child: a second instance must not touch our spool. */
 	write_pidfile(&p);
 	prepare_quarantine(&p.set);
+	{
+		/* Root's own work is done: keep what starting children takes. */
+		char err[256];
+
+		if (caps_parent_limit(&p.set, err, sizeof(err)) == -1)
+			fatalx("%s", err);
+	}
 	children_init(&p, argv[0]);
 	for (int i = 0; i < CHILD_COUNT; i++)
 		if (child_start(&p, &p.children[i]) == -1)

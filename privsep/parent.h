@@ -28,6 +28,12 @@ struct child {
 	time_t		 restart_at;	/* 0: not scheduled */
 };
 
+/* Milter Scanner rulesets, serialized for capture. */
+struct parent_rules {
+	char	*text[2];	/* by enum ipc_rules_which */
+	size_t	 len[2];
+};
+
 struct parent {
 	struct msm_settings	 set;
 	char			 config_path[MSM_PATH_LEN];
@@ -37,7 +43,14 @@ struct parent {
 	int			 terminating;
 	time_t			 terminate_deadline;
 	int			 pidfd;
+	struct parent_rules	 rules;
 };
+
+/* rules.c */
+int	rules_load(const struct msm_settings *, struct parent_rules *);
+void	rules_free(struct parent_rules *);
+void	rules_send(struct parent *);
+int	rules_test(const struct msm_settings *, int argc, char **argv);
 
 /* children.c */
 void	children_init(struct parent *, const char *argv0);

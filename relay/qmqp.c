@@ -118,8 +118,9 @@ read_answer(int fd, char *code, char *text, size_t size)
 }
 
 int
-qmqp_deliver(struct relay *r, struct delivery *d)
+qmqp_deliver(struct worker *w, struct delivery *d)
 {
+	struct relay	*r = w->r;
 	char		 err[256], code = 0, text[400], head[32];
 	long long	 mlen = message_bytes(d->fd, d->q.data_offset, -1);
 	size_t		 total, n = 0;

@@ -24,6 +24,7 @@
 #include "log.h"
 #include "relay.h"
 #include "sandbox.h"
+#include "seccomp.h"
 
 static void
 open_dirs(struct relay *r)
@@ -76,20 +77,23 @@ parent_record(struct relay *r)
 {
 	static unsigned char	 buf[sizeof(struct msm_settings)];
 	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
+	struct msm_settings	 next;
 	int			 n = ipc_recv(IPC_PARENT_FD, &m);
 
 	if (n <= 0)
 		fatalx("parent channel closed or broken");
 	if (m.hdr.type == MSG_PARENT_PEER && m.fd != -1 && m.hdr.len == 0 &&
 	    ipc_is_socket(m.fd, SOCK_SEQPACKET)) {
+		pthread_mutex_lock(&r->spooler_lock);
 		if (r->spooler != -1)
 			close(r->spooler);
 		r->spooler = m.fd;
+		pthread_mutex_unlock(&r->spooler_lock);
 	} else if (m.hdr.type == MSG_PARENT_STOP && m.hdr.len == 0)
 		r->terminating = 1;
 	else if (m.hdr.type == MSG_PARENT_SETTINGS &&
-	    child_take_settings(m.data, m.hdr.len, &r->set) == 0)
-		r->next_scan = 0;
+	    child_take_settings(m.data, m.hdr.len, &next) == 0)
+		;	/* the workers read r->set: a change restarts us */
 	else
 		fatalx("unexpected %s from the parent",
 		    ipc_type_name(m.hdr.type));
@@ -99,13 +103,14 @@ static void
 relay_loop(struct relay *r)
 {
 	while (!r->terminating) {
-		struct pollfd	 pfd[2] = {
+		struct pollfd	 pfd[3] = {
 			{ IPC_PARENT_FD, POLLIN, 0 },
 			{ r->inotify, POLLIN, 0 },
+			{ r->wake, POLLIN, 0 },
 		};
 		time_t		 now = time(NULL);
 
-		if (poll(pfd, 2, queue_next_timeout(r, now)) == -1 &&
+		if (poll(pfd, 3, queue_next_timeout(r, now)) == -1 &&
 		    errno != EINTR)
 			fatal("poll");
 		now = time(NULL);
@@ -113,6 +118,8 @@ relay_loop(struct relay *r)
 			parent_record(r);
 		if (pfd[1].revents)
 			read_inotify(r, now);
+		if (pfd[2].revents)
+			queue_collect(r, now);
 		if (now >= r->next_scan) {
 			open_dirs(r);
 			if (r->outdir != -1)
@@ -122,7 +129,8 @@ relay_loop(struct relay *r)
 		if (r->outdir != -1)
 			queue_run(r, now);
 	}
-	smtp_close(r);
+	/* Let deliveries under way finish: a file is never left half done. */
+	workers_stop(r);
 }
 
 int
@@ -151,9 +159,13 @@ main(void)
 	r.outdir = r.badfd = r.spooler = -1;
 	open_dirs(&r);
 	watch(&r);
+	/* Before the first file or reply is read. */
+	sandbox_seccomp(SANDBOX_RELAY, r.set.milter_seccomp_debug);
 	log_info("ready as %s, delivering %s by %s", creds.user,
 	    r.set.outgoing_queue_dir,
 	    r.set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP");
+	if (workers_start(&r) == -1)
+		fatal("starting the delivery threads");
 	child_ready();
 	relay_loop(&r);
 	log_info("stopping");

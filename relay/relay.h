@@ -7,6 +7,7 @@
 #ifndef MSM_RELAY_H
 #define MSM_RELAY_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -16,14 +17,42 @@
 #include "ipc.h"
 #include "qfile.h"
 
+/* Deliveries in parallel: Postfix takes more from several sessions. */
+#define RELAY_WORKERS	4
+
 /* A milterout file we know of, waiting for its next attempt. */
 struct pending {
 	char		 name[72];
 	time_t		 due;		/* next attempt */
 	unsigned	 backoff;	/* seconds; 0 before the first failure */
-	unsigned	 attempts;
+	int		 busy;		/* a worker has it */
 	unsigned char	*done;		/* per recipient: delivered or requeued */
 	size_t		 ndone;
+};
+
+enum job_result {
+	JOB_GONE,		/* delivered, requeued or quarantined */
+	JOB_LATER,		/* locked or vanishing: look again soon */
+	JOB_DEFERRED,		/* temporary failure: back off */
+};
+
+/* One file handed to a worker, and what came of it. */
+struct job {
+	struct job	*next;
+	char		 name[72];
+	unsigned char	*done;		/* the pending's, lent to the worker */
+	size_t		 ndone;
+	enum job_result	 result;
+	int		 connect_failed;
+	char		 reply[512];
+};
+
+struct relay;
+
+struct worker {
+	struct relay		*r;
+	pthread_t		 thread;
+	struct smtp_conn	*smtp;	/* kept open between messages */
 };
 
 struct relay {
@@ -40,8 +69,21 @@ struct relay {
 	time_t			 mta_down_until; /* no connects before this */
 	unsigned		 mta_backoff;
 	int			 terminating;
-	struct smtp_conn	*smtp;		/* kept open between messages */
 	char			 hostname[256];	/* for EHLO */
+
+	/*
+	 * Workers.  Settings, descriptors and hostname above do not change
+	 * once they run (a new configuration restarts the relay); the job
+	 * lists and the spooler channel are shared under the locks.
+	 */
+	pthread_mutex_t		 lock;
+	pthread_cond_t		 work;
+	struct job		*todo, *results;
+	unsigned		 busy;		/* jobs handed out */
+	int			 wake;		/* eventfd: results wait */
+	int			 stop_workers;
+	pthread_mutex_t		 spooler_lock;
+	struct worker		 workers[RELAY_WORKERS];
 };
 
 /* What happened to one recipient (or to the whole QMQP message). */
@@ -62,20 +104,27 @@ struct delivery {
 
 /* smtp.c */
 struct smtp_conn;
-int	smtp_deliver(struct relay *, struct delivery *);
-void	smtp_close(struct relay *);
+int	smtp_deliver(struct worker *, struct delivery *);
+void	smtp_close(struct worker *);
 
 /* qmqp.c */
-int	qmqp_deliver(struct relay *, struct delivery *);
+int	qmqp_deliver(struct worker *, struct delivery *);
 
 /* net.c: connect to the configured MTA, with timeouts. */
 int	net_connect(const struct msm_settings *, char *err, size_t errlen);
 int	net_write_all(int fd, const void *p, size_t len);
 
-/* queue.c */
+/* queue.c: the main thread's bookkeeping. */
 void	queue_scan(struct relay *);
 void	queue_add(struct relay *, const char *name, time_t due);
 void	queue_run(struct relay *, time_t now);
+void	queue_collect(struct relay *, time_t now);
 int	queue_next_timeout(const struct relay *, time_t now);
+
+/* worker.c: the deliveries. */
+int	workers_start(struct relay *);
+void	workers_stop(struct relay *);
+void	worker_submit(struct relay *, struct job *);
+struct job *worker_results(struct relay *);
 
 #endif

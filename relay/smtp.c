@@ -30,6 +30,13 @@ enum ext {
 	EXT_XFORWARD = 1 << 5,
 };
 
+struct wbuf {
+	int		 fd;
+	size_t		 len;
+	int		 failed;
+	char		 data[WBUF_SIZE];
+};
+
 struct smtp_conn {
 	int		 fd;
 	int		 idle;		/* no transaction open: no RSET needed */
@@ -37,13 +44,7 @@ struct smtp_conn {
 	char		 xforward[128];	/* attribute names offered */
 	char		 rbuf[8192];
 	size_t		 rlen, roff;
-};
-
-struct wbuf {
-	int		 fd;
-	size_t		 len;
-	int		 failed;
-	char		 data[WBUF_SIZE];
+	struct wbuf	 w;		/* commands and body on their way */
 };
 
 struct reply {
@@ -247,10 +248,10 @@ parse_ehlo(struct smtp_conn *c, const char *all)
 }
 
 static int
-smtp_open(struct relay *r, struct reply *rep, char *err, size_t errlen)
+smtp_open(struct worker *wk, struct reply *rep, char *err, size_t errlen)
 {
+	struct relay		*r = wk->r;
 	struct smtp_conn	*c;
-	struct wbuf		*w;
 	char			 cmd[300];
 	int			 fd;
 
@@ -264,8 +265,7 @@ smtp_open(struct relay *r, struct reply *rep, char *err, size_t errlen)
 	}
 	c->fd = fd;
 	c->idle = 1;
-	r->smtp = c;
-	(void)w;
+	wk->smtp = c;
 	if (read_reply(c, rep) == -1 || rep->code != 220)
 		goto bad;
 	snprintf(cmd, sizeof(cmd), "EHLO %s\r\n", r->hostname);
@@ -285,20 +285,20 @@ smtp_open(struct relay *r, struct reply *rep, char *err, size_t errlen)
 bad:
 	snprintf(err, errlen, "%.*s", (int)sizeof(rep->text),
 	    rep->code ? rep->text : "connection lost or bad reply");
-	smtp_close(r);
+	smtp_close(wk);
 	return -1;
 }
 
 void
-smtp_close(struct relay *r)
+smtp_close(struct worker *wk)
 {
-	if (r->smtp == NULL)
+	if (wk->smtp == NULL)
 		return;
 	/* A polite QUIT; the reply does not matter any more. */
-	(void)net_write_all(r->smtp->fd, "QUIT\r\n", 6);
-	close(r->smtp->fd);
-	free(r->smtp);
-	r->smtp = NULL;
+	(void)net_write_all(wk->smtp->fd, "QUIT\r\n", 6);
+	close(wk->smtp->fd);
+	free(wk->smtp);
+	wk->smtp = NULL;
 }
 
 /* RFC 3461 xtext, as XFORWARD wants its values. */
@@ -448,11 +448,9 @@ step(struct smtp_conn *c, struct wbuf *w, struct reply *rep)
  * longer be trusted to be in step with the server.
  */
 static int
-transaction(struct relay *r, struct delivery *d, const char *sel,
+transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
     size_t *naccepted)
 {
-	static struct wbuf	 w;
-	struct smtp_conn	*c = r->smtp;
 	struct reply		 rep;
 	int			 pipe = (c->ext & EXT_PIPELINING) != 0;
 	int			 mail_ok, xfwd = 0;
@@ -462,38 +460,38 @@ transaction(struct relay *r, struct delivery *d, const char *sel,
 	if (accepted == NULL)
 		return -1;
 	*naccepted = 0;
-	w.fd = c->fd;
-	w.len = 0;
-	w.failed = 0;
+	c->w.fd = c->fd;
+	c->w.len = 0;
+	c->w.failed = 0;
 	if ((c->ext & EXT_XFORWARD) && d->q.client_addr[0] != '\0') {
-		put_xforward(c, &w, d);
+		put_xforward(c, &c->w, d);
 		xfwd = 1;
-		if (!pipe && step(c, &w, &rep) == -1)
+		if (!pipe && step(c, &c->w, &rep) == -1)
 			goto broken;
 	}
-	put_mail(c, &w, d);
+	put_mail(c, &c->w, d);
 	if (!pipe) {
-		if (step(c, &w, &rep) == -1)
+		if (step(c, &c->w, &rep) == -1)
 			goto broken;
 	}
 	for (i = 0; i < d->q.nrcpt; i++) {
 		if (!sel[i])
 			continue;
-		put_rcpt(c, &w, &d->q.rcpts[i]);
+		put_rcpt(c, &c->w, &d->q.rcpts[i]);
 		if (!pipe && rep.code / 100 == 2) {
 			struct reply rr;
 
-			if (step(c, &w, &rr) == -1)
+			if (step(c, &c->w, &rr) == -1)
 				goto broken;
 			rcpt_reply(d, i, &rr, accepted, naccepted);
 		}
 		if (!pipe && rep.code / 100 != 2)
-			w.len = 0;	/* MAIL failed: RCPT not sent */
+			c->w.len = 0;	/* MAIL failed: RCPT not sent */
 	}
 	if (pipe) {
-		wput(&w, "DATA\r\n", 6);
-		wflush(&w);
-		if (w.failed)
+		wput(&c->w, "DATA\r\n", 6);
+		wflush(&c->w);
+		if (c->w.failed)
 			goto broken;
 		if (xfwd && read_reply(c, &rep) == -1)
 			goto broken;	/* XFORWARD's answer does not matter */
@@ -518,22 +516,22 @@ transaction(struct relay *r, struct delivery *d, const char *sel,
 		if (read_reply(c, &rep) == -1)	/* to DATA */
 			goto broken;
 	} else if (mail_ok && *naccepted > 0) {
-		wput(&w, "DATA\r\n", 6);
-		if (step(c, &w, &rep) == -1)
+		wput(&c->w, "DATA\r\n", 6);
+		if (step(c, &c->w, &rep) == -1)
 			goto broken;
 	} else
 		rep.code = 0;
 	if (rep.code == 354 && *naccepted == 0) {
 		/* Nobody to deliver to, yet the server wants data. */
-		wput(&w, ".\r\n", 3);
-		if (step(c, &w, &rep) == -1)
+		wput(&c->w, ".\r\n", 3);
+		if (step(c, &c->w, &rep) == -1)
 			goto broken;
 	} else if (rep.code == 354) {
-		if (send_body(&w, d->fd, d->q.data_offset) == -1) {
+		if (send_body(&c->w, d->fd, d->q.data_offset) == -1) {
 			snprintf(d->reply, sizeof(d->reply), "read error");
 			goto broken;
 		}
-		if (step(c, &w, &rep) == -1)
+		if (step(c, &c->w, &rep) == -1)
 			goto broken;
 		c->idle = 1;	/* the reply to "." ends the transaction */
 		outcome_all(d, accepted, rep.code / 100 == 2 ? RCPT_DELIVERED :
@@ -549,7 +547,7 @@ broken:
 }
 
 int
-smtp_deliver(struct relay *r, struct delivery *d)
+smtp_deliver(struct worker *wk, struct delivery *d)
 {
 	char	 err[600];
 	char	*sel = calloc(d->q.nrcpt ? d->q.nrcpt : 1, 1);
@@ -565,14 +563,14 @@ smtp_deliver(struct relay *r, struct delivery *d)
 		if (n == 0)
 			break;
 		/* After a finished DATA the session is clean again. */
-		if (r->smtp != NULL && !r->smtp->idle) {
-			if (net_write_all(r->smtp->fd, "RSET\r\n", 6) == -1 ||
-			    read_reply(r->smtp, &rep) == -1 || rep.code != 250)
-				smtp_close(r);
+		if (wk->smtp != NULL && !wk->smtp->idle) {
+			if (net_write_all(wk->smtp->fd, "RSET\r\n", 6) == -1 ||
+			    read_reply(wk->smtp, &rep) == -1 || rep.code != 250)
+				smtp_close(wk);
 			else
-				r->smtp->idle = 1;
+				wk->smtp->idle = 1;
 		}
-		if (r->smtp == NULL && smtp_open(r, &rep, err,
+		if (wk->smtp == NULL && smtp_open(wk, &rep, err,
 		    sizeof(err)) == -1) {
 			d->connect_failed = rep.code == 0;
 			/* A server that refuses us at the greeting or at
@@ -582,16 +580,16 @@ smtp_deliver(struct relay *r, struct delivery *d)
 			    (int)sizeof(d->reply) - 1, err);
 			break;
 		}
-		if (needs_utf8(d) && !(r->smtp->ext & EXT_SMTPUTF8)) {
+		if (needs_utf8(d) && !(wk->smtp->ext & EXT_SMTPUTF8)) {
 			struct reply no = { .code = 553, .text = "553 5.6.7 "
 			    "the relay did not offer SMTPUTF8" };
 
 			outcome_all(d, sel, RCPT_REJECTED, &no);
 			break;
 		}
-		r->smtp->idle = 0;
-		if (transaction(r, d, sel, &naccepted) == -1) {
-			smtp_close(r);
+		wk->smtp->idle = 0;
+		if (transaction(wk->smtp, d, sel, &naccepted) == -1) {
+			smtp_close(wk);
 			for (size_t i = 0; i < d->q.nrcpt; i++)
 				if (sel[i] && d->outcome[i] != RCPT_DELIVERED)
 					d->outcome[i] = RCPT_DEFERRED;

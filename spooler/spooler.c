@@ -25,6 +25,7 @@
 #include "log.h"
 #include "queueid.h"
 #include "sandbox.h"
+#include "seccomp.h"
 #include "spool.h"
 
 /* Sessions at once: each holds a descriptor, maybe two. */
@@ -563,6 +564,7 @@ main(void)
 	umask(0);
 	if (sandbox_enter(&creds, NULL, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	sandbox_seccomp(SANDBOX_SPOOLER, sp.set.milter_seccomp_debug);
 
 	sp.msg.data = buf;
 	sp.msg.cap = sizeof(buf);

@@ -103,14 +103,15 @@ def relay_ceiling(tool, target):
     return MESSAGES / (time.monotonic() - t0)
 
 
-def fill_milterout(m, count):
-    """count queue files of about RELAY_SIZE bytes, as MailScanner leaves
-    them, before the relay starts."""
+def fill_staging(m, count):
+    """count queue files of about RELAY_SIZE bytes, as MailScanner writes
+    them, in a staging directory beside milterout (same file system)."""
     import pwd
     pw = pwd.getpwnam("postfix")
     line = b"0123456789" * 7 + b"abcdef\n"
     body = line * (RELAY_SIZE // len(line))
-    m.write_config()
+    staging = m.milterout + ".staging"
+    os.makedirs(staging)
     for i in range(count):
         name = "%011X.A%04d" % (0x10000000 + i, i % 10000)
         data = (b"S<bench@example.org>\nO<sink@example.com>\n"
@@ -118,10 +119,11 @@ def fill_milterout(m, count):
                 b"Subject: relay bench %d\nMessage-Id: <%d@bench>\n"
                 b"Date: Thu, 26 Nov 2026 07:00:00 +0000\n"
                 b"From: bench@example.org\n\n" % (i, i) + body)
-        path = os.path.join(m.milterout, name)
+        path = os.path.join(staging, name)
         with open(path, "wb") as f:
             f.write(data)
         os.chown(path, pw.pw_uid, pw.pw_gid)
+    return staging
 
 
 def relay_case(base, method, pf):
@@ -132,10 +134,14 @@ def relay_case(base, method, pf):
     else:
         s["MSMail Relay Port"] = str(pf.reinject_port)
     m = P.MsMilter(os.path.join(base, "relay-" + method), settings=s)
-    fill_milterout(m, MESSAGES)
-    m.write_config = lambda: None
-    t0 = time.monotonic()
     m.start()
+    staging = fill_staging(m, MESSAGES)
+    # Steady state: the relay is up; the files arrive as MailScanner
+    # renames them in, all at once.
+    t0 = time.monotonic()
+    for name in os.listdir(staging):
+        os.rename(os.path.join(staging, name),
+                  os.path.join(m.milterout, name))
     try:
         while os.listdir(m.milterout):
             time.sleep(0.05)

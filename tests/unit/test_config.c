@@ -191,6 +191,7 @@ test_defaults(void **state)
 	assert_string_equal(s->milter_user, "msmilter");
 	assert_string_equal(s->milter_chroot, "/var/lib/msmilter/empty");
 	assert_int_equal(s->milter_commit_timeout, 60);
+	assert_int_equal(s->milter_seccomp_debug, 0);	/* kill, never log */
 	assert_int_equal(config_validate(s), 0);
 }
 
@@ -255,7 +256,9 @@ test_key_spellings(void **state)
 	    "Syslog Facility = LOCAL3\n"
 	    "Milter Scanner = No\n"
 	    "debug=YES\n"
+	    "milter-seccomp-debug = Yes\n"
 	    "Run In Foreground = 1\n", NULL, 0), 0);
+	assert_int_equal(f->s.milter_seccomp_debug, 1);
 	assert_int_equal(f->s.milter_ignore_loopback, 0);
 	assert_int_equal(f->s.milter_port, 4000);
 	assert_string_equal(f->s.milter_bind, "::1");
@@ -863,7 +866,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 39);	/* %org-name% and 38 keys */
+	assert_int_equal(lines, 41);	/* %org-name% and 40 keys */
 	free(a);
 	free(b);
 }
@@ -918,6 +921,8 @@ test_print_round_trip(void **state)
 	want.relay_timeout = 17;
 	want.relay_scan_interval = 3;
 	snprintf(want.relay_quarantine_dir, MSM_PATH_LEN, "/q/bad");
+	snprintf(want.milter_reject_text, MSM_NAME_LEN, "Go away");
+	want.milter_seccomp_debug = 1;
 	assert_all_lines_differ(&want);
 	out = print_to_string(&want);
 	assert_int_equal(load_text(f, out, path, sizeof path), 0);

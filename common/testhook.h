@@ -1,0 +1,26 @@
+/*
+ * Test-only triggers (make TESTHOOKS=1, -DMSM_TESTHOOKS; never in an
+ * installed build): a test sends a child SIGRTMIN+n and the child tries
+ * something its sandbox forbids, to prove the sandbox stops it.
+ */
+#ifndef MSM_TESTHOOK_H
+#define MSM_TESTHOOK_H
+
+/* What SIGRTMIN+n makes a child try (tests/integration/test_confinement.py). */
+enum testhook_action {
+	TESTHOOK_OPEN = 1,	/* open /etc/passwd */
+	TESTHOOK_EXEC,		/* execve /bin/true */
+	TESTHOOK_CONNECT,	/* connect its channel to 127.0.0.1:25 */
+	TESTHOOK_SOCKET,	/* socket(AF_INET, SOCK_STREAM) */
+	TESTHOOK_BAD_RECORD,	/* send the parent a type it may not send */
+	TESTHOOK_COUNT
+};
+
+#ifdef MSM_TESTHOOKS
+/* Install the handlers; proc is an enum sandbox_proc. */
+void	testhook_install(int proc);
+#else
+#define testhook_install(proc)	((void)(proc))
+#endif
+
+#endif

@@ -1,0 +1,397 @@
+/*
+ * The relay's workers: each takes one milterout file at a time, locks it,
+ * reads it strictly, delivers it on its own SMTP connection (or by QMQP),
+ * hands permanent rejections to the spooler, and unlinks the file only
+ * when every recipient is delivered or requeued.  The main thread owns
+ * the queue; a worker sees only its job.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "queueid.h"
+#include "relay.h"
+
+static int
+lock_file(const struct relay *r, int fd)
+{
+	struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+
+	if (r->set.lock_type == MSM_LOCK_POSIX)
+		return fcntl(fd, F_SETLK, &fl);
+	return flock(fd, LOCK_EX | LOCK_NB);
+}
+
+/*
+ * Open and lock name; 0 with *fdp set, 1 when it is gone or locked by
+ * someone else (try later), -1 on other errors.
+ */
+static int
+open_locked(const struct relay *r, const char *name, int *fdp)
+{
+	struct stat	 st, now;
+	int		 fd;
+
+	/* fcntl write locks need a descriptor open for writing. */
+	fd = openat(r->outdir, name, (r->set.lock_type == MSM_LOCK_POSIX ?
+	    O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+	if (fd == -1)
+		return errno == ENOENT ? 1 : -1;
+	if (lock_file(r, fd) == -1) {
+		close(fd);
+		return errno == EWOULDBLOCK || errno == EAGAIN ||
+		    errno == EACCES ? 1 : -1;
+	}
+	/* Locked: is it still the file at that name, and still linked? */
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink == 0 ||
+	    fstatat(r->outdir, name, &now, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
+		close(fd);
+		return 1;
+	}
+	*fdp = fd;
+	return 0;
+}
+
+/* Move an unreadable file aside: never deleted, never retried for ever. */
+static void
+quarantine(const struct relay *r, const char *name, const char *why)
+{
+	char	 target[128];
+
+	snprintf(target, sizeof(target), "%s", name);
+	for (int i = 0; r->badfd != -1 && i < 100; i++) {
+		if (renameat2(r->outdir, name, r->badfd, target,
+		    RENAME_NOREPLACE) == 0) {
+			log_warnx("%s: unreadable queue file (%s); moved to "
+			    "%s/%s", name, why, r->badpath, target);
+			return;
+		}
+		if (errno != EEXIST)
+			break;
+		snprintf(target, sizeof(target), "%s.%d", name, i + 1);
+	}
+	log_warn("%s: unreadable queue file (%s) and cannot move it to %s",
+	    name, why, r->badpath);
+}
+
+/* One requeue round trip; the channel is shared by the workers. */
+static int
+requeue_call(struct relay *r, struct delivery *d, const uint32_t *idx,
+    size_t n, struct ipc_msg *m)
+{
+	struct ipc_requeue	 rq;
+	struct pollfd		 pfd = { r->spooler, POLLIN, 0 };
+
+	memset(&rq, 0, sizeof(rq));
+	snprintf(rq.queue_id, sizeof(rq.queue_id), "%s", d->queue_id);
+	snprintf(rq.reply, sizeof(rq.reply), "%s", d->reject);
+	rq.nrcpt = (uint32_t)n;
+	if (r->spooler == -1)
+		return -1;
+	if (ipc_sendv2(r->spooler, MSG_RELAY_REQUEUE, &rq, sizeof(rq), idx,
+	    n * sizeof(*idx), d->fd) == -1 ||
+	    poll(&pfd, 1, (int)r->set.milter_commit_timeout * 1000) != 1 ||
+	    ipc_recv(r->spooler, m) != 1) {
+		log_warn("%s: requeue through the spooler", d->name);
+		close(r->spooler);
+		r->spooler = -1;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Hand rejected recipients back to the spooler, which writes them into
+ * milterin with the reject header (only it writes there).  0 when the
+ * spooler has committed them.
+ */
+static int
+requeue(struct relay *r, struct delivery *d, const uint32_t *idx, size_t n,
+    char *newid, size_t idlen)
+{
+	union {
+		struct ipc_committed	ok;
+		struct ipc_failed	failed;
+	} reply;
+	struct ipc_msg	 m = { .data = (void *)&reply, .cap = sizeof(reply) };
+	int		 rc;
+
+	pthread_mutex_lock(&r->spooler_lock);
+	rc = requeue_call(r, d, idx, n, &m);
+	pthread_mutex_unlock(&r->spooler_lock);
+	if (rc == -1)
+		return -1;
+	if (m.hdr.type == MSG_SPOOLER_REQUEUED &&
+	    m.hdr.len == sizeof(reply.ok) &&
+	    ipc_string_ok(reply.ok.queue_id, sizeof(reply.ok.queue_id)) == 0) {
+		snprintf(newid, idlen, "%s", reply.ok.queue_id);
+		return 0;
+	}
+	if (m.hdr.type == MSG_SPOOLER_FAILED &&
+	    m.hdr.len == sizeof(reply.failed) &&
+	    ipc_string_ok(reply.failed.reason, sizeof(reply.failed.reason)) ==
+	    0)
+		log_warnx("%s: requeue failed: %s", d->name,
+		    reply.failed.reason);
+	else
+		log_warnx("%s: bad answer from the spooler", d->name);
+	return -1;
+}
+
+/* Requeue the recipients rejected in this attempt; mark them done. */
+static void
+requeue_rejected(struct relay *r, struct delivery *d, struct job *j)
+{
+	uint32_t	*idx = calloc(d->q.nrcpt, sizeof(*idx));
+	char		 newid[QUEUEID_MAX];
+	size_t		 n = 0;
+
+	if (idx == NULL)
+		return;
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		if (d->outcome[i] == RCPT_REJECTED)
+			idx[n++] = (uint32_t)i;
+	if (n > 0 && requeue(r, d, idx, n, newid, sizeof(newid)) == 0) {
+		for (size_t i = 0; i < n; i++)
+			j->done[idx[i]] = 1;
+		log_notice("%s: %zu recipient%s rejected (%s); requeued to "
+		    "%s/%s for MailScanner to quarantine", d->name, n,
+		    n == 1 ? "" : "s", d->reject, r->set.incoming_queue_dir,
+		    newid);
+	}
+	free(idx);
+}
+
+static void
+log_delivery(const struct relay *r, const struct delivery *d, size_t n,
+    time_t mtime)
+{
+	log_info("%s: delivered by %s to %s, nrcpt=%zu size=%lld delay=%llds "
+	    "reply=\"%s\"", d->name,
+	    r->set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP",
+	    r->set.delivery_method == MSM_DELIVER_QMQP &&
+	    r->set.socket_type == MSM_SOCKET_UNIX ? r->set.socket_dir :
+	    r->set.relay_address, n,
+	    (long long)(d->q.size - d->q.data_offset),
+	    (long long)(time(NULL) - mtime), d->reply);
+}
+
+static void
+choose_queue_id(struct delivery *d, int type)
+{
+	size_t len = strcspn(d->name, ".");
+
+	snprintf(d->queue_id, sizeof(d->queue_id), "%.*s", (int)len, d->name);
+	if (!queueid_valid(d->queue_id) &&
+	    queueid_new(type, d->queue_id, sizeof(d->queue_id)) == -1)
+		d->queue_id[0] = '\0';
+}
+
+/* Per-recipient memory of what is done, kept across attempts. */
+static int
+prepare_outcomes(struct job *j, struct delivery *d)
+{
+	if (j->done != NULL && j->ndone != d->q.nrcpt) {
+		/* The file was rewritten meanwhile: start afresh. */
+		free(j->done);
+		j->done = NULL;
+	}
+	if (j->done == NULL && (j->done = calloc(d->q.nrcpt, 1)) == NULL)
+		return -1;
+	j->ndone = d->q.nrcpt;
+	if ((d->outcome = calloc(d->q.nrcpt, sizeof(*d->outcome))) == NULL)
+		return -1;
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		d->outcome[i] = j->done[i] ? RCPT_SKIP : RCPT_PENDING;
+	return 0;
+}
+
+/* After an attempt: 1 when every recipient is done and the file is gone. */
+static int
+settle(struct relay *r, struct job *j, struct delivery *d, time_t mtime)
+{
+	size_t	 delivered = 0, left = 0;
+
+	for (size_t i = 0; i < d->q.nrcpt; i++) {
+		if (d->outcome[i] == RCPT_DELIVERED) {
+			j->done[i] = 1;
+			delivered++;
+		}
+	}
+	if (delivered > 0)
+		log_delivery(r, d, delivered, mtime);
+	if (d->reject[0] != '\0')
+		requeue_rejected(r, d, j);
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		left += !j->done[i];
+	if (left > 0)
+		return 0;
+	/* Every recipient is delivered or requeued: only now unlink. */
+	if (unlinkat(r->outdir, d->name, 0) == -1)
+		log_warn("%s: delivered but cannot unlink it", d->name);
+	return 1;
+}
+
+static void
+deliver_locked(struct worker *w, struct job *j, int fd)
+{
+	struct relay	*r = w->r;
+	struct delivery	 d;
+	struct stat	 st;
+	char		 err[256];
+
+	memset(&d, 0, sizeof(d));
+	d.name = j->name;
+	d.fd = fd;
+	j->result = JOB_DEFERRED;
+	if (qfile_read(fd, &d.q, err, sizeof(err)) == -1) {
+		quarantine(r, j->name, err);
+		j->result = JOB_GONE;
+		return;
+	}
+	if (d.q.dsn_ignored)
+		log_warnx("%s: %d E line(s) without a recipient we can tell; "
+		    "their DSN parameters are not passed on", j->name,
+		    d.q.dsn_ignored);
+	choose_queue_id(&d, r->set.queue_type);
+	if (prepare_outcomes(j, &d) == -1 || fstat(fd, &st) == -1) {
+		log_warn("%s", j->name);
+		goto out;
+	}
+	if (r->set.delivery_method == MSM_DELIVER_QMQP)
+		qmqp_deliver(w, &d);
+	else
+		smtp_deliver(w, &d);
+	j->connect_failed = d.connect_failed;
+	snprintf(j->reply, sizeof(j->reply), "%s", d.reply);
+	if (settle(r, j, &d, st.st_mtime))
+		j->result = JOB_GONE;
+out:
+	free(d.outcome);
+	qfile_free(&d.q);
+}
+
+static void
+run_job(struct worker *w, struct job *j)
+{
+	int fd, rc = open_locked(w->r, j->name, &fd);
+
+	if (rc != 0) {
+		if (faccessat(w->r->outdir, j->name, F_OK, AT_SYMLINK_NOFOLLOW)
+		    == -1 && errno == ENOENT)
+			j->result = JOB_GONE;
+		else {
+			if (rc == -1)
+				log_warn("%s: cannot open it", j->name);
+			j->result = rc == 1 ? JOB_LATER : JOB_DEFERRED;
+		}
+		return;
+	}
+	deliver_locked(w, j, fd);
+	close(fd);	/* releases the lock */
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker	*w = arg;
+	struct relay	*r = w->r;
+	uint64_t	 one = 1;
+
+	pthread_mutex_lock(&r->lock);
+	for (;;) {
+		struct job *j;
+
+		while (r->todo == NULL && !r->stop_workers) {
+			/* Idle: do not keep a session open at the MTA. */
+			if (w->smtp != NULL) {
+				pthread_mutex_unlock(&r->lock);
+				smtp_close(w);
+				pthread_mutex_lock(&r->lock);
+				continue;
+			}
+			pthread_cond_wait(&r->work, &r->lock);
+		}
+		if (r->stop_workers)
+			break;
+		j = r->todo;
+		r->todo = j->next;
+		pthread_mutex_unlock(&r->lock);
+		run_job(w, j);
+		pthread_mutex_lock(&r->lock);
+		j->next = r->results;
+		r->results = j;
+		if (write(r->wake, &one, sizeof(one)) != sizeof(one))
+			log_warn("waking the main thread");
+	}
+	pthread_mutex_unlock(&r->lock);
+	smtp_close(w);
+	return NULL;
+}
+
+int
+workers_start(struct relay *r)
+{
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_mutex_init(&r->spooler_lock, NULL);
+	pthread_cond_init(&r->work, NULL);
+	if ((r->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
+		return -1;
+	for (int i = 0; i < RELAY_WORKERS; i++) {
+		r->workers[i].r = r;
+		if ((errno = pthread_create(&r->workers[i].thread, NULL,
+		    worker_main, &r->workers[i])) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* Finish the deliveries under way, then let the workers go. */
+void
+workers_stop(struct relay *r)
+{
+	pthread_mutex_lock(&r->lock);
+	r->stop_workers = 1;
+	pthread_cond_broadcast(&r->work);
+	pthread_mutex_unlock(&r->lock);
+	for (int i = 0; i < RELAY_WORKERS; i++)
+		pthread_join(r->workers[i].thread, NULL);
+}
+
+void
+worker_submit(struct relay *r, struct job *j)
+{
+	pthread_mutex_lock(&r->lock);
+	j->next = r->todo;
+	r->todo = j;
+	r->busy++;
+	pthread_cond_signal(&r->work);
+	pthread_mutex_unlock(&r->lock);
+}
+
+struct job *
+worker_results(struct relay *r)
+{
+	struct job	*list;
+	uint64_t	 n;
+
+	if (read(r->wake, &n, sizeof(n)) == -1 && errno != EAGAIN)
+		log_warn("eventfd");
+	pthread_mutex_lock(&r->lock);
+	list = r->results;
+	r->results = NULL;
+	for (struct job *j = list; j != NULL; j = j->next)
+		r->busy--;
+	pthread_mutex_unlock(&r->lock);
+	return list;
+}
