@@ -91,26 +91,20 @@ report(void *arg, int severity, const char *file, unsigned line,
 	    "warning", file ? file : "rules", line, message);
 }
 
+/* Swap in a ruleset; evaluations in progress finish with the old one. */
 static void
 install_one(uint32_t which, struct ruleset *rs)
 {
-	struct ruleset *white, *black;
+	struct ruleset **slot = which == RULES_WHITELIST ? &capture.whitelist :
+	    &capture.blacklist;
+	struct ruleset *old;
 
-	pthread_rwlock_rdlock(&capture.rules_lock);
-	white = capture.whitelist;
-	black = capture.blacklist;
-	pthread_rwlock_unlock(&capture.rules_lock);
-	/* Only this thread installs, so the other one cannot change. */
 	pthread_rwlock_wrlock(&capture.rules_lock);
-	if (which == RULES_WHITELIST)
-		capture.whitelist = rs;
-	else
-		capture.blacklist = rs;
+	old = *slot;
+	*slot = rs;
 	pthread_rwlock_unlock(&capture.rules_lock);
-	if (which == RULES_WHITELIST && white != NULL)
-		ruleset_free(white);
-	if (which == RULES_BLACKLIST && black != NULL)
-		ruleset_free(black);
+	if (old != NULL)
+		ruleset_free(old);
 }
 
 /*

@@ -48,11 +48,18 @@ next_line(struct reader *r, char *line)
 	return n;
 }
 
+/* Not strchr: strchr("OSEA", '\0') finds the terminator. */
+static int
+envelope_kind(char c)
+{
+	return c == 'O' || c == 'S' || c == 'E' || c == 'A';
+}
+
 /* ^[OSEA]<...>$ with printable contents (UTF-8 allowed, no controls). */
 static int
 envelope_line(const char *line, size_t len)
 {
-	if (len < 3 || strchr("OSEA", line[0]) == NULL || line[1] != '<' ||
+	if (len < 3 || !envelope_kind(line[0]) || line[1] != '<' ||
 	    line[len - 1] != '>')
 		return 0;
 	for (size_t i = 2; i + 1 < len; i++) {
@@ -141,6 +148,7 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 	struct reader		 r = { .fd = fd };
 	struct stat		 st;
 	char			*pending = NULL, *orphans[64];
+	const char		*why;
 	size_t			 norphans = 0, cap = 0;
 	ssize_t			 n;
 
@@ -159,8 +167,8 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 		case 'S':
 			if (q->sender != NULL) {
 				free(v);
-				free(pending);
-				return fail(q, err, errlen, "two S lines");
+				why = "two S lines";
+				goto bad;
 			}
 			q->sender = v;
 			break;
@@ -178,9 +186,8 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 		case 'O':
 			if (add_rcpt(q, v, pending, &cap) == -1) {
 				free(v);
-				free(pending);
-				return fail(q, err, errlen,
-				    "too many recipients");
+				why = "too many recipients";
+				goto bad;
 			}
 			pending = NULL;
 			break;
@@ -198,7 +205,7 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 
 	if (n == -3)
 		return fail(q, err, errlen, "read error");
-	if (n == -2 && r.len >= 2 && strchr("OSEA", r.buf[0]) != NULL &&
+	if (n == -2 && r.len >= 2 && envelope_kind(r.buf[0]) &&
 	    r.buf[1] == '<')
 		return fail(q, err, errlen, "envelope line too long");
 	if (q->sender == NULL)
@@ -215,10 +222,12 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 		parse_received(q, line);
 	return 0;
 nomem:
+	why = "out of memory";
+bad:
 	free(pending);
 	for (size_t i = 0; i < norphans; i++)
 		free(orphans[i]);
-	return fail(q, err, errlen, "out of memory");
+	return fail(q, err, errlen, why);
 }
 
 void

@@ -191,8 +191,21 @@ static int
 relay_needs_restart(const struct msm_settings *a,
     const struct msm_settings *b)
 {
-	/* Its delivery threads read the settings: any change restarts it. */
-	return memcmp(a, b, sizeof(*a)) != 0;
+	struct msm_settings x = *a, y = *b;
+
+	/*
+	 * Its delivery threads read the settings, so it takes them only at
+	 * start: a change to anything but capture's own keys restarts it.
+	 */
+	for (struct msm_settings *s = &x; s != NULL; s = s == &x ? &y : NULL) {
+		s->milter_scanner = s->milter_ignore_loopback = 0;
+		s->whitelist_max_recips = s->milter_max_children = 0;
+		memset(s->spam_whitelist, 0, sizeof(s->spam_whitelist));
+		memset(s->spam_blacklist, 0, sizeof(s->spam_blacklist));
+		memset(s->milter_reject_text, 0,
+		    sizeof(s->milter_reject_text));
+	}
+	return memcmp(&x, &y, sizeof(x)) != 0;
 }
 
 static void

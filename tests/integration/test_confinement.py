@@ -158,17 +158,19 @@ def test_parent_capabilities(stack):
     assert st["Uid"].split() == ["0"] * 4
 
 
-def sockets_of(pid):
-    return {fd for fd, t in fds(pid).items() if t.startswith("socket:")}
-
-
-def listening_inode(port):
-    with open("/proc/net/tcp") as f:
+def socket_inodes():
+    """{inode: (kind, local port or None)} of every socket on the host."""
+    out = {}
+    with open("/proc/net/unix") as f:
         for line in f.readlines()[1:]:
-            p = line.split()
-            if int(p[1].split(":")[1], 16) == port and p[3] == "0A":
-                return p[9]
-    return None
+            out[line.split()[6]] = ("unix", None)
+    for kind in ("tcp", "tcp6"):
+        with open("/proc/net/" + kind) as f:
+            for line in f.readlines()[1:]:
+                p = line.split()
+                out[p[9]] = ("tcp" if p[3] != "0A" else "listen",
+                             int(p[1].rsplit(":", 1)[1], 16))
+    return out
 
 
 def test_descriptors(stack):
@@ -177,34 +179,40 @@ def test_descriptors(stack):
     std = {0: "/dev/null", 1: m.stderr_path, 2: m.stderr_path}
     for name, pid in pids.items():
         got = fds(pid)
+        inodes = socket_inodes()
         for fd, target in std.items():
             assert got.get(fd) == target, (name, fd, got.get(fd))
         assert got[3].startswith("socket:"), (name, got)
         rest = {fd: t for fd, t in got.items() if fd > 3}
         files = {t for t in rest.values() if t.startswith("/")}
-        sockets = [t for t in rest.values() if t.startswith("socket:")]
+        socks = [inodes.get(t[8:-1], ("gone", None))
+                 for t in rest.values() if t.startswith("socket:")]
         others = sorted(t for t in rest.values()
                         if not t.startswith(("/", "socket:")))
         if name == "capture":
-            # the listener, the control channel to the spooler;
-            # libmilter's worker-pool wake-up pipe
+            # its listener, channels (unix), Postfix's connections to the
+            # listener; libmilter's worker-pool wake-up pipe; no file
             assert files == set(), got
-            assert len(sockets) == 2, got
-            assert "socket:[%s]" % listening_inode(m.port) in sockets, got
+            assert socks.count(("listen", m.port)) == 1, (got, socks)
+            # ("gone": closed between reading fd/ and /proc/net.)
+            assert all(k in ("unix", "gone") or port == m.port
+                       for k, port in socks), (got, socks)
             assert len(others) == 2 and all(o.startswith("pipe:")
                                             for o in others), got
         elif name == "spooler":
-            # milterin; channels to capture and the relay
+            # milterin; channels from capture and the relay, sessions
             assert files == {m.milterin}, got
-            assert len(sockets) == 2, got
+            assert socks and all(k in ("unix", "gone") for k, _ in socks), \
+                socks
             assert others == [], got
         else:
-            # milterout and the quarantine; its channel to the spooler;
-            # inotify and the workers' eventfd
+            # milterout and the quarantine, channels, connections to the
+            # MTA; inotify and the workers' eventfd
             assert m.milterin not in files, got
             assert m.milterout in files, got
             assert all(os.path.isdir(f) for f in files), got
-            assert len(sockets) >= 1, got
+            assert all(k in ("unix", "tcp", "gone") for k, _ in socks), \
+                socks
             assert all(o.startswith("anon_inode:") for o in others), got
     # The parent: signalfd, the pid file, one channel per child.
     got = fds(m.pid)

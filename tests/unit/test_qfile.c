@@ -135,6 +135,16 @@ unreadable_files(void **state)
 		assert_string_equal(err, "binary data after the envelope");
 		close(fd);
 	}
+	/* A NUL where the kind letter goes is not an envelope line (the
+	 * fuzzer found strchr("OSEA", '\0') taking it for one). */
+	{
+		const char nul[] = "S<a@x>\nO<b@x>\n\0<c@x>\nX: y\n\nz\n";
+		int fd = mkfile(nul, sizeof(nul) - 1);
+
+		assert_int_equal(qfile_read(fd, &q, err, sizeof(err)), -1);
+		assert_string_equal(err, "NUL byte in the first header");
+		close(fd);
+	}
 	/* An envelope line longer than we accept. */
 	memset(big, 'x', sizeof(big));
 	memcpy(big, "S<a@x>\nO<", 9);
