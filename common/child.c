@@ -13,6 +13,7 @@
 #include "child.h"
 #include "ipc.h"
 #include "log.h"
+#include "sandbox.h"
 
 #define SETTINGS_TIMEOUT_MS	30000
 
@@ -62,6 +63,22 @@ child_get_settings(struct msm_settings *s)
 	    child_take_settings(m.data, m.hdr.len, s) != 0)
 		fatalx("bad first record from the parent: %s, %u bytes",
 		    ipc_type_name(m.hdr.type), m.hdr.len);
+}
+
+void
+child_become_run_as(const struct msm_settings *s)
+{
+	struct sandbox_creds	 creds;
+	char			 err[512];
+	const char		*group = s->incoming_work_group[0] ?
+				    s->incoming_work_group : s->run_as_group;
+
+	if (sandbox_lookup(s->run_as_user, group, &creds, err,
+	    sizeof(err)) == -1)
+		fatalx("Run As User/Group: %s", err);
+	if (sandbox_enter(&creds, NULL, err, sizeof(err)) == -1)
+		fatalx("%s", err);
+	log_info("running as %s", creds.user);
 }
 
 void

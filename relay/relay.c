@@ -137,9 +137,6 @@ int
 main(void)
 {
 	static struct relay	 r;
-	struct sandbox_creds	 creds;
-	char			 err[512];
-	const char		*group;
 
 	child_init("relay");
 	child_get_settings(&r.set);
@@ -147,13 +144,7 @@ main(void)
 		fatalx("sodium_init failed");
 	if (gethostname(r.hostname, sizeof(r.hostname) - 1) == -1)
 		snprintf(r.hostname, sizeof(r.hostname), "localhost");
-	group = r.set.incoming_work_group[0] ? r.set.incoming_work_group :
-	    r.set.run_as_group;
-	if (sandbox_lookup(r.set.run_as_user, group, &creds, err,
-	    sizeof(err)) == -1)
-		fatalx("Run As User/Group: %s", err);
-	if (sandbox_enter(&creds, NULL, err, sizeof(err)) == -1)
-		fatalx("%s", err);
+	child_become_run_as(&r.set);
 	signal(SIGPIPE, SIG_IGN);
 
 	r.outdir = r.badfd = r.spooler = -1;
@@ -161,7 +152,7 @@ main(void)
 	watch(&r);
 	/* Before the first file or reply is read. */
 	sandbox_seccomp(SANDBOX_RELAY, r.set.milter_seccomp_debug);
-	log_info("ready as %s, delivering %s by %s", creds.user,
+	log_info("ready, delivering %s by %s",
 	    r.set.outgoing_queue_dir,
 	    r.set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP");
 	if (workers_start(&r) == -1)

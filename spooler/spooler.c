@@ -545,25 +545,16 @@ main(void)
 {
 	static unsigned char	 buf[IPC_MAX_PAYLOAD];
 	static struct spooler	 sp;
-	struct sandbox_creds	 creds;
 	struct sigaction	 sa;
 	sigset_t		 block, waitmask;
-	char			 err[512];
-	const char		*group;
 
 	child_init("spooler");
 	child_get_settings(&sp.set);
 	if (sodium_init() == -1)
 		fatalx("sodium_init failed");
 
-	group = sp.set.incoming_work_group[0] ? sp.set.incoming_work_group :
-	    sp.set.run_as_group;
-	if (sandbox_lookup(sp.set.run_as_user, group, &creds, err,
-	    sizeof(err)) == -1)
-		fatalx("Run As User/Group: %s", err);
-	umask(0);
-	if (sandbox_enter(&creds, NULL, err, sizeof(err)) == -1)
-		fatalx("%s", err);
+	umask(0);	/* the spool files get exactly the mode we ask for */
+	child_become_run_as(&sp.set);
 	sandbox_seccomp(SANDBOX_SPOOLER, sp.set.milter_seccomp_debug);
 
 	sp.msg.data = buf;
@@ -585,7 +576,7 @@ main(void)
 	sigprocmask(SIG_BLOCK, &block, &waitmask);
 	sigdelset(&waitmask, SIGTERM);
 
-	log_info("ready as %s, writing %s", creds.user, sp.dir.path);
+	log_info("ready, writing %s", sp.dir.path);
 	child_ready();
 	spooler_loop(&sp, &waitmask);
 	log_info("stopped");
