@@ -3,8 +3,11 @@
 
 Starts msmilter and a private Postfix (its own config and queue under a
 temp dir, loopback ports only), sends a few messages through Postfix's
-smtpd, shows what landed in milterin and what Postfix logged, and stops
-everything.  Needs root (Postfix's master, msmilter's privilege drop)."""
+smtpd, shows what landed in milterin and what Postfix logged, then plays
+MailScanner's part (moves each file to milterout, as MailScanner does after
+scanning) and shows msmilter's relay delivering it back into Postfix,
+which hands it to its smtp-sink.  Needs root (Postfix's master, msmilter's
+privilege drop)."""
 
 import os
 import sys
@@ -25,14 +28,42 @@ def banner(text):
     say("== " + text)
 
 
+def play_mailscanner(m):
+    """What MailScanner does with a clean message: read it from milterin,
+    add its headers, write it to milterout under a temp- name and rename
+    it to its message id (queue id, a dot, five characters)."""
+    import pwd
+    pw = pwd.getpwnam("postfix")
+    banner("playing MailScanner: milterin -> milterout")
+    for name in m.milterin_files():
+        src = os.path.join(m.milterin, name)
+        with open(src, "rb") as f:
+            lines = f.read().split(b"\n")
+        i = 0
+        while lines[i][:2] in (b"S<", b"O<", b"E<", b"A<"):
+            i += 1
+        lines.insert(i, b"X-Demo-MailScanner: Found to be clean")
+        tmp = os.path.join(m.milterout, "temp-" + name)
+        with open(tmp, "wb") as f:
+            f.write(b"\n".join(lines))
+        os.chown(tmp, pw.pw_uid, pw.pw_gid)
+        os.rename(tmp, os.path.join(m.milterout, name + ".A1B2C"))
+        os.unlink(src)
+        say("%s -> milterout/%s.A1B2C" % (name, name))
+
+
 def main():
     reason = P.skip_reason()
     if reason:
         say("make demo: " + reason)
         return 1
     base = P.make_base("msmilter-demo-")
-    m = P.MsMilter(os.path.join(base, "msmilter"))
-    pf = None
+    pf = P.Postfix(os.path.join(base, "postfix"), reinject=True)
+    m = P.MsMilter(os.path.join(base, "msmilter"),
+                   settings={"MSMail Relay Port": str(pf.reinject_port),
+                             "%org-name%": "Demo"})
+    pf.milter = P.milter_spec(m)
+    started = False
     try:
         m.write_config()
         banner("msmilter configuration (%s)" % m.conf)
@@ -42,8 +73,8 @@ def main():
         banner("msmilter is running (pid %d); its log so far" % m.pid)
         sys.stdout.write(m.stderr())
 
-        pf = P.Postfix(os.path.join(base, "postfix"), milter=m)
         pf.start()
+        started = True
         banner("private Postfix on 127.0.0.1:%d, smtpd_milters = %s"
                % (pf.smtp_port, pf.milter))
 
@@ -93,10 +124,22 @@ def main():
         pf.wait_queue_empty(timeout=10)
         say("Postfix queue empty; delivered onward: %d message(s)"
             % len(pf.sink_messages()))
+        play_mailscanner(m)
+        banner("the relay delivered them back into Postfix (127.0.0.1:%d, "
+               "no milter); Postfix relayed them to its smtp-sink"
+               % pf.reinject_port)
+        msgs = pf.wait_sink(3, timeout=30)
+        for msg in msgs:
+            subject = [l for l in msg.data.split(b"\n")
+                       if l.startswith(b"Subject:")]
+            say("sink got from=<%s> to=%s %s" % (
+                msg.sender, ",".join("<%s>" % r for r in msg.recipients),
+                subject[0].decode("utf-8", "replace") if subject else ""))
+        say("milterout now: %s" % (os.listdir(m.milterout) or "empty"))
         banner("msmilter log")
         sys.stdout.write(m.stderr())
     finally:
-        if pf is not None:
+        if started:
             pf.stop()
         m.stop()
         P.remove_base(base)
