@@ -47,6 +47,7 @@ struct txn {
 	char		*out;		/* staging for the next DATA record */
 	size_t		 outlen;
 	int		 pending_cr;	/* a CR ended the previous chunk */
+	int		 blacklisted;	/* Milter Scanner said REJECT */
 };
 
 struct conn {
@@ -92,6 +93,8 @@ txn_free(struct txn *t)
 }
 
 static int await_reply(struct conn *, uint32_t, void *, size_t);
+static int blacklisted(struct conn *);
+static sfsistat reject_blacklisted(SMFICTX *, struct conn *);
 static void txn_fail(struct txn *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -577,10 +580,18 @@ txn_ready(SMFICTX *ctx, struct conn *c)
 {
 	struct txn *t = c->txn;
 
-	if (t == NULL || t->error[0] != '\0')
+	if (t == NULL || t->error[0] != '\0' || t->blacklisted)
 		return 0;
-	if (!t->begun && txn_begin(ctx, c) == -1)
-		return 0;
+	if (!t->begun) {
+		choose_queue_id(ctx, t);
+		/* No DATA stage to refuse at: refuse at end of message. */
+		if (blacklisted(c)) {
+			t->blacklisted = 1;
+			return 0;
+		}
+		if (txn_begin(ctx, c) == -1)
+			return 0;
+	}
 	return t->begun;
 }
 
@@ -738,6 +749,8 @@ mlfi_eom(SMFICTX *ctx)
 	struct txn		*t = c->txn;
 	struct ipc_committed	 done;
 
+	if (t != NULL && t->blacklisted)
+		return reject_blacklisted(ctx, c);
 	if (t == NULL || !t->begun)
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	txn_put_pending(c);

@@ -84,7 +84,9 @@ add_rcpt(struct qfile *q, char *addr, char *dsn, size_t *cap)
 		size_t		 ncap = *cap ? *cap * 2 : 8;
 		struct qrcpt	*n;
 
-		if (ncap > QFILE_MAX_RCPTS ||
+		if (ncap > QFILE_MAX_RCPTS)
+			ncap = QFILE_MAX_RCPTS;
+		if (q->nrcpt >= ncap ||
 		    (n = reallocarray(q->rcpts, ncap, sizeof(*n))) == NULL)
 			return -1;
 		q->rcpts = n;
@@ -203,8 +205,10 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 		free(orphans[i]);
 	q->data_offset = r.off;
 
-	if (n == -3)
-		return fail(q, err, errlen, "read error");
+	if (n == -3) {
+		fail(q, err, errlen, "read error");
+		return -2;
+	}
 	if (n == -2 && r.len >= 2 && envelope_kind(r.buf[0]) &&
 	    r.buf[1] == '<')
 		return fail(q, err, errlen, "envelope line too long");
@@ -222,7 +226,11 @@ qfile_read(int fd, struct qfile *q, char *err, size_t errlen)
 		parse_received(q, line);
 	return 0;
 nomem:
-	why = "out of memory";
+	free(pending);
+	for (size_t i = 0; i < norphans; i++)
+		free(orphans[i]);
+	fail(q, err, errlen, "out of memory");
+	return -2;
 bad:
 	free(pending);
 	for (size_t i = 0; i < norphans; i++)

@@ -35,8 +35,9 @@ struct qfile {
 
 /*
  * Read the envelope of the queue file open on fd (from offset 0, with
- * pread: the file offset is not used).  0, or -1 with a reason in err;
- * q is freed on error.
+ * pread: the file offset is not used).  0; -1 when the file is not a
+ * readable queue file; -2 on a read error or no memory (the file may be
+ * fine: try again).  On error the reason is in err and q is freed.
  */
 int	qfile_read(int fd, struct qfile *q, char *err, size_t errlen);
 void	qfile_free(struct qfile *q);

@@ -110,6 +110,9 @@ note_mta(struct relay *r, const struct job *j, time_t now)
 		r->mta_backoff = 0;
 		return;
 	}
+	/* Jobs already under way when the MTA went away count once. */
+	if (j->submitted < r->mta_down_until)
+		return;
 	r->mta_backoff = next_backoff(r, r->mta_backoff);
 	r->mta_down_until = now + r->mta_backoff;
 	log_warnx("cannot reach the MTA (%s); no delivery for %u s",
@@ -163,6 +166,7 @@ queue_run(struct relay *r, time_t now)
 		if ((j = calloc(1, sizeof(*j))) == NULL)
 			return;
 		snprintf(j->name, sizeof(j->name), "%s", p->name);
+		j->submitted = now;
 		/* Lend the worker what is already done for this file. */
 		j->done = p->done;
 		j->ndone = p->ndone;

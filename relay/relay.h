@@ -42,6 +42,7 @@ struct job {
 	char		 name[72];
 	unsigned char	*done;		/* the pending's, lent to the worker */
 	size_t		 ndone;
+	time_t		 submitted;
 	enum job_result	 result;
 	int		 connect_failed;
 	char		 reply[512];

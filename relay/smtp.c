@@ -20,6 +20,8 @@
 #define REPLY_LINE_MAX	2048
 #define REPLY_LINES_MAX	100
 #define WBUF_SIZE	65536
+#define RCPTS_PER_TXN	1000	/* Postfix's smtpd_recipient_limit */
+#define ADDRESS_MAX	1000	/* RFC 5321 allows 256 octets per path */
 
 enum ext {
 	EXT_PIPELINING = 1 << 0,
@@ -387,11 +389,16 @@ outcome_all(struct delivery *d, const char *sel, enum rcpt_outcome o,
 		snprintf(d->reject, sizeof(d->reject), "%s", rep->text);
 }
 
-/* What a RCPT reply means for recipient i of this transaction. */
-static void
+/*
+ * What a RCPT reply means for recipient i of this transaction.  -1 for a
+ * reply that makes no sense here (3xx): the session is out of step.
+ */
+static int
 rcpt_reply(struct delivery *d, size_t i, const struct reply *rep,
     char *accepted, size_t *naccepted)
 {
+	if (rep->code / 100 == 3)
+		return -1;
 	if (rep->code / 100 == 2) {
 		accepted[i] = 1;
 		(*naccepted)++;
@@ -407,6 +414,7 @@ rcpt_reply(struct delivery *d, size_t i, const struct reply *rep,
 		if (d->reject[0] == '\0')
 			snprintf(d->reject, sizeof(d->reject), "%s", rep->text);
 	}
+	return 0;
 }
 
 static void
@@ -481,9 +489,11 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 		if (!pipe && rep.code / 100 == 2) {
 			struct reply rr;
 
-			if (step(c, &c->w, &rr) == -1)
+			if (step(c, &c->w, &rr) == -1 ||
+			    rcpt_reply(d, i, &rr, accepted, naccepted) == -1)
 				goto broken;
-			rcpt_reply(d, i, &rr, accepted, naccepted);
+			if (rr.code == 452)
+				break;	/* the rest in another round */
 		}
 		if (!pipe && rep.code / 100 != 2)
 			c->w.len = 0;	/* MAIL failed: RCPT not sent */
@@ -498,6 +508,8 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 		if (read_reply(c, &rep) == -1)
 			goto broken;
 	}
+	if (rep.code / 100 == 3)
+		goto broken;	/* no 3xx answers MAIL */
 	mail_ok = rep.code / 100 == 2;
 	if (!mail_ok)
 		outcome_all(d, sel, rep.code / 100 == 4 ? RCPT_DEFERRED :
@@ -510,8 +522,9 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 				continue;
 			if (read_reply(c, &rr) == -1)
 				goto broken;
-			if (mail_ok)
-				rcpt_reply(d, i, &rr, accepted, naccepted);
+			if (mail_ok && rcpt_reply(d, i, &rr, accepted,
+			    naccepted) == -1)
+				goto broken;
 		}
 		if (read_reply(c, &rep) == -1)	/* to DATA */
 			goto broken;
@@ -521,6 +534,9 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 			goto broken;
 	} else
 		rep.code = 0;
+	/* DATA is answered 354, 4xx or 5xx; anything else is out of step. */
+	if (rep.code != 0 && rep.code != 354 && rep.code / 100 < 4)
+		goto broken;
 	if (rep.code == 354 && *naccepted == 0) {
 		/* Nobody to deliver to, yet the server wants data. */
 		wput(&c->w, ".\r\n", 3);
@@ -531,7 +547,7 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 			snprintf(d->reply, sizeof(d->reply), "read error");
 			goto broken;
 		}
-		if (step(c, &c->w, &rep) == -1)
+		if (step(c, &c->w, &rep) == -1 || rep.code / 100 == 3)
 			goto broken;
 		c->idle = 1;	/* the reply to "." ends the transaction */
 		outcome_all(d, accepted, rep.code / 100 == 2 ? RCPT_DELIVERED :
@@ -546,6 +562,23 @@ broken:
 	return -1;
 }
 
+/* Addresses no server takes are permanent failures, not a broken session. */
+static void
+refuse_long_addresses(struct delivery *d)
+{
+	struct reply long_addr = { .code = 553, .text = "553 5.1.3 address "
+	    "longer than any SMTP server accepts" };
+	int sender = strlen(d->q.sender) > ADDRESS_MAX;
+
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		if (d->outcome[i] == RCPT_PENDING &&
+		    (sender || strlen(d->q.rcpts[i].addr) > ADDRESS_MAX)) {
+			d->outcome[i] = RCPT_REJECTED;
+			snprintf(d->reject, sizeof(d->reject), "%s",
+			    long_addr.text);
+		}
+}
+
 int
 smtp_deliver(struct worker *wk, struct delivery *d)
 {
@@ -554,12 +587,15 @@ smtp_deliver(struct worker *wk, struct delivery *d)
 
 	if (sel == NULL)
 		return -1;
+	refuse_long_addresses(d);
 	for (;;) {
 		struct reply	 rep;
 		size_t		 n = 0, naccepted;
 
+		/* At most RCPTS_PER_TXN: Postfix counts overshoot as errors. */
 		for (size_t i = 0; i < d->q.nrcpt; i++)
-			n += sel[i] = d->outcome[i] == RCPT_PENDING;
+			n += sel[i] = d->outcome[i] == RCPT_PENDING &&
+			    n < RCPTS_PER_TXN;
 		if (n == 0)
 			break;
 		/* After a finished DATA the session is clean again. */

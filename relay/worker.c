@@ -84,6 +84,9 @@ quarantine(const struct relay *r, const char *name, const char *why)
 	    name, why, r->badpath);
 }
 
+/* Recipient indexes per requeue record, well inside IPC_MAX_PAYLOAD. */
+#define REQUEUE_BATCH	8192
+
 /* One requeue round trip; the channel is shared by the workers. */
 static int
 requeue_call(struct relay *r, struct delivery *d, const uint32_t *idx,
@@ -99,14 +102,19 @@ requeue_call(struct relay *r, struct delivery *d, const uint32_t *idx,
 	if (r->spooler == -1)
 		return -1;
 	if (ipc_sendv2(r->spooler, MSG_RELAY_REQUEUE, &rq, sizeof(rq), idx,
-	    n * sizeof(*idx), d->fd) == -1 ||
-	    poll(&pfd, 1, (int)r->set.milter_commit_timeout * 1000) != 1 ||
-	    ipc_recv(r->spooler, m) != 1) {
-		log_warn("%s: requeue through the spooler", d->name);
-		close(r->spooler);
-		r->spooler = -1;
-		return -1;
-	}
+	    n * sizeof(*idx), d->fd) == -1)
+		fatal("%s: requeue to the spooler", d->name);
+	/*
+	 * Wait for the answer however long the spooler takes (its own steps
+	 * are bounded): giving up early could requeue the same recipients
+	 * twice.  A channel that breaks makes us exit, and the parent starts
+	 * a relay with a fresh one.
+	 */
+	while (poll(&pfd, 1, -1) == -1)
+		;
+	if (ipc_recv(r->spooler, m) != 1)
+		fatalx("%s: the spooler's channel broke during a requeue",
+		    d->name);
 	return 0;
 }
 
@@ -161,12 +169,17 @@ requeue_rejected(struct relay *r, struct delivery *d, struct job *j)
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		if (d->outcome[i] == RCPT_REJECTED)
 			idx[n++] = (uint32_t)i;
-	if (n > 0 && requeue(r, d, idx, n, newid, sizeof(newid)) == 0) {
-		for (size_t i = 0; i < n; i++)
+	/* In batches that fit one record: one milterin file per batch. */
+	for (size_t off = 0; off < n; off += REQUEUE_BATCH) {
+		size_t k = n - off < REQUEUE_BATCH ? n - off : REQUEUE_BATCH;
+
+		if (requeue(r, d, idx + off, k, newid, sizeof(newid)) == -1)
+			break;
+		for (size_t i = off; i < off + k; i++)
 			j->done[idx[i]] = 1;
 		log_notice("%s: %zu recipient%s rejected (%s); requeued to "
-		    "%s/%s for MailScanner to quarantine", d->name, n,
-		    n == 1 ? "" : "s", d->reject, r->set.incoming_queue_dir,
+		    "%s/%s for MailScanner to quarantine", d->name, k,
+		    k == 1 ? "" : "s", d->reject, r->set.incoming_queue_dir,
 		    newid);
 	}
 	free(idx);
@@ -230,15 +243,27 @@ settle(struct relay *r, struct job *j, struct delivery *d, time_t mtime)
 	}
 	if (delivered > 0)
 		log_delivery(r, d, delivered, mtime);
-	if (d->reject[0] != '\0')
-		requeue_rejected(r, d, j);
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		if (d->outcome[i] == RCPT_REJECTED) {
+			if (d->reject[0] == '\0')
+				snprintf(d->reject, sizeof(d->reject),
+				    "permanent failure without a reason");
+			requeue_rejected(r, d, j);
+			break;
+		}
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		left += !j->done[i];
 	if (left > 0)
 		return 0;
-	/* Every recipient is delivered or requeued: only now unlink. */
-	if (unlinkat(r->outdir, d->name, 0) == -1)
+	/*
+	 * Every recipient is delivered or requeued: only now unlink.  If we
+	 * cannot, the file stays ours: the next attempt sends nothing (every
+	 * recipient is done) and only tries the unlink again.
+	 */
+	if (unlinkat(r->outdir, d->name, 0) == -1) {
 		log_warn("%s: delivered but cannot unlink it", d->name);
+		return 0;
+	}
 	return 1;
 }
 
@@ -254,9 +279,16 @@ deliver_locked(struct worker *w, struct job *j, int fd)
 	d.name = j->name;
 	d.fd = fd;
 	j->result = JOB_DEFERRED;
-	if (qfile_read(fd, &d.q, err, sizeof(err)) == -1) {
+	switch (qfile_read(fd, &d.q, err, sizeof(err))) {
+	case 0:
+		break;
+	case -1:
 		quarantine(r, j->name, err);
 		j->result = JOB_GONE;
+		return;
+	default:
+		/* A read error or no memory says nothing about the file. */
+		log_warnx("%s: %s; trying again later", j->name, err);
 		return;
 	}
 	if (d.q.dsn_ignored)

@@ -90,7 +90,7 @@ spool_requeue(struct spool_dir *d, const char *org, int fd,
 	char			 qid[QUEUEID_MAX], *head = NULL;
 	size_t			 hlen;
 
-	if (qfile_read(fd, &q, reason, rlen) == -1)
+	if (qfile_read(fd, &q, reason, rlen) != 0)
 		return -1;
 	if (rq->nrcpt == 0 || (chosen = calloc(q.nrcpt, 1)) == NULL)
 		goto bad_list;

@@ -377,3 +377,31 @@ def test_too_many_recipients_sent_in_several_transactions(
     # ... on one connection.
     assert len(re.findall(r"reinject/smtpd\[\d+\]: disconnect .*mail=3 ",
                           log)) == 1
+
+
+def test_cannot_unlink_means_no_second_delivery(msmilter_factory,
+                                                postfix_factory):
+    """Delivered but milterout is read-only for the relay: the file stays,
+    and later attempts only retry the unlink, never the delivery."""
+    s = RelayStack(msmilter_factory, postfix_factory)
+    data = queue_file("alice@example.org", ["bob@example.com"],
+                      b"Subject: once\n\nonly once\n")
+    tmp = os.path.join(s.m.milterout, "temp-once")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    pw = pwd.getpwnam("postfix")
+    os.chown(tmp, pw.pw_uid, pw.pw_gid)
+    os.chmod(s.m.milterout, 0o550)
+    os.rename(tmp, os.path.join(s.m.milterout, "FA0FA0FA0.ONCE1"))
+    try:
+        s.pf.wait_sink(1)
+        wait_for(lambda: "FA0FA0FA0.ONCE1: delivered but cannot unlink" in
+                 s.m.stderr(), 10, "the unlink failure")
+        time.sleep(4)          # several retries with Min Retry = 1
+        assert len(s.pf.sink_messages()) == 1
+        assert "FA0FA0FA0.ONCE1" in os.listdir(s.m.milterout)
+    finally:
+        os.chmod(s.m.milterout, 0o750)
+    s.wait_gone("FA0FA0FA0.ONCE1")
+    time.sleep(1)
+    assert len(s.pf.sink_messages()) == 1
