@@ -247,6 +247,15 @@ child_start(struct parent *p, struct child *c)
 	close(sv[1]);
 	c->pid = pid;
 	c->chan = sv[0];
+	{
+		/*
+		 * The parent must never block for good on a child that does
+		 * not read (it would stop reading that child's logs too).
+		 */
+		struct timeval tv = { 10, 0 };
+
+		setsockopt(c->chan, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	c->started = time(NULL);
 	if (ipc_send(c->chan, MSG_PARENT_SETTINGS, &p->set, sizeof(p->set),
 	    -1) == -1 || wait_ready(p, c) == -1) {

@@ -3,6 +3,7 @@
  * rulesets (capture cannot open files), refuse a configuration whose
  * rules do not parse, and send capture the serialized rules in pieces.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -102,7 +103,9 @@ rules_send(struct parent *p)
 
 			if (ipc_sendv2(c->chan, MSG_PARENT_RULES, &h, sizeof(h),
 			    text + off, n, -1) == -1) {
-				log_warn("sending rules to capture");
+				/* Half a ruleset is no ruleset: start afresh. */
+				log_warn("sending rules to capture; restarting it");
+				child_stop(c, SIGKILL);
 				return;
 			}
 			off += n;
