@@ -189,6 +189,8 @@ static const struct key keys[] = {
 	    1, 3600),
 	KUINT("milterrelayscaninterval", "Milter Relay Scan Interval",
 	    relay_scan_interval, 1, 3600),
+	KUINT("milterrelayconnections", "Milter Relay Connections",
+	    relay_connections, 1, 64),
 	KSTR("milterrelayquarantinedir", "Milter Relay Quarantine Dir",
 	    relay_quarantine_dir, check_absolute_or_empty, 0),
 	/* Debugging only: log and refuse forbidden system calls, not kill. */
@@ -967,6 +969,7 @@ config_defaults(struct msm_settings *s)
 	s->relay_max_retry = 1800;
 	s->relay_timeout = 300;
 	s->relay_scan_interval = 30;
+	s->relay_connections = 16;
 	s->milter_seccomp_debug = 0;
 #undef SET
 }

@@ -66,6 +66,7 @@ struct msm_settings {
 	unsigned relay_max_retry;			/* 1800 s */
 	unsigned relay_timeout;				/* 300 s per SMTP/QMQP step */
 	unsigned relay_scan_interval;			/* 30 s */
+	unsigned relay_connections;			/* 16 delivery threads */
 	char	relay_quarantine_dir[MSM_PATH_LEN];	/* "" = <milterout>/../milterout-invalid */
 	int	milter_seccomp_debug;			/* no: forbidden calls kill */
 };

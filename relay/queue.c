@@ -159,7 +159,7 @@ queue_run(struct relay *r, time_t now)
 		struct pending	*p = &r->queue[i];
 		struct job	*j;
 
-		if (r->busy >= 2 * RELAY_WORKERS)
+		if (r->busy >= 2 * r->nworkers)
 			return;
 		if (p->busy || p->due > now || r->mta_down_until > now)
 			continue;
@@ -182,7 +182,7 @@ queue_next_timeout(const struct relay *r, time_t now)
 {
 	time_t next = r->next_scan;
 
-	if (r->busy >= 2 * RELAY_WORKERS)
+	if (r->busy >= 2 * r->nworkers)
 		return (int)(next <= now ? 0 : next - now) * 1000;
 	for (size_t i = 0; i < r->nqueue; i++) {
 		time_t due = r->queue[i].due;

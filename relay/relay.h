@@ -17,8 +17,6 @@
 #include "ipc.h"
 #include "qfile.h"
 
-/* Deliveries in parallel: Postfix takes more from several sessions. */
-#define RELAY_WORKERS	4
 
 /* A milterout file we know of, waiting for its next attempt. */
 struct pending {
@@ -84,7 +82,8 @@ struct relay {
 	int			 wake;		/* eventfd: results wait */
 	int			 stop_workers;
 	pthread_mutex_t		 spooler_lock;
-	struct worker		 workers[RELAY_WORKERS];
+	struct worker		*workers;	/* Milter Relay Connections */
+	unsigned		 nworkers;
 };
 
 /* What happened to one recipient (or to the whole QMQP message). */

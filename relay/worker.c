@@ -379,7 +379,11 @@ workers_start(struct relay *r)
 	pthread_cond_init(&r->work, NULL);
 	if ((r->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) == -1)
 		return -1;
-	for (int i = 0; i < RELAY_WORKERS; i++) {
+	/* Deliveries in parallel: Postfix takes more from several sessions. */
+	r->nworkers = r->set.relay_connections;
+	if ((r->workers = calloc(r->nworkers, sizeof(*r->workers))) == NULL)
+		return -1;
+	for (unsigned i = 0; i < r->nworkers; i++) {
 		r->workers[i].r = r;
 		if ((errno = pthread_create(&r->workers[i].thread, NULL,
 		    worker_main, &r->workers[i])) != 0)
@@ -396,7 +400,7 @@ workers_stop(struct relay *r)
 	r->stop_workers = 1;
 	pthread_cond_broadcast(&r->work);
 	pthread_mutex_unlock(&r->lock);
-	for (int i = 0; i < RELAY_WORKERS; i++)
+	for (unsigned i = 0; i < r->nworkers; i++)
 		pthread_join(r->workers[i].thread, NULL);
 }
 

@@ -866,7 +866,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 41);	/* %org-name% and 40 keys */
+	assert_int_equal(lines, 42);	/* %org-name% and 41 keys */
 	free(a);
 	free(b);
 }
@@ -920,6 +920,7 @@ test_print_round_trip(void **state)
 	want.relay_max_retry = 99;
 	want.relay_timeout = 17;
 	want.relay_scan_interval = 3;
+	want.relay_connections = 2;
 	snprintf(want.relay_quarantine_dir, MSM_PATH_LEN, "/q/bad");
 	snprintf(want.milter_reject_text, MSM_NAME_LEN, "Go away");
 	want.milter_seccomp_debug = 1;
