@@ -138,3 +138,60 @@ def test_work_group_makes_files_group_readable(msmilter_factory,
     assert st.st_mode & 0o777 == 0o640
     assert st.st_uid == pwd.getpwnam("postfix").pw_uid
     assert st.st_gid == grp.getgrnam("postdrop").gr_gid
+
+
+def test_full_disk_tempfails_and_leaves_nothing(msmilter_factory,
+                                                postfix_factory, test_base):
+    """milterin on a 256 KB tmpfs: a message that does not fit gets a 4xx
+    and leaves no file; a small one still gets through; a spool that is
+    full from the start refuses at DATA, before the body."""
+    import grp
+    import pwd
+    import subprocess
+    import pytest
+    mnt = os.path.join(test_base, "small")
+    os.makedirs(mnt)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0750",
+                       "tmpfs", mnt]).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        os.chown(mnt, pwd.getpwnam("postfix").pw_uid,
+                 grp.getgrnam("postfix").gr_gid)
+        m = msmilter_factory(settings={"Incoming Queue Dir": mnt})
+        pf = postfix_factory(milter=m)
+        c = start_big_message(pf, 8000)            # ~620 KB
+        code, text = finish(c)
+        c.close()
+        assert code == 451 and "4.3.0" in text, text
+        assert os.listdir(mnt) == []
+        assert "No space left on device" in m.stderr()
+        with RawSMTP(pf.smtp_port) as c:
+            xclient(c)
+            code, text = c.message("s@example.org", ["a@example.com"],
+                                   b"Subject: small\r\n\r\nfits\r\n",
+                                   helo="helo.example.net")
+        assert code == 250, text
+        small = queued_id(text)
+        assert os.listdir(mnt) == [small]
+        # Fill what is left, as a runaway log or queue would.
+        fd = os.open(os.path.join(mnt, "filler.tmp"), os.O_WRONLY |
+                     os.O_CREAT, 0o600)
+        try:
+            while os.write(fd, b"x" * 4096) > 0:
+                pass
+        except OSError:
+            pass
+        os.close(fd)
+        c = RawSMTP(pf.smtp_port)
+        xclient(c)
+        assert c.cmd("EHLO helo.example.net")[0] == 250
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        assert c.cmd("RCPT TO:<a@example.com>")[0] == 250
+        code, text = c.cmd("DATA")
+        c.close()
+        assert code == 451, text                   # before the body
+        assert sorted(os.listdir(mnt)) == sorted([small, "filler.tmp"])
+        pf.wait_queue_empty(timeout=10)
+        assert pf.sink_messages() == []
+    finally:
+        subprocess.run(["umount", "-l", mnt])
