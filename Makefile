@@ -117,12 +117,15 @@ san-check:
 FUZZ_SECONDS	?= 30
 FUZZ_TARGETS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(wildcard common/*.h)
+# Parsers that live with their process, fuzzed on their own.
+FUZZ_EXTRA	:= relay/reply.c
+
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_EXTRA) $(wildcard common/*.h)
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -iquote common \
-		$(PKG_CFLAGS) \
+		-iquote relay $(PKG_CFLAGS) \
 		-fsanitize=fuzzer,address,undefined -o $@ $< $(COMMON_SRC) \
-		$(LIBS)
+		$(FUZZ_EXTRA) $(LIBS)
 
 fuzz: $(FUZZ_TARGETS)
 	@sh tests/deps.sh fuzz

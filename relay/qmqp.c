@@ -13,7 +13,6 @@
 
 #include "relay.h"
 
-#define QMQP_REPLY_MAX	1024
 
 /*
  * The message bytes with CRLF turned into LF.  With out == -1 only count
@@ -82,39 +81,19 @@ static int
 read_answer(int fd, char *code, char *text, size_t size)
 {
 	char	 buf[QMQP_REPLY_MAX + 16];
-	size_t	 got = 0, len;
-	char	*colon, *end;
+	size_t	 got = 0;
 
-	for (;;) {
-		ssize_t n = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+	while (got < sizeof(buf)) {
+		ssize_t	 n = recv(fd, buf + got, sizeof(buf) - got, 0);
+		int	 r;
 
 		if (n <= 0)
 			return -1;
 		got += (size_t)n;
-		buf[got] = '\0';
-		if ((colon = memchr(buf, ':', got)) == NULL) {
-			if (got > 10)
-				return -1;
-			continue;
-		}
-		len = strtoul(buf, &end, 10);
-		if (end != colon || colon == buf || len == 0 ||
-		    len > QMQP_REPLY_MAX)
-			return -1;
-		if (got < (size_t)(colon - buf) + len + 2) {
-			if (got >= sizeof(buf) - 1)
-				return -1;
-			continue;
-		}
-		if (colon[1 + len] != ',')
-			return -1;
-		*code = colon[1];
-		snprintf(text, size, "%.*s", (int)len - 1, colon + 2);
-		for (char *p = text; *p; p++)
-			if ((unsigned char)*p < 0x20 || *p == 0x7f)
-				*p = '?';
-		return 0;
+		if ((r = qmqp_parse_answer(buf, got, code, text, size)) != 0)
+			return r == 1 ? 0 : -1;
 	}
+	return -1;
 }
 
 int

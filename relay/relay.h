@@ -86,6 +86,20 @@ struct relay {
 	unsigned		 nworkers;
 };
 
+/* One SMTP reply, all its lines. */
+struct reply {
+	int		 code;		/* 0 when none could be read */
+	char		 text[512];	/* first line, for logs and headers */
+	char		 all[1024];	/* every line, for EHLO keywords */
+};
+
+#define QMQP_REPLY_MAX	1024
+
+/* reply.c: the MTA's answers, parsed strictly. */
+int	smtp_reply_line(struct reply *, int index, const char *line);
+int	qmqp_parse_answer(const char *buf, size_t got, char *code,
+	    char *text, size_t size);
+
 /* What happened to one recipient (or to the whole QMQP message). */
 enum rcpt_outcome { RCPT_PENDING, RCPT_SKIP, RCPT_DELIVERED,
     RCPT_DEFERRED, RCPT_REJECTED };

@@ -49,12 +49,6 @@ struct smtp_conn {
 	struct wbuf	 w;		/* commands and body on their way */
 };
 
-struct reply {
-	int		 code;		/* 0 when none could be read */
-	char		 text[512];	/* first line, for logs and headers */
-	char		 all[1024];	/* every line, for EHLO keywords */
-};
-
 /* ---- reading replies ---- */
 
 static int
@@ -90,31 +84,15 @@ static int
 read_reply(struct smtp_conn *c, struct reply *r)
 {
 	char	 line[REPLY_LINE_MAX];
-	size_t	 used = 0;
 
 	memset(r, 0, sizeof(*r));
 	for (int i = 0; i < REPLY_LINES_MAX; i++) {
-		int code;
+		int done;
 
-		if (read_line(c, line, sizeof(line)) == -1)
+		if (read_line(c, line, sizeof(line)) == -1 ||
+		    (done = smtp_reply_line(r, i, line)) == -1)
 			return -1;
-		if (strlen(line) < 3 || line[0] < '2' || line[0] > '5' ||
-		    line[1] < '0' || line[1] > '9' || line[2] < '0' ||
-		    line[2] > '9' || (line[3] != '\0' && line[3] != ' ' &&
-		    line[3] != '-'))
-			return -1;
-		code = atoi(line);
-		if (r->code != 0 && code != r->code)
-			return -1;
-		r->code = code;
-		if (i == 0)
-			snprintf(r->text, sizeof(r->text), "%s", line);
-		if (used < sizeof(r->all) - 1) {
-			snprintf(r->all + used, sizeof(r->all) - used, "%s\n",
-			    line + (line[3] ? 4 : 3));
-			used = strlen(r->all);
-		}
-		if (line[3] != '-')
+		if (done)
 			return 0;
 	}
 	return -1;
