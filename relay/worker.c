@@ -189,12 +189,30 @@ static void
 log_delivery(const struct relay *r, const struct delivery *d, size_t n,
     time_t mtime)
 {
-	log_info("%s: delivered by %s to %s, nrcpt=%zu size=%lld delay=%llds "
-	    "reply=\"%s\"", d->name,
+	char	 to[300];
+	size_t	 used = 0;
+
+	/* The recipients this attempt delivered, shortened if many. */
+	to[0] = '\0';
+	for (size_t i = 0; i < d->q.nrcpt && used < sizeof(to); i++) {
+		int k;
+
+		if (d->outcome[i] != RCPT_DELIVERED)
+			continue;
+		k = snprintf(to + used, sizeof(to) - used, "%s<%s>",
+		    used ? "," : "", d->q.rcpts[i].addr);
+		if (k < 0 || (size_t)k >= sizeof(to) - used) {
+			snprintf(to + used, sizeof(to) - used, ",...");
+			break;
+		}
+		used += (size_t)k;
+	}
+	log_info("%s: delivered by %s to %s, from=<%s> to=%s nrcpt=%zu "
+	    "size=%lld delay=%llds reply=\"%s\"", d->name,
 	    r->set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP",
 	    r->set.delivery_method == MSM_DELIVER_QMQP &&
 	    r->set.socket_type == MSM_SOCKET_UNIX ? r->set.socket_dir :
-	    r->set.relay_address, n,
+	    r->set.relay_address, d->q.sender, to, n,
 	    (long long)(d->q.size - d->q.data_offset),
 	    (long long)(time(NULL) - mtime), d->reply);
 }
