@@ -215,7 +215,9 @@ def main():
         for size in SIZES if os.environ.get("BENCH_MILTER", "1") != "0" \
                 else []:
             a, _ = run_case(base, "a", size)
+            null_cpu = proc_cpu(null.pid)
             b, _ = run_case(base, "b", size, milter=null_port)
+            null_cpu = proc_cpu(null.pid) - null_cpu
             m = P.MsMilter(os.path.join(base, "msm-%d" % size))
             m.start()
             try:
@@ -232,7 +234,8 @@ def main():
             print("  c/a = %.2f   c/b = %.2f" % (c / a, c / b))
             cpu = extra["cpu"]
             print("  CPU s per 1000 msgs: " + ", ".join(
-                "%s %.2f" % (k, v * 1000 / MESSAGES) for k, v in cpu.items()))
+                "%s %.2f" % (k, v * 1000 / MESSAGES) for k, v in cpu.items())
+                + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
             print("  peak RSS (VmHWM): " + ", ".join(
                 "%s %d kB" % (k, v) for k, v in extra["hwm"].items()))
             print("  milterin: %d files (expected %d), %d temp files, "
