@@ -66,16 +66,9 @@ int	capture_session_channel(unsigned *gen);
 int	capture_transaction(int delta);
 
 /* scanner.c: the Milter Scanner verdict at DATA. */
-struct scanner_query {
-	const char		*queue_id;
-	const char		*sender;
-	const char *const	*rcpts;
-	size_t			 nrcpt;
-	const char		*client_addr;	/* "192.0.2.1", "IPv6:..." */
-	const char		*client_name;
-};
+struct rule_query;
 /* 1 when the message is blacklisted and must be rejected. */
-int	scanner_blacklisted(const struct scanner_query *);
+int	scanner_blacklisted(const char *queue_id, const struct rule_query *);
 /* A piece of a serialized ruleset from the parent; -1 if malformed. */
 int	scanner_piece(const void *data, size_t len);
 

@@ -27,6 +27,7 @@
 #include "capture.h"
 #include "log.h"
 #include "queueid.h"
+#include "ruleset.h"
 
 #define STAGING_SIZE	65536		/* one DATA record */
 #define MAX_RECIPIENTS	100000		/* far above smtpd_recipient_limit */
@@ -601,7 +602,7 @@ static int
 blacklisted(struct conn *c)
 {
 	struct txn		*t = c->txn;
-	struct scanner_query	 q;
+	struct rule_query	 q;
 	const char		**rcpts = calloc(t->nrcpt ? t->nrcpt : 1,
 				    sizeof(*rcpts));
 	int			 black;
@@ -611,13 +612,12 @@ blacklisted(struct conn *c)
 	for (size_t i = 0; i < t->nrcpt; i++)
 		rcpts[i] = t->rcpts[i].addr;
 	memset(&q, 0, sizeof(q));
-	q.queue_id = t->queue_id[0] ? t->queue_id : "-";
 	q.sender = t->sender;
 	q.rcpts = rcpts;
 	q.nrcpt = t->nrcpt;
 	q.client_addr = c->client_addr;
 	q.client_name = c->client_name;
-	black = scanner_blacklisted(&q);
+	black = scanner_blacklisted(t->queue_id[0] ? t->queue_id : "-", &q);
 	free(rcpts);
 	return black;
 }

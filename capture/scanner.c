@@ -16,7 +16,7 @@
 
 /* The recipients as one log field, shortened for very long lists. */
 static void
-rcpt_list(const struct scanner_query *q, char *buf, size_t len)
+rcpt_list(const struct rule_query *q, char *buf, size_t len)
 {
 	size_t used = 0;
 
@@ -34,9 +34,8 @@ rcpt_list(const struct scanner_query *q, char *buf, size_t len)
 }
 
 int
-scanner_blacklisted(const struct scanner_query *sq)
+scanner_blacklisted(const char *queue_id, const struct rule_query *q)
 {
-	struct rule_query	 q;
 	char			 where[512], rcpts[400];
 	int			 white = 0, black = 0, enabled;
 	unsigned		 limit;
@@ -48,29 +47,23 @@ scanner_blacklisted(const struct scanner_query *sq)
 	if (!enabled)
 		return 0;
 
-	memset(&q, 0, sizeof(q));
-	q.sender = sq->sender;
-	q.rcpts = sq->rcpts;
-	q.nrcpt = sq->nrcpt;
-	q.client_addr = sq->client_addr;
-	q.client_name = sq->client_name;
 	snprintf(where, sizeof(where), "default");
 
 	pthread_rwlock_rdlock(&capture.rules_lock);
 	if (capture.whitelist != NULL)
-		white = ruleset_eval(capture.whitelist, &q, NULL, 0);
+		white = ruleset_eval(capture.whitelist, q, NULL, 0);
 	/* MailScanner ignores the whitelist above the recipient limit. */
-	if ((!white || (limit > 0 && sq->nrcpt > limit)) &&
+	if ((!white || (limit > 0 && q->nrcpt > limit)) &&
 	    capture.blacklist != NULL)
-		black = ruleset_eval(capture.blacklist, &q, where,
+		black = ruleset_eval(capture.blacklist, q, where,
 		    sizeof(where));
 	pthread_rwlock_unlock(&capture.rules_lock);
 
 	if (black) {
-		rcpt_list(sq, rcpts, sizeof(rcpts));
+		rcpt_list(q, rcpts, sizeof(rcpts));
 		log_notice("%s: REJECT blacklisted by %s: client=%s[%s] "
-		    "from=<%s> to=%s%s", sq->queue_id, where, sq->client_name,
-		    sq->client_addr, sq->sender, rcpts, white ?
+		    "from=<%s> to=%s%s", queue_id, where, q->client_name,
+		    q->client_addr, q->sender, rcpts, white ?
 		    " (whitelist ignored: too many recipients)" : "");
 	}
 	return black;
