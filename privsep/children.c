@@ -34,12 +34,11 @@ static const char *const child_names[CHILD_COUNT] = {
 
 /* Children sit beside the parent in build/, else under LIBEXECDIR. */
 void
-children_init(struct parent *p, const char *argv0)
+children_init(struct parent *p)
 {
 	char	 self[PATH_MAX], *slash;
 	ssize_t	 n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 
-	(void)argv0;
 	if (n <= 0)
 		self[0] = '\0';
 	else
@@ -348,7 +347,7 @@ children_send_settings(struct parent *p)
 }
 
 static void
-describe_death(const struct child *c, int status, char *buf, size_t len)
+describe_death(int status, char *buf, size_t len)
 {
 	if (WIFSIGNALED(status))
 		snprintf(buf, len, "killed by signal %d (%s)%s",
@@ -360,7 +359,6 @@ describe_death(const struct child *c, int status, char *buf, size_t len)
 	else
 		snprintf(buf, len, "exited with status %d",
 		    WEXITSTATUS(status));
-	(void)c;
 }
 
 void
@@ -374,7 +372,7 @@ child_reaped(struct parent *p, pid_t pid, int status)
 
 		if (c->pid != pid)
 			continue;
-		describe_death(c, status, why, sizeof(why));
+		describe_death(status, why, sizeof(why));
 		if (c->stopping && !c->restart_now)
 			log_info("%s (pid %d) %s", c->name, (int)pid, why);
 		else if (!c->restart_now)

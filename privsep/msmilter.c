@@ -427,7 +427,7 @@ main(int argc, char *argv[])
 		if (caps_parent_limit(&p.set, err, sizeof(err)) == -1)
 			fatalx("%s", err);
 	}
-	children_init(&p, argv[0]);
+	children_init(&p);
 	for (int i = 0; i < CHILD_COUNT; i++)
 		if (child_start(&p, &p.children[i]) == -1)
 			fatalx("cannot start %s (%s)", p.children[i].name,

@@ -53,7 +53,7 @@ void	rules_send(struct parent *);
 int	rules_test(const struct msm_settings *, int argc, char **argv);
 
 /* children.c */
-void	children_init(struct parent *, const char *argv0);
+void	children_init(struct parent *);
 int	child_start(struct parent *, struct child *);
 void	child_reaped(struct parent *, pid_t, int status);
 void	child_read(struct parent *, struct child *);

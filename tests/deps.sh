@@ -22,12 +22,18 @@ all)   pkgs="$BUILD_PKGS $TEST_PKGS" ;;
 *)     echo "usage: $0 build|all|fuzz" >&2; exit 2 ;;
 esac
 
-missing=
-for p in $pkgs; do
-	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-	[ "$st" = "install ok installed" ] || missing="$missing $p"
-done
-missing=${missing# }
+# The packages of "$@" that are not installed, space-separated.
+not_installed() {
+	out=
+	for p in "$@"; do
+		st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+		[ "$st" = "install ok installed" ] || out="$out $p"
+	done
+	echo "${out# }"
+}
+
+# shellcheck disable=SC2086
+missing=$(not_installed $pkgs)
 
 [ -z "$missing" ] && exit 0
 
@@ -64,11 +70,8 @@ case " $missing " in
 esac
 
 # Check once more: a package apt-get could not install is an error.
-still=
-for p in $missing; do
-	st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-	[ "$st" = "install ok installed" ] || still="$still $p"
-done
+# shellcheck disable=SC2086
+still=$(not_installed $missing)
 if [ -n "$still" ]; then
 	echo "msmilter: still missing after apt-get:$still" >&2
 	exit 1
