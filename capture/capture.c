@@ -279,13 +279,10 @@ drop_privileges(const struct msm_settings *s)
 	struct stat		 st;
 	const char		*user = s->milter_user;
 
+	/* The parent checked the account; it may have gone since. */
 	if (sandbox_privileged() &&
-	    sandbox_lookup(user, NULL, &creds, err, sizeof(err)) == -1) {
-		log_warnx("Milter User: %s; falling back to nobody", err);
-		user = "nobody";
-		if (sandbox_lookup(user, NULL, &creds, err, sizeof(err)) == -1)
-			fatalx("%s", err);
-	}
+	    sandbox_lookup(user, NULL, &creds, err, sizeof(err)) == -1)
+		fatalx("Milter User: %s", err);
 	if (sandbox_privileged() && creds.uid == 0)
 		fatalx("Milter User %s is root: capture must run as an "
 		    "unprivileged user of its own", user);

@@ -76,6 +76,11 @@ child_become_run_as(const struct msm_settings *s)
 	if (sandbox_lookup(s->run_as_user, group, &creds, err,
 	    sizeof(err)) == -1)
 		fatalx("Run As User/Group: %s", err);
+	/* The parent refuses root too; this is the last line of defence. */
+	if (sandbox_privileged() && (creds.uid == 0 || creds.gid == 0))
+		fatalx("Run As User/Group %s resolves to root (%u:%u); refusing "
+		    "to run as root", creds.user, (unsigned)creds.uid,
+		    (unsigned)creds.gid);
 	if (sandbox_enter(&creds, NULL, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	log_info("running as %s", creds.user);

@@ -1065,6 +1065,20 @@ config_check(const struct msm_settings *s, config_report_fn report,
 			    "inject mail", (int)sizeof s->milter_bind,
 			    s->milter_bind);
 	}
+	/*
+	 * MailScanner's default, but a spooler or relay running as root with
+	 * a broad open(2) is one bug away from owning the host.  A name that
+	 * maps to uid 0 is caught where the accounts are looked up.
+	 */
+	if (s->run_as_user[0] == '\0' || strcmp(s->run_as_user, "root") == 0)
+		say(&l, 1, NULL, "Run As User", "Run As User is empty or root: "
+		    "the spooler and the relay would run as root; set it to "
+		    "the user MailScanner runs as (postfix, or mail on Debian)");
+	if (strcmp(s->run_as_group, "root") == 0 ||
+	    strcmp(s->incoming_work_group, "root") == 0)
+		say(&l, 1, NULL, "Run As Group", "Run As Group or Incoming Work "
+		    "Group is root: the spooler and the relay would hold "
+		    "group root; use the group MailScanner runs as");
 	if (same_dir(s->incoming_queue_dir, s->outgoing_queue_dir))
 		say(&l, 1, NULL, "Outgoing Queue Dir", "Incoming Queue Dir and "
 		    "Outgoing Queue Dir are the same directory: MailScanner "

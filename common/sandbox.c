@@ -108,7 +108,7 @@ sandbox_enter(const struct sandbox_creds *c, const char *root_dir,
 	}
 	if (caps_drop_all(err, errlen) == -1)
 		return -1;
-	/* Root stays root only if the config asks for it (Run As User = ""). */
+	/* Callers refuse uid 0; should one slip through, it keeps nothing. */
 	if (c->uid != 0 && (setuid(0) != -1 || seteuid(0) != -1)) {
 		snprintf(err, errlen, "could regain root after dropping it");
 		return -1;

@@ -84,6 +84,49 @@ print_postfix_advice(const struct msm_settings *s, FILE *out)
 	    "flow-control token)\n", out);
 }
 
+/*
+ * The accounts the children become must exist and must not be root (a
+ * name such as "toor" can map to uid 0 too), and capture's own user is
+ * neither root nor Run As User: falling back to a shared account would
+ * hide a missing install step and give capture another daemon's uid.
+ */
+static int
+check_accounts(const struct msm_settings *s)
+{
+	struct sandbox_creds	 run_as, milter;
+	char			 err[512], msg[1024];
+	const char		*group = s->incoming_work_group[0] ?
+				    s->incoming_work_group : s->run_as_group;
+	int			 errors = 0;
+
+	if (sandbox_lookup(s->run_as_user, group, &run_as, err,
+	    sizeof(err)) == -1) {
+		report_line(&errors, 1, s->config_file, 0, "Run As User", err);
+	} else if (run_as.uid == 0 || run_as.gid == 0) {
+		snprintf(msg, sizeof(msg), "%s resolves to uid %u gid %u: the "
+		    "spooler and the relay must not run as root",
+		    run_as.user, (unsigned)run_as.uid, (unsigned)run_as.gid);
+		report_line(&errors, 1, s->config_file, 0, "Run As User", msg);
+	}
+	if (sandbox_lookup(s->milter_user, NULL, &milter, err,
+	    sizeof(err)) == -1) {
+		snprintf(msg, sizeof(msg), "%s: capture needs an unprivileged "
+		    "account of its own; create it (useradd --system "
+		    "--no-create-home --shell /usr/sbin/nologin %s) or set "
+		    "Milter User", err, s->milter_user);
+		report_line(&errors, 1, s->config_file, 0, "Milter User", msg);
+	} else if (milter.uid == 0) {
+		report_line(&errors, 1, s->config_file, 0, "Milter User",
+		    "Milter User is root: capture must run as an unprivileged "
+		    "user of its own");
+	} else if (errors == 0 && milter.uid == run_as.uid) {
+		report_line(NULL, 0, s->config_file, 0, "Milter User",
+		    "Milter User is Run As User: a compromised capture could "
+		    "signal the spooler and the relay; give it its own user");
+	}
+	return errors;
+}
+
 /* The configuration and, with Milter Scanner on, its rulesets. */
 static int
 load_config(const char *path, struct msm_settings *s,
@@ -96,6 +139,8 @@ load_config(const char *path, struct msm_settings *s,
 	if (errors == 0)
 		errors = config_check(s, report_line, NULL);
 	snprintf(s->config_file, sizeof(s->config_file), "%s", path);
+	if (errors == 0)
+		errors = check_accounts(s);
 	if (errors == 0 && s->milter_scanner)
 		errors = rules_load(s, rules);
 	return errors;

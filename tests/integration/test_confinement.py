@@ -372,19 +372,20 @@ def test_debug_mode_logs_and_refuses(hooked):
 def test_failing_child_is_throttled(msmilter_factory):
     m = msmilter_factory()
     running_children(m)
-    # A Run As User that does not exist: every spooler start fails.
+    # A chroot that does not exist: every capture start fails.  (An
+    # unknown Run As User no longer gets that far: the reload is refused.)
     with open(m.conf, "a") as f:
-        f.write("Run As User = nosuchuser-msmtest\n")
+        f.write("Milter Chroot = /nonexistent-msmtest\n")
     t0 = time.monotonic()
     m.signal(signal.SIGHUP)
-    wait_for(lambda: "restarting spooler in 4 s" in m.stderr(), 15,
+    wait_for(lambda: "restarting capture in 4 s" in m.stderr(), 15,
              "a second, longer delay")
     time.sleep(1)
     log = m.stderr()
-    delays = [int(d) for d in re.findall(r"restarting spooler in (\d+) s",
+    delays = [int(d) for d in re.findall(r"restarting capture in (\d+) s",
                                          log)]
     assert delays[:2] == [2, 4], delays
-    starts = log.count("spooler failed to start")
+    starts = log.count("capture failed to start")
     assert 2 <= starts <= 3, log
     assert time.monotonic() - t0 >= 2
 

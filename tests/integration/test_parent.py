@@ -17,10 +17,18 @@ from queuefile import parse, real_files, temp_files
 from test_capture import CLIENT, child_pids, queued_id, wait_for
 
 
+# Accounts -t insists on (Run As User must not be root, Milter User must
+# exist), added after the text unless the test sets them itself.
+ACCOUNTS = {"Run As User": "postfix", "Milter User": "nobody"}
+
+
 def run_t(conf_text, tmp_path_factory=None, base=None):
     path = os.path.join(base, "check.conf")
     with open(path, "w") as f:
         f.write(conf_text)
+        for key, value in ACCOUNTS.items():
+            if key.lower() not in conf_text.lower():
+                f.write("%s = %s\n" % (key, value))
     p = subprocess.run([os.path.join(build_dir(), "msmilter"), "-t", "-f",
                         path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                        timeout=30)
@@ -71,6 +79,70 @@ def test_check_qmqp_socket_must_exist(test_base):
                                base=test_base)
     assert rc == 1
     assert "MSMail Relay Address" in err, err
+
+
+@pytest.mark.parametrize("value", ["", "root", "ROOT_BY_UID"])
+def test_check_refuses_run_as_root(test_base, value):
+    # MailScanner's default (empty: root), root by name, and by the
+    # first other account that has uid 0 if the machine has one.
+    if value == "ROOT_BY_UID":
+        alias = [p.pw_name for p in pwd.getpwall()
+                 if p.pw_uid == 0 and p.pw_name != "root"]
+        if not alias:
+            # An account that maps to uid 0 is still refused by its
+            # gid: postfix with Run As Group = a group of gid 0 by name.
+            zero = [g.gr_name for g in grp.getgrall() if g.gr_gid == 0]
+            rc, out, err, path = run_t(
+                "Delivery Method = queue\nMTA = msmail\n"
+                "Run As Group = %s\n" % zero[0], base=test_base)
+            assert rc == 1 and "Run As Group" in err, err
+            return
+        value = alias[0]
+    rc, out, err, path = run_t("Delivery Method = queue\nMTA = msmail\n"
+                               "Run As User = %s\n" % value, base=test_base)
+    assert rc == 1, err
+    assert "error:" in err and "Run As User" in err, err
+    assert "root" in err, err
+
+
+def test_check_refuses_missing_milter_user(test_base):
+    rc, out, err, path = run_t("Delivery Method = queue\nMTA = msmail\n"
+                               "Milter User = nosuchuser-msmtest\n",
+                               base=test_base)
+    assert rc == 1, err
+    assert "Milter User: unknown user \"nosuchuser-msmtest\"" in err, err
+    assert "useradd" in err, err
+    assert "nobody" not in err, err
+
+
+@pytest.mark.parametrize("settings,key", [
+    ({"Run As User": "root"}, "Run As User"),
+    ({"Run As User": ""}, "Run As User"),
+    ({"Milter User": "nosuchuser-msmtest"}, "Milter User"),
+])
+def test_root_or_missing_account_refuses_to_start(test_base, settings, key):
+    m = MsMilter(os.path.join(test_base, "m"), settings=settings)
+    with pytest.raises(Exception) as e:
+        m.start(timeout=5)
+    assert key in str(e.value) and "not starting" in str(e.value), e.value
+    assert "falling back" not in m.stderr()
+    # Nothing was started: no child ever ran as root.
+    assert "started, pid" not in m.stderr()
+
+
+def test_reload_to_root_refused(msmilter_factory):
+    m = msmilter_factory()
+    pids = child_pids(m.pid)
+    with open(m.conf, "a") as f:
+        f.write("Run As User = root\n")
+    m.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in m.stderr(), 10, "the refusal")
+    assert "Run As User is empty or root" in m.stderr()
+    assert child_pids(m.pid) == pids
+    for pid in pids.values():
+        with open("/proc/%d/status" % pid) as f:
+            uid = [l for l in f if l.startswith("Uid:")][0].split()[1]
+        assert uid != "0"
 
 
 def test_bad_config_refuses_to_start(test_base):

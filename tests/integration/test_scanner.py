@@ -156,6 +156,7 @@ def test_rule_test_command(test_base):
     conf = os.path.join(test_base, "ms.conf")
     with open(conf, "w") as f:
         f.write("Delivery Method = queue\nMTA = msmail\n"
+                "Run As User = postfix\nMilter User = nobody\n"
                 "Is Definitely Spam = %s\n" % bl)
     p = subprocess.run([os.path.join(build_dir(), "msmilter"), "-t", "-f",
                         conf, "--rule-test", "x@ok.example",

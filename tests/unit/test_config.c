@@ -943,14 +943,30 @@ test_check(void **state)
 	 * would deliver milterout a second time.
 	 */
 	config_defaults(&f->s);
-	assert_int_equal(config_check(&f->s, collect, f), 1);
-	assert_int_equal(f->n, 3);
+	assert_int_equal(config_check(&f->s, collect, f), 2);
+	assert_int_equal(f->n, 4);
 	assert_int_equal(f->warnings, 2);
 	assert_int_equal(f->r[0].severity, 0);
 	assert_string_equal(f->r[0].key, "MTA");
 	assert_non_null(strstr(f->r[0].msg, "msmail"));
 	assert_string_equal(f->r[1].key, "Milter Socket");
 	assert_non_null(strstr(f->r[1].msg, "peer authentication"));
+	/* MailScanner's default Run As User (empty: root) is refused. */
+	assert_int_equal(f->r[2].severity, 1);
+	assert_string_equal(f->r[2].key, "Run As User");
+	assert_non_null(strstr(f->r[2].msg, "root"));
+
+	/* root by name, and group root, are refused as well. */
+	f->n = f->warnings = 0;
+	snprintf(f->s.run_as_user, MSM_NAME_LEN, "root");
+	assert_int_equal(config_check(&f->s, collect, f), 2);
+	assert_string_equal(f->r[2].key, "Run As User");
+	f->n = f->warnings = 0;
+	snprintf(f->s.run_as_user, MSM_NAME_LEN, "postfix");
+	snprintf(f->s.run_as_group, MSM_NAME_LEN, "root");
+	assert_int_equal(config_check(&f->s, collect, f), 2);
+	assert_string_equal(f->r[2].key, "Run As Group");
+	f->s.run_as_group[0] = '\0';
 
 	/* Non-loopback bind and the same queue twice. */
 	f->n = f->warnings = 0;
