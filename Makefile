@@ -71,6 +71,11 @@ $(BUILD)/msmilter-spooler: $(SPOOLER_OBJ) $(BUILD)/libmsm.a
 $(BUILD)/msmilter-relay: $(RELAY_OBJ) $(BUILD)/libmsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
+# A kernel without Landlock, for tests/integration/test_landlock.py.
+$(BUILD)/tests/no-landlock: tests/helpers/no-landlock.c
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
+
 $(BUILD)/nullmilter: tests/bench/nullmilter.c
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
 
@@ -103,7 +108,7 @@ testhooks:
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)-testhooks TESTHOOKS=1 \
 		SAN=$(SAN) all
 
-check: all $(UNIT_BINS) testhooks
+check: all $(UNIT_BINS) $(BUILD)/tests/no-landlock testhooks
 	@sh tests/deps.sh all
 	@sh tests/run-checks.sh "$(BUILD)" "$(PYTEST)" $(UNIT_BINS)
 

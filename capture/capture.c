@@ -26,6 +26,7 @@
 
 #include "capture.h"
 #include "child.h"
+#include "landlock.h"
 #include "log.h"
 #include "sandbox.h"
 #include "seccomp.h"
@@ -304,6 +305,15 @@ drop_privileges(const struct msm_settings *s)
 		fatalx("%s", err);
 }
 
+/* Chrooted into an empty directory already; Landlock takes the rest. */
+static void
+confine_by_path(const struct msm_settings *s)
+{
+	struct landlock_policy p = { .name = "capture" };
+
+	sandbox_landlock(&p, s->milter_landlock);
+}
+
 int
 main(void)
 {
@@ -325,6 +335,7 @@ main(void)
 	open_listener(&capture.set);
 	drop_privileges(&capture.set);
 	/* Before libmilter's threads and any byte from Postfix. */
+	confine_by_path(&capture.set);
 	sandbox_seccomp(SANDBOX_CAPTURE, capture.set.milter_seccomp_debug);
 
 	/*

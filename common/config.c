@@ -196,6 +196,8 @@ static const struct key keys[] = {
 	/* Debugging only: log and refuse forbidden system calls, not kill. */
 	KBOOL("milterseccompdebug", "Milter Seccomp Debug",
 	    milter_seccomp_debug),
+	/* Confinement by path where the kernel has Landlock (landlock.h). */
+	KBOOL("milterlandlock", "Milter Landlock", milter_landlock),
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
@@ -971,6 +973,7 @@ config_defaults(struct msm_settings *s)
 	s->relay_scan_interval = 30;
 	s->relay_connections = 16;
 	s->milter_seccomp_debug = 0;
+	s->milter_landlock = 1;
 #undef SET
 }
 

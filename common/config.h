@@ -69,6 +69,7 @@ struct msm_settings {
 	unsigned relay_connections;			/* 16 delivery threads */
 	char	relay_quarantine_dir[MSM_PATH_LEN];	/* "" = <milterout>/../milterout-invalid */
 	int	milter_seccomp_debug;			/* no: forbidden calls kill */
+	int	milter_landlock;			/* yes: confine children by path */
 };
 
 /*

@@ -7,6 +7,9 @@
 
 #ifdef MSM_TESTHOOKS
 #include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <syslog.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -17,12 +20,69 @@
 
 #include "ipc.h"
 
+static char probe_path[1024];
+
+void
+testhook_set_probe(const char *path)
+{
+	snprintf(probe_path, sizeof(probe_path), "%s", path);
+}
+
+/* The result as a log record, straight to the parent (no locks). */
 static void
-on_hook(int sig)
+report(const char *what, long rc, int err)
+{
+	struct {
+		struct ipc_log	lg;
+		char		text[1200];
+	} rec;
+	int n;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.lg.priority = LOG_INFO;
+	n = snprintf(rec.text, sizeof(rec.text), "testhook: %s: %s", what,
+	    rc >= 0 ? "allowed" : strerror(err));
+	if (n < 0 || (size_t)n >= sizeof(rec.text))
+		n = (int)sizeof(rec.text) - 1;
+	ipc_send(IPC_PARENT_FD, MSG_CHILD_LOG, &rec,
+	    sizeof(rec.lg) + (size_t)n + 1, -1);
+}
+
+static void
+connect_port(int port)
+{
+	struct sockaddr_in	 sin;
+	char			 what[64];
+	long			 fd, rc;
+	int			 err;
+
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	snprintf(what, sizeof(what), "connect 127.0.0.1:%d", port);
+	fd = syscall(SYS_socket, AF_INET, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		report(what, -1, errno);
+		return;
+	}
+	rc = syscall(SYS_connect, fd, &sin, sizeof(sin));
+	err = errno;
+	/* In progress means the kernel let it go out. */
+	report(what, rc == -1 && err == EINPROGRESS ? 0 : rc, err);
+	close((int)fd);
+}
+
+static void
+on_hook(int sig, siginfo_t *si, void *uctx)
 {
 	static char *const	 argv[] = { "true", NULL };
 	struct sockaddr_in	 sin;
+	long			 rc;
+	char			 what[1100];
 
+	(void)uctx;
 	switch (sig - SIGRTMIN) {
 	case TESTHOOK_OPEN:
 		syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY);
@@ -44,6 +104,24 @@ on_hook(int sig)
 		/* A child never sends STOP; the parent must kill us for it. */
 		ipc_send(IPC_PARENT_FD, MSG_PARENT_STOP, NULL, 0, -1);
 		break;
+	case TESTHOOK_CREATE_OUTSIDE:
+		rc = syscall(SYS_openat, AT_FDCWD, probe_path, O_WRONLY |
+		    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		snprintf(what, sizeof(what), "create %s", probe_path);
+		report(what, rc, errno);
+		if (rc >= 0)
+			close((int)rc);
+		break;
+	case TESTHOOK_READ_OUTSIDE:
+		rc = syscall(SYS_openat, AT_FDCWD, "/etc/passwd", O_RDONLY |
+		    O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+		report("read /etc/passwd", rc, errno);
+		if (rc >= 0)
+			close((int)rc);
+		break;
+	case TESTHOOK_CONNECT_PORT:
+		connect_port(si->si_value.sival_int);
+		break;
 	}
 }
 
@@ -54,8 +132,8 @@ testhook_install(int proc)
 
 	(void)proc;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_hook;
-	sa.sa_flags = SA_RESTART;
+	sa.sa_sigaction = on_hook;
+	sa.sa_flags = SA_RESTART | SA_SIGINFO;
 	for (int a = TESTHOOK_OPEN; a < TESTHOOK_COUNT; a++)
 		sigaction(SIGRTMIN + a, &sa, NULL);
 }

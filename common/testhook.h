@@ -13,14 +13,24 @@ enum testhook_action {
 	TESTHOOK_CONNECT,	/* connect its channel to 127.0.0.1:25 */
 	TESTHOOK_SOCKET,	/* socket(AF_INET, SOCK_STREAM) */
 	TESTHOOK_BAD_RECORD,	/* send the parent a type it may not send */
+	/*
+	 * Calls seccomp lets through, so that only Landlock can refuse them;
+	 * the child logs "testhook: <what>: <result>".
+	 */
+	TESTHOOK_CREATE_OUTSIDE, /* create the probe file (spooler's flags) */
+	TESTHOOK_READ_OUTSIDE,	/* open /etc/passwd as the relay opens files */
+	TESTHOOK_CONNECT_PORT,	/* TCP connect to 127.0.0.1:<sigqueue value> */
 	TESTHOOK_COUNT
 };
 
 #ifdef MSM_TESTHOOKS
 /* Install the handlers; proc is an enum sandbox_proc. */
 void	testhook_install(int proc);
+/* Where TESTHOOK_CREATE_OUTSIDE creates its file. */
+void	testhook_set_probe(const char *path);
 #else
-#define testhook_install(proc)	((void)(proc))
+#define testhook_install(proc)		((void)(proc))
+#define testhook_set_probe(path)	((void)(path))
 #endif
 
 #endif

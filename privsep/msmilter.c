@@ -22,6 +22,7 @@
 
 #include "caps.h"
 #include "ipc.h"
+#include "landlock.h"
 #include "log.h"
 #include "parent.h"
 #include "sandbox.h"
@@ -186,6 +187,25 @@ prepare_quarantine(const struct msm_settings *s)
 	    lchown(path, owner.uid, owner.gid) == -1)
 		log_warn("chown %s", path);
 	log_info("created %s for unreadable milterout files", path);
+}
+
+/* What confinement by path the children will get; loud when none. */
+static void
+report_landlock(const struct msm_settings *s)
+{
+	int abi = landlock_abi();
+
+	if (!s->milter_landlock)
+		log_warnx("landlock: off (Milter Landlock = no): the children "
+		    "are not confined by path");
+	else if (abi == 0)
+		log_warnx("landlock: NOT AVAILABLE in this kernel: the "
+		    "children are not confined by path (seccomp, ids and the "
+		    "chroot still apply)");
+	else
+		log_info("landlock: ABI %d, %s", abi, abi >= 4 ?
+		    "file system and TCP rules" : "file system rules (no TCP "
+		    "rules before ABI 4)");
 }
 
 static int
@@ -459,6 +479,7 @@ main(int argc, char *argv[])
 		fatal("daemon");
 	log_init_parent("msmilter", p.foreground,
 	    log_facility(p.set.syslog_facility), p.set.debug);
+	report_landlock(&p.set);
 
 	p.pidfd = -1;
 	p.sigfd = setup_signals();

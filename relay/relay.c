@@ -20,6 +20,7 @@
 #include <sodium.h>
 
 #include "child.h"
+#include "landlock.h"
 #include "log.h"
 #include "relay.h"
 #include "sandbox.h"
@@ -29,9 +30,20 @@ static void
 open_dirs(struct relay *r)
 {
 	if (r->outdir == -1 && (r->outdir = open(r->set.outgoing_queue_dir,
-	    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+	    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		/*
+		 * It did not exist when Landlock confined us, so we have no
+		 * rule for it: only a fresh relay can be confined to it.
+		 */
+		if (errno == EACCES && r->confined_without_outdir) {
+			log_notice("Outgoing Queue Dir %s exists now; "
+			    "restarting so that Landlock confines the relay "
+			    "to it", r->set.outgoing_queue_dir);
+			exit(0);
+		}
 		log_warn("cannot open Outgoing Queue Dir %s",
 		    r->set.outgoing_queue_dir);
+	}
 	/* The parent created it for us at start-up. */
 	config_quarantine_dir(&r->set, r->badpath, sizeof(r->badpath));
 	if (r->badfd == -1 && (r->badfd = open(r->badpath, O_RDONLY |
@@ -132,6 +144,32 @@ relay_loop(struct relay *r)
 	workers_stop(r);
 }
 
+/*
+ * milterout: read, lock (fcntl locks need it open for writing), unlink,
+ * and move entries out to the quarantine directory, where they may land.
+ * The network: the MTA's TCP port, or the QMQP unix socket.
+ */
+static void
+confine_by_path(struct relay *r)
+{
+	struct landlock_policy	 p = { .name = "relay", .ndirs = 2 };
+	int			 qmqp_unix = r->set.delivery_method ==
+				    MSM_DELIVER_QMQP &&
+				    r->set.socket_type == MSM_SOCKET_UNIX;
+
+	p.dirs[0].path = r->set.outgoing_queue_dir;
+	p.dirs[0].access = LL_READ_FILE | LL_READ_DIR | LL_REMOVE_FILE |
+	    LL_REMOVE_DIR | LL_REFER |
+	    (r->set.lock_type == MSM_LOCK_POSIX ? LL_WRITE_FILE : 0);
+	p.dirs[1].path = r->badpath;
+	p.dirs[1].access = LL_MAKE_REG | LL_MAKE_FIFO | LL_MAKE_SOCK |
+	    LL_MAKE_SYM | LL_MAKE_DIR | LL_REFER;
+	p.tcp_port = qmqp_unix ? 0 : r->set.relay_port;
+	p.unix_socket = qmqp_unix ? r->set.socket_dir : NULL;
+	if (sandbox_landlock(&p, r->set.milter_landlock) > 0)
+		r->confined_without_outdir = p.dirs[0].missing;
+}
+
 int
 main(void)
 {
@@ -150,6 +188,7 @@ main(void)
 	open_dirs(&r);
 	watch(&r);
 	/* Before the first file or reply is read. */
+	confine_by_path(&r);
 	sandbox_seccomp(SANDBOX_RELAY, r.set.milter_seccomp_debug);
 	log_info("ready, delivering %s by %s",
 	    r.set.outgoing_queue_dir,

@@ -60,6 +60,7 @@ struct relay {
 	int			 badfd;		/* quarantine dir, or -1 */
 	char			 badpath[MSM_PATH_LEN];
 	int			 warned_bad;
+	int			 confined_without_outdir;
 	int			 inotify;
 	int			 spooler;	/* channel for requeues, or -1 */
 	struct pending		*queue;

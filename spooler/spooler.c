@@ -21,12 +21,14 @@
 #include <sodium.h>
 
 #include "child.h"
+#include "landlock.h"
 #include "ipc.h"
 #include "log.h"
 #include "queueid.h"
 #include "sandbox.h"
 #include "seccomp.h"
 #include "spool.h"
+#include "testhook.h"
 
 /* Sessions at once: each holds a descriptor, maybe two. */
 #define MAX_SESSIONS		4096
@@ -55,6 +57,7 @@ struct spooler {
 	size_t			 nsessions, cap;
 	struct pollfd		*pfds;
 	struct ipc_msg		 msg;
+	int			 confined_without_dir;	/* see on_begin */
 	volatile sig_atomic_t	 terminating;
 };
 
@@ -155,6 +158,22 @@ reply_failed(struct session *s)
 	s->state = S_IDLE;
 }
 
+/*
+ * Landlock gave us no rule for an Incoming Queue Dir that did not exist at
+ * start; once it does, only a fresh spooler can be confined to it.  Until
+ * then capture answers 451, as it does while the directory is missing.
+ */
+static void
+restart_if_dir_appeared(struct spooler *sp)
+{
+	if (!sp->confined_without_dir || spool_open_dir(&sp->dir) == 0 ||
+	    errno != EACCES)
+		return;
+	log_notice("Incoming Queue Dir %s exists now; restarting so that "
+	    "Landlock confines the spooler to it", sp->dir.path);
+	exit(0);
+}
+
 static int
 on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 {
@@ -163,6 +182,8 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 
 	if (s->state != S_IDLE || m->hdr.len < sizeof(b))
 		return -1;
+	if (sp->dir.fd == -1)
+		restart_if_dir_appeared(sp);
 	memcpy(&b, m->data, sizeof(b));
 	if (ipc_string_ok(b.queue_id, sizeof(b.queue_id)) != 0 ||
 	    !queueid_valid(b.queue_id))
@@ -540,6 +561,27 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 	}
 }
 
+/*
+ * Beneath milterin only: create, write and remove files (rename within the
+ * directory needs no more), list it for leftover temp files.  Nothing to
+ * read: a requeued file arrives as an open descriptor.  No TCP at all.
+ */
+static void
+confine_by_path(struct spooler *sp)
+{
+	struct landlock_policy	 p = { .name = "spooler", .ndirs = 1 };
+	char			 probe[MSM_PATH_LEN + 32];
+
+	p.dirs[0].path = sp->set.incoming_queue_dir;
+	p.dirs[0].access = LL_MAKE_REG | LL_WRITE_FILE | LL_REMOVE_FILE |
+	    LL_READ_DIR;
+	snprintf(probe, sizeof(probe), "%s-landlock-probe",
+	    sp->set.incoming_queue_dir);
+	testhook_set_probe(probe);
+	if (sandbox_landlock(&p, sp->set.milter_landlock) > 0)
+		sp->confined_without_dir = p.dirs[0].missing;
+}
+
 int
 main(void)
 {
@@ -555,6 +597,7 @@ main(void)
 
 	umask(0);	/* the spool files get exactly the mode we ask for */
 	child_become_run_as(&sp.set);
+	confine_by_path(&sp);
 	sandbox_seccomp(SANDBOX_SPOOLER, sp.set.milter_seccomp_debug);
 
 	sp.msg.data = buf;
