@@ -52,7 +52,8 @@ PYTEST		?= pytest-3
 
 all: deps-check $(PROGS)
 
-$(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h)
+# Order-only: with -j the packages must be there before pkg-config runs.
+$(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
