@@ -866,7 +866,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 42);	/* %org-name% and 41 keys */
+	assert_int_equal(lines, 43);	/* %org-name% and 42 keys */
 	free(a);
 	free(b);
 }
