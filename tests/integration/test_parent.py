@@ -253,7 +253,7 @@ def run_child_with_settings(name, payload):
     # same version, different struct msm_settings
     (struct.pack("=IIII", IPC_MAGIC, IPC_VERSION, 100, 0) + bytes(100),
      ["version 2 on both sides", "settings are 100 bytes"]),
-])
+], ids=["version-3", "no-header", "other-size"])
 def test_child_refuses_other_protocol_version(name, payload, words):
     rc, logs = run_child_with_settings(name, payload)
     assert rc == CHILD_EXIT_PROTOCOL, logs
