@@ -33,7 +33,12 @@ ALL_LDFLAGS	:= -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
 LIBS		= $(PKG_LIBS) -lpthread
 
 COMMON_SRC	:= $(wildcard common/*.c)
-COMMON_OBJ	:= $(COMMON_SRC:%.c=$(BUILD)/%.o)
+# Readers of configuration and rules files: linked into the parent only,
+# so that no sandboxed child carries code that opens them (issue 13;
+# tests/check-child-symbols.sh checks the binaries).
+READER_SRC	:= common/config_read.c common/ruleset_read.c
+COMMON_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(READER_SRC),$(COMMON_SRC)))
+READER_OBJ	:= $(READER_SRC:%.c=$(BUILD)/%.o)
 PARENT_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard privsep/*.c))
 CAPTURE_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard capture/*.c))
 SPOOLER_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard spooler/*.c))
@@ -58,9 +63,14 @@ $(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) | deps-check
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
 $(BUILD)/libmsm.a: $(COMMON_OBJ)
+	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/msmilter: $(PARENT_OBJ) $(BUILD)/libmsm.a
+$(BUILD)/libmsm-parent.a: $(READER_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/msmilter: $(PARENT_OBJ) $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/msmilter-capture: $(CAPTURE_OBJ) $(BUILD)/libmsm.a
@@ -83,10 +93,12 @@ $(BUILD)/nullmilter: tests/bench/nullmilter.c
 # Unit tests also link the process files they test (no main() in them).
 UNIT_EXTRA	:= $(BUILD)/capture/received.o $(BUILD)/spooler/spool.o
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm.a $(UNIT_EXTRA)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a \
+    $(UNIT_EXTRA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Icapture -Ispooler $(ALL_LDFLAGS) -o $@ $< \
-		$(UNIT_EXTRA) $(BUILD)/libmsm.a $(LIBS) -lcmocka
+		$(UNIT_EXTRA) $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a \
+		$(LIBS) -lcmocka
 
 # Missing Debian packages: installed when root, named otherwise.
 deps-check:
@@ -120,7 +132,11 @@ san-check:
 		$(MAKE) BUILD=build-san SAN=1 check
 
 # libFuzzer harnesses, one per parser; FUZZ_SECONDS each (needs clang).
+# Inputs are at most 4 KB unless FUZZ_MAXLEN_<harness> says otherwise.
 FUZZ_SECONDS	?= 30
+FUZZ_MAXLEN	:= 4096
+# A whole record of IPC_MAX_PAYLOAD and then some, plus the fd prefix.
+FUZZ_MAXLEN_fuzz_ipc := 70000
 FUZZ_TARGETS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 # Parsers that live with their process, fuzzed on their own.
@@ -135,12 +151,14 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_EXTRA) $(wildcard common/*.
 
 fuzz: $(FUZZ_TARGETS)
 	@sh tests/deps.sh fuzz
-	@for t in $(FUZZ_TARGETS); do \
+	@for tm in $(foreach t,$(FUZZ_TARGETS),$(t):$(or \
+	    $(FUZZ_MAXLEN_$(notdir $(t))),$(FUZZ_MAXLEN))); do \
+		t=$${tm%:*}; maxlen=$${tm##*:}; \
 		name=$$(basename $$t); corpus=$(BUILD)/fuzz/corpus-$$name; \
 		mkdir -p $$corpus; \
 		cp tests/fuzz/corpus/$${name#fuzz_}/* $$corpus/ 2>/dev/null; \
 		echo "== $$name for $(FUZZ_SECONDS) s"; \
-		$$t -max_total_time=$(FUZZ_SECONDS) -max_len=4096 \
+		$$t -max_total_time=$(FUZZ_SECONDS) -max_len=$$maxlen \
 			-print_final_stats=1 $$corpus >$(BUILD)/fuzz/$$name.log 2>&1; \
 		rc=$$?; tail -n 6 $(BUILD)/fuzz/$$name.log; \
 		[ $$rc -eq 0 ] || { echo "$$name: FAILED (see $(BUILD)/fuzz/$$name.log)"; exit 1; }; \

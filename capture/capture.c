@@ -186,7 +186,7 @@ parent_reader(void *arg)
 			fatalx("parent went away");
 		if (r == -1)
 			fatal("parent channel");
-		if (m.hdr.type == MSG_PARENT_PEER && m.fd != -1 &&
+		if (m.hdr.type == MSG_PARENT_SPOOLER_CHANNEL && m.fd != -1 &&
 		    m.hdr.len == 0 && ipc_is_socket(m.fd, SOCK_SEQPACKET)) {
 			take_peer(m.fd);
 			continue;

@@ -33,10 +33,13 @@ int
 child_take_settings(const void *data, size_t len, struct msm_settings *s)
 {
 	struct msm_settings	 tmp;
+	const void		*body;
+	char			 why[256];
 
-	if (len != sizeof(tmp))
+	if (ipc_settings_open(data, &len, sizeof(tmp), &body, why,
+	    sizeof(why)) == -1)
 		return -1;
-	memcpy(&tmp, data, sizeof(tmp));
+	memcpy(&tmp, body, sizeof(tmp));
 	if (config_validate(&tmp) != 0)
 		return -1;
 	*s = tmp;
@@ -44,10 +47,31 @@ child_take_settings(const void *data, size_t len, struct msm_settings *s)
 	return 0;
 }
 
+/*
+ * A parent of another protocol version (an upgrade under a running
+ * msmilter) is refused before anything it sent is interpreted; the exit
+ * status tells the parent why, in case it cannot read our log line.
+ */
+static void
+check_protocol(const struct ipc_msg *m)
+{
+	const void	*body;
+	size_t		 len = m->hdr.len;
+	char		 why[256];
+
+	if (ipc_settings_open(m->data, &len, sizeof(struct msm_settings),
+	    &body, why, sizeof(why)) == 0)
+		return;
+	log_warnx("refusing to run: %s; restart msmilter after an upgrade so "
+	    "that parent and children are the same version", why);
+	exit(CHILD_EXIT_PROTOCOL);
+}
+
 void
 child_get_settings(struct msm_settings *s)
 {
-	static unsigned char	 buf[sizeof(struct msm_settings)];
+	/* Room for any record: an older parent's may be larger. */
+	static unsigned char	 buf[IPC_MAX_PAYLOAD];
 	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
 	struct pollfd		 pfd = { IPC_PARENT_FD, POLLIN, 0 };
 	int			 r;
@@ -59,6 +83,8 @@ child_get_settings(struct msm_settings *s)
 	r = ipc_recv(IPC_PARENT_FD, &m);
 	if (r <= 0)
 		fatal("reading settings from the parent");
+	if (m.hdr.type == MSG_PARENT_SETTINGS)
+		check_protocol(&m);
 	if (m.hdr.type != MSG_PARENT_SETTINGS ||
 	    child_take_settings(m.data, m.hdr.len, s) != 0)
 		fatalx("bad first record from the parent: %s, %u bytes",

@@ -1,7 +1,10 @@
 /*
- * MailScanner.conf reader with MailScanner's rules (percent variables,
- * include globs, last value wins).  Trusts nothing in the files it reads:
- * every value is checked and every problem names file, line and key.
+ * The settings msmilter takes from MailScanner.conf: the key table that
+ * drives parsing, printing and validation, the defaults, and the checks
+ * of a value or of a whole struct.  No file is read here: the reader
+ * (percent variables, include globs, last value wins) is config_read.c,
+ * the parent's only, so the sandboxed children link none of it.  Trusts
+ * nothing: every value is checked and every problem names its key.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -10,8 +13,6 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <glob.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -21,10 +22,8 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config_priv.h"
 
-#define MAX_INCLUDE_DEPTH	8	/* include nesting limit */
-#define MAX_EXPANDED		65536	/* after %var% expansion */
-#define MAX_VARS		4096	/* percent variables */
 #define MSG_LEN			512
 #define SHOW_LEN		64	/* bytes of a bad value quoted back */
 
@@ -46,39 +45,17 @@ struct key {
 	int			 lower;	/* KT_STR: store lowercased */
 };
 
-struct pvar {
-	char	*name;		/* lowercased, without the % signs */
-	char	*value;
-};
-
 /* Where in which file we are. */
 struct pos {
 	const char	*file;
 	unsigned	 line;
 };
 
-struct file_id {
-	dev_t	dev;
-	ino_t	ino;
-};
-
-/* Everything one config_load() call needs; no global mutable state. */
-struct loader {
-	struct msm_settings	*s;
+/* Where config_check's findings go. */
+struct reporter {
 	config_report_fn	 report;
 	void			*arg;
 	int			 errors;
-	struct pvar		*vars;
-	size_t			 nvars, capvars;
-	struct file_id		 open[MAX_INCLUDE_DEPTH + 1];
-	int			 depth;		/* files in open[] */
-};
-
-/* Growing string for %var% substitution. */
-struct sbuf {
-	char	*p;
-	size_t	 len, cap;
-	int	 err;		/* ENOMEM or E2BIG */
 };
 
 static const char *const queue_words[] = { "short", "long", NULL };
@@ -201,9 +178,6 @@ static const struct key keys[] = {
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
-#define ORG_NAME_VAR	"org-name"
-
-static void	read_file(struct loader *, const char *, const struct pos *);
 
 /* ---- small helpers ---- */
 
@@ -249,21 +223,8 @@ show(const char *v, char *buf, size_t len)
 	return buf;
 }
 
-static char *
-trim(char *p)
-{
-	size_t	 n;
-
-	while (isspace((unsigned char)*p))
-		p++;
-	n = strlen(p);
-	while (n > 0 && isspace((unsigned char)p[n - 1]))
-		p[--n] = '\0';
-	return p;
-}
-
 static void
-say(struct loader *l, int sev, const struct pos *p, const char *key,
+say(struct reporter *l, int sev, const struct pos *p, const char *key,
     const char *msg)
 {
 	if (sev > 0)
@@ -273,11 +234,11 @@ say(struct loader *l, int sev, const struct pos *p, const char *key,
 		    key, msg);
 }
 
-static void	sayf(struct loader *, int, const struct pos *, const char *,
+static void	sayf(struct reporter *, int, const struct pos *, const char *,
 		    const char *, ...) __attribute__((format(printf, 5, 6)));
 
 static void
-sayf(struct loader *l, int sev, const struct pos *p, const char *key,
+sayf(struct reporter *l, int sev, const struct pos *p, const char *key,
     const char *fmt, ...)
 {
 	char	 msg[MSG_LEN];
@@ -547,388 +508,29 @@ set_value(const struct key *k, const char *v, struct msm_settings *s,
 	return -1;
 }
 
-/* ---- percent variables ---- */
+/* ---- for the reader, config_read.c ---- */
 
-static void
-sbuf_add(struct sbuf *b, const char *p, size_t n)
+int
+config_key_known(const char *key)
 {
-	size_t	 want;
-	char	*np;
-
-	if (b->err)
-		return;
-	if (b->len + n >= MAX_EXPANDED) {
-		b->err = E2BIG;
-		return;
-	}
-	want = b->len + n + 1;
-	if (want > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-
-		while (cap < want)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL) {
-			b->err = ENOMEM;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
+	return find_key(key) != NULL;
 }
 
-static const char *
-var_lookup(const struct loader *l, const char *name, size_t n)
+int
+config_set_key(struct msm_settings *s, const char *key, const char *value,
+    char *msg, size_t msglen)
 {
-	size_t	 i;
-
-	for (i = 0; i < l->nvars; i++)
-		if (strlen(l->vars[i].name) == n &&
-		    strncasecmp(l->vars[i].name, name, n) == 0)
-			return l->vars[i].value;
-	return NULL;
-}
-
-/*
- * MailScanner's s/%([^%\s]+)%/.../g: known variables are replaced, unknown
- * ones kept.  Returns a malloc'd string or NULL with errno set.
- */
-static char *
-substitute(const struct loader *l, const char *v)
-{
-	struct sbuf	 b = { NULL, 0, 0, 0 };
-	const char	*pc, *val;
-	size_t		 n;
-
-	sbuf_add(&b, "", 0);
-	while ((pc = strchr(v, '%')) != NULL) {
-		sbuf_add(&b, v, (size_t)(pc - v));
-		n = strcspn(pc + 1, "% \t\r\n\v\f");
-		if (n > 0 && pc[1 + n] == '%') {
-			val = var_lookup(l, pc + 1, n);
-			if (val != NULL)
-				sbuf_add(&b, val, strlen(val));
-			else
-				sbuf_add(&b, pc, n + 2);
-			v = pc + n + 2;
-		} else {
-			sbuf_add(&b, pc, 1);
-			v = pc + 1;
-		}
-	}
-	sbuf_add(&b, v, strlen(v));
-	if (b.err) {
-		free(b.p);
-		errno = b.err;
-		return NULL;
-	}
-	return b.p;
-}
-
-/* "%name%" with no % or space inside: returns length of name, else 0. */
-static size_t
-var_name_len(const char *key)
-{
-	size_t	 n = strlen(key);
-
-	if (n < 3 || key[0] != '%' || key[n - 1] != '%')
-		return 0;
-	if (strcspn(key + 1, "% \t\r\n\v\f") != n - 2)
-		return 0;
-	return n - 2;
-}
-
-static int
-define_var(struct loader *l, const char *name, size_t n, char *value)
-{
-	struct pvar	*nv;
-	size_t		 i;
-
-	for (i = 0; i < l->nvars; i++)
-		if (strlen(l->vars[i].name) == n &&
-		    strncasecmp(l->vars[i].name, name, n) == 0) {
-			free(l->vars[i].value);
-			l->vars[i].value = value;
-			return 0;
-		}
-	if (l->nvars >= MAX_VARS)
-		return -1;
-	if (l->nvars == l->capvars) {
-		size_t cap = l->capvars ? l->capvars * 2 : 16;
-
-		if ((nv = realloc(l->vars, cap * sizeof *nv)) == NULL)
-			return -1;
-		l->vars = nv;
-		l->capvars = cap;
-	}
-	nv = &l->vars[l->nvars];
-	if ((nv->name = strndup(name, n)) == NULL)
-		return -1;
-	for (i = 0; i < n; i++)
-		nv->name[i] = (char)tolower((unsigned char)nv->name[i]);
-	nv->value = value;
-	l->nvars++;
-	return 0;
-}
-
-static void
-free_vars(struct loader *l)
-{
-	size_t	 i;
-
-	for (i = 0; i < l->nvars; i++) {
-		free(l->vars[i].name);
-		free(l->vars[i].value);
-	}
-	free(l->vars);
-	l->vars = NULL;
-	l->nvars = l->capvars = 0;
-}
-
-/* ---- lines ---- */
-
-/* %org-name% goes into header names (X-<org-name>-MailScanner-...). */
-static void
-org_name(struct loader *l, const struct pos *p, const char *key,
-    const char *v)
-{
-	size_t	 n = strlen(v), i;
-	char	 b[SHOW_LEN + 1];
-
-	for (i = 0; i < n; i++)
-		if (v[i] <= ' ' || v[i] >= 127 || v[i] == ':') {
-			sayf(l, 1, p, key, "'%s' is not allowed: it becomes "
-			    "part of a header name, so no spaces, ':' or "
-			    "non-ASCII characters", show(v, b, sizeof b));
-			return;
-		}
-	if (n >= sizeof l->s->org_name)
-		sayf(l, 1, p, key, "value is %zu bytes long, at most %zu "
-		    "allowed", n, sizeof l->s->org_name - 1);
-	else
-		memcpy(l->s->org_name, v, n + 1);
-}
-
-static void
-do_var(struct loader *l, const struct pos *p, const char *key,
-    const char *raw)
-{
-	size_t	 n = var_name_len(key);
-	char	*v;
-
-	if ((v = substitute(l, raw)) == NULL) {
-		sayf(l, 1, p, key, "value too long after %%var%% substitution "
-		    "(at most %d bytes)", MAX_EXPANDED - 1);
-		return;
-	}
-	if (n == strlen(ORG_NAME_VAR) &&
-	    strncasecmp(key + 1, ORG_NAME_VAR, n) == 0)
-		org_name(l, p, key, v);
-	if (define_var(l, key + 1, n, v) == -1) {
-		free(v);
-		sayf(l, 1, p, key, "cannot define percent variable: out of "
-		    "memory or more than %d variables", MAX_VARS);
-	}
-}
-
-static void
-do_setting(struct loader *l, const struct pos *p, const char *key,
-    const char *raw)
-{
-	const struct key	*k = find_key(key);
-	char			 msg[MSG_LEN];
-	char			*v;
+	const struct key *k = find_key(key);
 
 	if (k == NULL)
-		return;	/* MailScanner has hundreds we do not use */
-	if ((v = substitute(l, raw)) == NULL) {
-		sayf(l, 1, p, key, "value too long after %%var%% substitution "
-		    "(at most %d bytes)", MAX_EXPANDED - 1);
-		return;
-	}
-	if (set_value(k, v, l->s, msg, sizeof msg) == -1)
-		say(l, 1, p, key, msg);
-	free(v);
+		return 1;
+	return set_value(k, value, s, msg, msglen);
 }
 
-/* Each file matching the glob, sorted; matching nothing is fine. */
-static void
-do_include(struct loader *l, const struct pos *p, const char *raw)
+const char *
+config_show(const char *v, char *buf, size_t len)
 {
-	glob_t	 g;
-	char	*pat, b[SHOW_LEN + 1];
-	size_t	 i;
-	int	 rc;
-
-	if ((pat = substitute(l, raw)) == NULL) {
-		sayf(l, 1, p, NULL, "include pattern too long after %%var%% "
-		    "substitution");
-		return;
-	}
-	memset(&g, 0, sizeof g);
-	rc = glob(pat, 0, NULL, &g);
-	if (rc == GLOB_NOMATCH && strpbrk(pat, "*?[") == NULL)
-		sayf(l, 0, p, NULL, "include: %s not found, ignored",
-		    show(pat, b, sizeof b));
-	else if (rc != 0 && rc != GLOB_NOMATCH)
-		say(l, 1, p, NULL, rc == GLOB_NOSPACE ? "include: out of "
-		    "memory" : "include: read error while matching the glob");
-	for (i = 0; rc == 0 && i < g.gl_pathc; i++)
-		read_file(l, g.gl_pathv[i], p);
-	globfree(&g);
-	free(pat);
-}
-
-/* "include" then whitespace; returns the pattern or NULL. */
-static char *
-include_pattern(char *line)
-{
-	if (strncasecmp(line, "include", 7) != 0 ||
-	    !isspace((unsigned char)line[7]))
-		return NULL;
-	return trim(line + 8);
-}
-
-/* A '#' at line start or after whitespace starts a comment. */
-static void
-strip_comment(char *line)
-{
-	char	*h;
-
-	for (h = line; (h = strchr(h, '#')) != NULL; h++)
-		if (h == line || isspace((unsigned char)h[-1])) {
-			*h = '\0';
-			return;
-		}
-}
-
-static void
-do_line(struct loader *l, const struct pos *p, char *line)
-{
-	char	*eq, *key, *val, *pat;
-
-	strip_comment(line);
-	line = trim(line);
-	if (*line == '\0')
-		return;
-	if ((eq = strchr(line, '=')) == NULL) {
-		if ((pat = include_pattern(line)) != NULL)
-			do_include(l, p, pat);
-		else
-			say(l, 1, p, NULL, "line has no '=': expected "
-			    "'Key = value', 'include FILE-GLOB' or a comment");
-		return;
-	}
-	*eq = '\0';
-	key = trim(line);
-	val = trim(eq + 1);
-	if (*key == '\0')
-		say(l, 1, p, NULL, "nothing before '=': expected "
-		    "'Key = value'");
-	else if (var_name_len(key) > 0)
-		do_var(l, p, key, val);
-	else
-		do_setting(l, p, key, val);
-}
-
-/* ---- files ---- */
-
-/* Open a regular file; directories matched by a glob are skipped. */
-static FILE *
-open_conf(struct loader *l, const char *path, int included, struct stat *st)
-{
-	FILE	*fp;
-	int	 fd, e;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd == -1 || fstat(fd, st) == -1) {
-		e = errno;
-		if (fd != -1)
-			close(fd);
-		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
-		return NULL;
-	}
-	if (!S_ISREG(st->st_mode)) {
-		if (!(included && S_ISDIR(st->st_mode)))
-			say(l, 1, &(struct pos){ path, 0 }, NULL,
-			    "not a regular file");
-		close(fd);
-		return NULL;
-	}
-	if ((fp = fdopen(fd, "r")) == NULL) {
-		e = errno;
-		close(fd);
-		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
-	}
-	return fp;
-}
-
-/* 0 when the file may be read; reports loops and excessive depth. */
-static int
-enter_file(struct loader *l, const char *path, const struct stat *st,
-    const struct pos *from)
-{
-	int	 i;
-
-	for (i = 0; i < l->depth; i++)
-		if (l->open[i].dev == st->st_dev &&
-		    l->open[i].ino == st->st_ino) {
-			sayf(l, 1, from, NULL, "include loop: this includes "
-			    "%s, which is already being read", path);
-			return -1;
-		}
-	if (l->depth > MAX_INCLUDE_DEPTH) {
-		sayf(l, 1, from, NULL, "includes nested more than %d deep "
-		    "(an include loop?)", MAX_INCLUDE_DEPTH);
-		return -1;
-	}
-	l->open[l->depth].dev = st->st_dev;
-	l->open[l->depth].ino = st->st_ino;
-	l->depth++;
-	return 0;
-}
-
-static void
-read_lines(struct loader *l, FILE *fp, const char *path)
-{
-	struct pos	 p = { path, 0 };
-	char		*line = NULL;
-	size_t		 cap = 0;
-	ssize_t		 n;
-	int		 e;
-
-	while ((errno = 0, n = getline(&line, &cap, fp)) != -1) {
-		p.line++;
-		if (memchr(line, '\0', (size_t)n) != NULL) {
-			say(l, 1, &p, NULL, "line contains a NUL byte");
-			continue;
-		}
-		do_line(l, &p, line);
-	}
-	e = errno;
-	if (ferror(fp) || e == ENOMEM)
-		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
-	free(line);
-}
-
-/* from: the include line that names path, NULL for the main file. */
-static void
-read_file(struct loader *l, const char *path, const struct pos *from)
-{
-	struct stat	 st;
-	FILE		*fp;
-
-	if ((fp = open_conf(l, path, from != NULL, &st)) == NULL)
-		return;
-	if (enter_file(l, path, &st, from) == -1) {
-		fclose(fp);
-		return;
-	}
-	read_lines(l, fp, path);
-	fclose(fp);
-	l->depth--;
+	return show(v, buf, len);
 }
 
 /* ---- interface ---- */
@@ -977,28 +579,6 @@ config_defaults(struct msm_settings *s)
 #undef SET
 }
 
-int
-config_load(const char *path, struct msm_settings *s,
-    config_report_fn report, void *arg)
-{
-	struct loader	 l;
-
-	memset(&l, 0, sizeof l);
-	l.s = s;
-	l.report = report;
-	l.arg = arg;
-	config_defaults(s);
-	if (strlen(path) >= sizeof s->config_file) {
-		say(&l, 1, &(struct pos){ path, 0 }, NULL,
-		    "configuration file name too long");
-		return l.errors;
-	}
-	memcpy(s->config_file, path, strlen(path) + 1);
-	read_file(&l, path, NULL);
-	free_vars(&l);
-	return l.errors;
-}
-
 static int
 is_loopback(const char *addr)
 {
@@ -1030,7 +610,7 @@ same_dir(const char *a, const char *b)
 
 /* QMQP over a unix socket: it must exist and be a socket. */
 static void
-check_qmqp_socket(struct loader *l, const char *path)
+check_qmqp_socket(struct reporter *l, const char *path)
 {
 	struct stat st;
 
@@ -1047,7 +627,7 @@ int
 config_check(const struct msm_settings *s, config_report_fn report,
     void *arg)
 {
-	struct loader	 l;
+	struct reporter	 l;
 
 	memset(&l, 0, sizeof l);
 	l.report = report;

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -11,40 +12,65 @@
 
 #include "ipc.h"
 
-static const char *const type_names[MSG_TYPE_COUNT] = {
-	[MSG_NONE] = "NONE",
-	[MSG_PARENT_SETTINGS] = "PARENT_SETTINGS",
-	[MSG_PARENT_PEER] = "PARENT_PEER",
-	[MSG_PARENT_STOP] = "PARENT_STOP",
-	[MSG_PARENT_RELAY] = "PARENT_RELAY",
-	[MSG_PARENT_RULES] = "PARENT_RULES",
-	[MSG_RELAY_REQUEUE] = "RELAY_REQUEUE",
-	[MSG_SPOOLER_REQUEUED] = "SPOOLER_REQUEUED",
-	[MSG_CHILD_READY] = "CHILD_READY",
-	[MSG_CHILD_LOG] = "CHILD_LOG",
-	[MSG_CAPTURE_SESSION] = "CAPTURE_SESSION",
-	[MSG_CAPTURE_BEGIN] = "CAPTURE_BEGIN",
-	[MSG_CAPTURE_DATA] = "CAPTURE_DATA",
-	[MSG_CAPTURE_COMMIT] = "CAPTURE_COMMIT",
-	[MSG_CAPTURE_ABORT] = "CAPTURE_ABORT",
-	[MSG_SPOOLER_BEGUN] = "SPOOLER_BEGUN",
-	[MSG_SPOOLER_COMMITTED] = "SPOOLER_COMMITTED",
-	[MSG_SPOOLER_FAILED] = "SPOOLER_FAILED",
+/* What may ride on a type: payload bounds, and whether a descriptor must. */
+struct type_rule {
+	const char	*name;
+	uint32_t	 min, max;	/* payload bytes */
+	int		 fd;		/* 1: exactly one descriptor, 0: none */
 };
 
-/* Types that may carry a descriptor; any other is refused with one. */
+#define EMPTY		0, 0
+#define EXACTLY(t)	sizeof(t), sizeof(t)
+#define AT_LEAST(n)	(n), IPC_MAX_PAYLOAD
+
+static const struct type_rule rules[MSG_TYPE_COUNT] = {
+	[MSG_PARENT_SETTINGS] = { "PARENT_SETTINGS",
+	    AT_LEAST(sizeof(struct ipc_settings_hdr)), 0 },
+	[MSG_PARENT_STOP] = { "PARENT_STOP", EMPTY, 0 },
+	[MSG_PARENT_SPOOLER_CHANNEL] = { "PARENT_SPOOLER_CHANNEL", EMPTY, 1 },
+	[MSG_PARENT_CAPTURE_CHANNEL] = { "PARENT_CAPTURE_CHANNEL", EMPTY, 1 },
+	[MSG_PARENT_RELAY_CHANNEL] = { "PARENT_RELAY_CHANNEL", EMPTY, 1 },
+	[MSG_PARENT_REQUEUE_CHANNEL] = { "PARENT_REQUEUE_CHANNEL", EMPTY, 1 },
+	[MSG_PARENT_RULES] = { "PARENT_RULES",
+	    sizeof(struct ipc_rules), sizeof(struct ipc_rules) +
+	    IPC_RULES_CHUNK, 0 },
+	[MSG_CHILD_READY] = { "CHILD_READY", EMPTY, 0 },
+	[MSG_CHILD_LOG] = { "CHILD_LOG",
+	    AT_LEAST(sizeof(struct ipc_log) + 1), 0 },
+	[MSG_CAPTURE_SESSION] = { "CAPTURE_SESSION", EMPTY, 1 },
+	[MSG_CAPTURE_BEGIN] = { "CAPTURE_BEGIN",
+	    AT_LEAST(sizeof(struct ipc_begin)), 0 },
+	[MSG_CAPTURE_DATA] = { "CAPTURE_DATA", AT_LEAST(1), 0 },
+	[MSG_CAPTURE_COMMIT] = { "CAPTURE_COMMIT", EMPTY, 0 },
+	[MSG_CAPTURE_ABORT] = { "CAPTURE_ABORT", EMPTY, 0 },
+	[MSG_RELAY_REQUEUE] = { "RELAY_REQUEUE",
+	    AT_LEAST(sizeof(struct ipc_requeue)), 1 },
+	[MSG_SPOOLER_BEGUN] = { "SPOOLER_BEGUN", EMPTY, 0 },
+	[MSG_SPOOLER_COMMITTED] = { "SPOOLER_COMMITTED",
+	    EXACTLY(struct ipc_committed), 0 },
+	[MSG_SPOOLER_FAILED] = { "SPOOLER_FAILED",
+	    EXACTLY(struct ipc_failed), 0 },
+	[MSG_SPOOLER_REQUEUED] = { "SPOOLER_REQUEUED",
+	    EXACTLY(struct ipc_committed), 0 },
+};
+
+/* Known type, payload within its bounds, a descriptor exactly where due. */
 static int
-type_carries_fd(uint32_t type)
+record_ok(const struct ipc_hdr *h, int fd)
 {
-	return type == MSG_PARENT_PEER || type == MSG_PARENT_RELAY ||
-	    type == MSG_CAPTURE_SESSION || type == MSG_RELAY_REQUEUE;
+	const struct type_rule *r;
+
+	if (h->type >= MSG_TYPE_COUNT || rules[h->type].name == NULL)
+		return 0;
+	r = &rules[h->type];
+	return h->len >= r->min && h->len <= r->max && (fd >= 0) == r->fd;
 }
 
 const char *
 ipc_type_name(uint32_t type)
 {
-	if (type < MSG_TYPE_COUNT && type_names[type] != NULL)
-		return type_names[type];
+	if (type < MSG_TYPE_COUNT && rules[type].name != NULL)
+		return rules[type].name;
 	return "UNKNOWN";
 }
 
@@ -200,8 +226,7 @@ ipc_recv(int sock, struct ipc_msg *m)
 	if (fd == -2 || n == 0 || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
 	    (size_t)n < sizeof(m->hdr) ||
 	    (size_t)n - sizeof(m->hdr) != m->hdr.len ||
-	    m->hdr.type == MSG_NONE || m->hdr.type >= MSG_TYPE_COUNT ||
-	    (m->fd != -1 && !type_carries_fd(m->hdr.type))) {
+	    !record_ok(&m->hdr, m->fd)) {
 		if (m->fd >= 0)
 			close(m->fd);
 		m->fd = -1;
@@ -209,6 +234,46 @@ ipc_recv(int sock, struct ipc_msg *m)
 		return -1;
 	}
 	return 1;
+}
+
+int
+ipc_send_settings(int sock, const void *settings, size_t len)
+{
+	struct ipc_settings_hdr h = { IPC_MAGIC, IPC_VERSION, (uint32_t)len, 0 };
+
+	return send_record(sock, MSG_PARENT_SETTINGS, &h, sizeof(h), settings,
+	    len, -1, 0);
+}
+
+int
+ipc_settings_open(const void *data, size_t *len, size_t settings_size,
+    const void **body, char *why, size_t whylen)
+{
+	struct ipc_settings_hdr h;
+
+	if (*len < sizeof(h) || (memcpy(&h, data, sizeof(h)),
+	    h.magic != IPC_MAGIC)) {
+		snprintf(why, whylen, "the parent speaks an IPC protocol "
+		    "older than version 2 (no version header), this program "
+		    "version %u", IPC_VERSION);
+		return -1;
+	}
+	if (h.version != IPC_VERSION) {
+		snprintf(why, whylen, "the parent speaks IPC protocol version "
+		    "%u, this program version %u", h.version, IPC_VERSION);
+		return -1;
+	}
+	if (h.settings_size != settings_size || h.reserved != 0 ||
+	    *len - sizeof(h) != settings_size) {
+		snprintf(why, whylen, "IPC protocol version %u on both sides, "
+		    "but the parent's settings are %u bytes (%zu sent), ours "
+		    "%zu: built from different sources", IPC_VERSION,
+		    h.settings_size, *len - sizeof(h), settings_size);
+		return -1;
+	}
+	*body = (const unsigned char *)data + sizeof(h);
+	*len = settings_size;
+	return 0;
 }
 
 int

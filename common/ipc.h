@@ -22,41 +22,91 @@
 #define QUEUEID_MAX		32	/* letters and digits, NUL included */
 #define IPC_REASON_MAX		256
 
+/*
+ * The protocol's version, checked before anything else a child reads: the
+ * settings record starts with struct ipc_settings_hdr, and a child whose
+ * IPC_VERSION or sizeof(struct msm_settings) differs from the parent's
+ * refuses to run (exit CHILD_EXIT_PROTOCOL) with a log line naming both.
+ * This happens after an upgrade, when a running parent starts the new
+ * children or a new parent finds old ones.
+ *
+ * Bump rule: add 1 to IPC_VERSION in the commit that changes any record's
+ * type number, layout, size rule or meaning, or the layout of struct
+ * msm_settings (a new field is also caught by the size check; a change of
+ * meaning or order is not).  Never change, in any version: IPC_MAGIC,
+ * struct ipc_settings_hdr, struct ipc_hdr, struct ipc_log and the numbers
+ * of MSG_PARENT_SETTINGS, MSG_CHILD_READY and MSG_CHILD_LOG: they are how
+ * peers of different versions still tell each other why they disagree.
+ */
+#define IPC_VERSION		2
+#define IPC_MAGIC		0x494d534dU	/* "MSMI" little-endian */
+
+/* A child's exit status when it refuses the parent's protocol. */
+#define CHILD_EXIT_PROTOCOL	78
+
+struct ipc_settings_hdr {
+	uint32_t	magic;		/* IPC_MAGIC */
+	uint32_t	version;	/* IPC_VERSION */
+	uint32_t	settings_size;	/* sizeof(struct msm_settings) */
+	uint32_t	reserved;	/* 0 */
+};
+
+/*
+ * Record types, numbered explicitly: the numbers are the protocol.  Each
+ * names its sender (MSG_<SENDER>_<EVENT>), and the comment says who may
+ * send it to whom and what rides along.  ipc_recv() enforces the size and
+ * descriptor rules of ipc.c's table; receivers check the rest (state,
+ * strings, which peer).  A descriptor rides only on the types marked fd:,
+ * and on those it must.
+ */
 enum msg_type {
 	MSG_NONE = 0,
 
-	/* parent -> any child */
-	MSG_PARENT_SETTINGS,	/* struct msm_settings */
-	MSG_PARENT_PEER,	/* fd: a new capture<->spooler control channel */
-	MSG_PARENT_STOP,	/* empty: stop taking work, finish, exit */
-	MSG_PARENT_RELAY,	/* fd: a new relay<->spooler channel (spooler) */
-	MSG_PARENT_RULES,	/* struct ipc_rules + a piece of a serialized
-				 * ruleset (capture) */
+	/* parent -> every child */
+	MSG_PARENT_SETTINGS = 1,	/* ipc_settings_hdr + msm_settings */
+	MSG_PARENT_STOP = 3,		/* empty: stop taking work, finish */
 
-	/* any child -> parent */
-	MSG_CHILD_READY,	/* empty: set-up done, sandbox in place */
-	MSG_CHILD_LOG,		/* struct ipc_log */
+	/* parent -> one child: a fresh channel to the spooler and back */
+	MSG_PARENT_SPOOLER_CHANNEL = 2,	/* -> capture; fd: its control
+					 * channel to the spooler, empty */
+	MSG_PARENT_CAPTURE_CHANNEL = 4,	/* -> spooler; fd: the other end,
+					 * capture's control channel, empty */
+	MSG_PARENT_RELAY_CHANNEL = 18,	/* -> spooler; fd: the relay's
+					 * requeue channel, empty */
+	MSG_PARENT_REQUEUE_CHANNEL = 19,/* -> relay; fd: the other end, its
+					 * requeue channel to the spooler */
+	MSG_PARENT_RULES = 5,		/* -> capture; struct ipc_rules + a
+					 * piece of a serialized ruleset */
+
+	/* every child -> parent */
+	MSG_CHILD_READY = 6,		/* empty: set-up done, sandboxed */
+	MSG_CHILD_LOG = 7,		/* struct ipc_log */
 
 	/* capture -> spooler, on the control channel */
-	MSG_CAPTURE_SESSION,	/* fd: a new session channel, empty payload */
+	MSG_CAPTURE_SESSION = 8,	/* fd: a new session channel, empty */
 
 	/* capture -> spooler, on a session channel */
-	MSG_CAPTURE_BEGIN,	/* struct ipc_begin + envelope and Received */
-	MSG_CAPTURE_DATA,	/* message bytes, LF line ends */
-	MSG_CAPTURE_COMMIT,	/* empty: make it durable and answer */
-	MSG_CAPTURE_ABORT,	/* empty: forget the message in progress */
+	MSG_CAPTURE_BEGIN = 9,		/* struct ipc_begin + envelope and
+					 * Received */
+	MSG_CAPTURE_DATA = 10,		/* message bytes, LF line ends */
+	MSG_CAPTURE_COMMIT = 11,	/* empty: make it durable, answer */
+	MSG_CAPTURE_ABORT = 12,		/* empty: forget the message */
 
-	/* relay -> spooler */
-	MSG_RELAY_REQUEUE,	/* fd: the milterout file; struct ipc_requeue
-				 * + nrcpt uint32_t recipient indexes */
+	/* relay -> spooler, on the requeue channel */
+	MSG_RELAY_REQUEUE = 13,		/* fd: the milterout file; struct
+					 * ipc_requeue + nrcpt uint32_t
+					 * recipient indexes */
 
 	/* spooler -> capture, on a session channel */
-	MSG_SPOOLER_BEGUN,	/* empty: temp file made, head written */
-	MSG_SPOOLER_COMMITTED,	/* struct ipc_committed */
-	MSG_SPOOLER_FAILED,	/* struct ipc_failed */
-	MSG_SPOOLER_REQUEUED,	/* struct ipc_committed, to the relay */
+	MSG_SPOOLER_BEGUN = 14,		/* empty: temp file made, head
+					 * written */
+	MSG_SPOOLER_COMMITTED = 15,	/* struct ipc_committed */
+	/* spooler -> capture (session) or relay (requeue channel) */
+	MSG_SPOOLER_FAILED = 16,	/* struct ipc_failed */
+	/* spooler -> relay, on the requeue channel */
+	MSG_SPOOLER_REQUEUED = 17,	/* struct ipc_committed */
 
-	MSG_TYPE_COUNT
+	MSG_TYPE_COUNT = 20
 };
 
 struct ipc_hdr {
@@ -129,6 +179,16 @@ int	ipc_sendv2(int sock, uint32_t type, const void *p1, size_t len1,
  * descriptor, if any, has been closed).
  */
 int	ipc_recv(int sock, struct ipc_msg *m);
+
+/* MSG_PARENT_SETTINGS: the version header, then the settings. */
+int	ipc_send_settings(int sock, const void *settings, size_t len);
+/*
+ * Check the version header of a settings payload.  0 with *body and *len
+ * the settings after it; -1 with why (naming both versions or sizes) when
+ * the sender speaks another protocol.
+ */
+int	ipc_settings_open(const void *data, size_t *len, size_t settings_size,
+	    const void **body, char *why, size_t whylen);
 
 /* Strict payload checks for the receivers. */
 int	ipc_expect_size(const struct ipc_msg *m, size_t size);

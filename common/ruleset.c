@@ -7,20 +7,18 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
 #include "ruleset.h"
+#include "ruleset_priv.h"
 
 /*
  * Directions as Store1Rule shortens them: 'f', 't', "ft", 'b'.  A word
@@ -108,7 +106,7 @@ struct build {
 	const char		*setting;
 	ruleset_report_fn	 report;
 	void			*arg;
-	int			 flags;
+	ruleset_read_fn		 readfile;	/* NULL: open nothing */
 	int			 quiet;		/* warnings were given in the parent */
 	unsigned		 errors;
 	size_t			 natoms;
@@ -405,86 +403,38 @@ nomem:
 }
 
 /*
- * A whole rules or pattern file, NUL-terminated.  Only regular files: a
- * FIFO or a device must not hang or flood the parent.
+ * A whole rules or pattern file, NUL-terminated, through the reader the
+ * caller gave (ruleset_read.c, the parent's only): this file opens
+ * nothing, so the children that link it cannot read files through it.
  */
 static char *
-read_file(struct build *b, const char *path, const char *rfile,
+read_text(struct build *b, const char *path, const char *rfile,
     unsigned rline, size_t *lenp)
 {
-	struct stat	 st;
-	char		*buf = NULL, *nb;
-	size_t		 len = 0, cap = 0;
-	ssize_t		 n;
-	int		 fd;
+	char	 err[512];
+	char	*buf;
+	size_t	 len;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd == -1) {
-		say(b, RULESET_ERROR, rfile, rline, "cannot open %s: %s", path,
-		    strerror(errno));
+	if (b->readfile == NULL) {
+		say(b, RULESET_ERROR, rfile, rline, "%s %s cannot be read here",
+		    rline == 0 ? "rules file" : "pattern file", path);
 		return NULL;
 	}
-	if (fstat(fd, &st) == -1) {
-		say(b, RULESET_ERROR, rfile, rline, "cannot stat %s: %s", path,
-		    strerror(errno));
-		goto fail;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		say(b, RULESET_ERROR, rfile, rline, "%s is not a regular file",
-		    path);
-		goto fail;
-	}
-	for (;;) {
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 8192;
-
-			if (ncap > (size_t)RULESET_FILE_MAX + 1)
-				ncap = (size_t)RULESET_FILE_MAX + 1;
-			if (ncap == cap) {
-				say(b, RULESET_ERROR, rfile, rline,
-				    "%s is larger than %u bytes", path,
-				    RULESET_FILE_MAX);
-				goto fail;
-			}
-			if ((nb = realloc(buf, ncap + 1)) == NULL) {
-				say(b, RULESET_ERROR, rfile, rline,
-				    "out of memory reading %s", path);
-				goto fail;
-			}
-			buf = nb;
-			cap = ncap;
-		}
-		n = read(fd, buf + len, cap - len);
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1) {
-			say(b, RULESET_ERROR, rfile, rline, "cannot read %s: %s",
-			    path, strerror(errno));
-			goto fail;
-		}
-		if (n == 0)
-			break;
-		len += (size_t)n;
+	if ((buf = b->readfile(path, RULESET_FILE_MAX, &len, err,
+	    sizeof(err))) == NULL) {
+		say(b, RULESET_ERROR, rfile, rline, "%s", err);
+		return NULL;
 	}
 	if (len > RULESET_READ_MAX - b->nread) {
 		say(b, RULESET_ERROR, rfile, rline,
 		    "reading %s: the ruleset's files add up to more than %u "
 		    "bytes", path, RULESET_READ_MAX);
-		goto fail;
-	}
-	b->nread += len;
-	close(fd);
-	if (buf == NULL && (buf = malloc(1)) == NULL) {
-		say(b, RULESET_ERROR, rfile, rline, "out of memory");
+		free(buf);
 		return NULL;
 	}
-	buf[len] = '\0';
+	b->nread += len;
 	*lenp = len;
 	return buf;
-fail:
-	free(buf);
-	close(fd);
-	return NULL;
 }
 
 /*
@@ -601,12 +551,7 @@ expand(struct build *b, struct cond *c, const char *pattern, unsigned file,
 		    "MailScanner does", RULESET_NESTING_MAX, pattern);
 		return;
 	}
-	if (b->flags & RULESET_NO_FILES) {
-		say(b, RULESET_ERROR, rfile, line,
-		    "pattern file %s cannot be read here", pattern);
-		return;
-	}
-	if ((text = read_file(b, pattern, rfile, line, &len)) == NULL)
+	if ((text = read_text(b, pattern, rfile, line, &len)) == NULL)
 		return;
 	if ((fi = file_index(b, pattern, rfile, line)) >= 0) {
 		x.cond = c;
@@ -1331,7 +1276,7 @@ build_finish(struct build *b)
 /* A rules file: its text, or read from file when text is NULL. */
 static struct ruleset *
 build_text(const char *setting, const char *value, const char *file,
-    const char *text, size_t len, int default_yes, int flags,
+    const char *text, size_t len, int default_yes, ruleset_read_fn readfile,
     ruleset_report_fn report, void *arg)
 {
 	struct build	 b;
@@ -1340,9 +1285,9 @@ build_text(const char *setting, const char *value, const char *file,
 
 	if (build_start(&b, setting, value, KIND_RULES, default_yes, report,
 	    arg) == 0) {
-		b.flags = flags;
+		b.readfile = readfile;
 		if (text == NULL)
-			text = owned = read_file(&b, file, file, 0, &len);
+			text = owned = read_text(&b, file, file, 0, &len);
 		if (text == NULL)
 			;				/* reported */
 		else if (len > RULESET_FILE_MAX)
@@ -1356,19 +1301,20 @@ build_text(const char *setting, const char *value, const char *file,
 }
 
 struct ruleset *
-ruleset_parse_text(const char *setting_name, const char *file,
-    const char *text, size_t len, int default_yes, int flags,
+ruleset_from_text(const char *setting_name, const char *file,
+    const char *text, size_t len, int default_yes, ruleset_read_fn readfile,
     ruleset_report_fn report, void *arg)
 {
 	if (file == NULL || *file == '\0')
 		file = "(rules)";
 	return build_text(setting_name, file, file, text ? text : "",
-	    text ? len : 0, default_yes, flags, report, arg);
+	    text ? len : 0, default_yes, readfile, report, arg);
 }
 
 struct ruleset *
-ruleset_load(const char *setting_name, const char *setting_value,
-    int default_yes, ruleset_report_fn report, void *arg)
+ruleset_from_setting(const char *setting_name, const char *setting_value,
+    int default_yes, ruleset_read_fn readfile, ruleset_report_fn report,
+    void *arg)
 {
 	struct build	 b;
 	struct ruleset	*rs;
@@ -1401,8 +1347,8 @@ ruleset_load(const char *setting_name, const char *setting_value,
 	} else if (v[0] == '/' && !(n >= 3 && strcmp(v + n - 3, "txt") == 0) &&
 	    !(n >= 4 && strcmp(v + n - 4, "html") == 0)) {
 		/* "Rules ain't called .txt" */
-		rs = build_text(setting_name, v, v, NULL, 0, default_yes, 0,
-		    report, arg);
+		rs = build_text(setting_name, v, v, NULL, 0, default_yes,
+		    readfile, report, arg);
 	} else {
 		if (build_start(&b, setting_name, v, KIND_CONST, default_yes,
 		    report, arg) == 0) {
@@ -1872,7 +1818,7 @@ ruleset_parse_serialized(const char *text, size_t len,
 	if (build_start(&b, setting, value, kind, (int)dflt, report,
 	    arg) == 0) {
 		b.quiet = 1;
-		b.flags = RULESET_NO_FILES;
+		b.readfile = NULL;	/* self-contained: open nothing */
 		rd.b = &b;
 		if (kind == KIND_CONST) {
 			if ((verdict = parse_yesno(value, &why)) == -1)

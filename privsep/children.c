@@ -223,6 +223,25 @@ wait_ready(struct parent *p, struct child *c)
 	return c->ready ? 0 : -1;
 }
 
+/*
+ * A child that closed its channel during set-up is exiting on its own
+ * (e.g. it refused our protocol version): give it a moment, so that the
+ * status we log is its own and not our SIGKILL.  It stays unreaped.
+ */
+static void
+await_exit(const struct child *c)
+{
+	for (int i = 0; i < 100; i++) {
+		siginfo_t si;
+
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG |
+		    WNOWAIT) == -1 || si.si_pid == c->pid)
+			return;
+		usleep(10000);
+	}
+}
+
 int
 child_start(struct parent *p, struct child *c)
 {
@@ -256,9 +275,11 @@ child_start(struct parent *p, struct child *c)
 		setsockopt(c->chan, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	}
 	c->started = time(NULL);
-	if (ipc_send(c->chan, MSG_PARENT_SETTINGS, &p->set, sizeof(p->set),
-	    -1) == -1 || wait_ready(p, c) == -1) {
+	if (ipc_send_settings(c->chan, &p->set, sizeof(p->set)) == -1 ||
+	    wait_ready(p, c) == -1) {
 		log_warnx("%s failed to start", c->name);
+		if (c->chan == -1)
+			await_exit(c);
 		child_stop(c, SIGKILL);
 		return -1;
 	}
@@ -292,9 +313,13 @@ children_running(const struct parent *p)
 	return n;
 }
 
-/* A fresh channel between the spooler and one of its clients. */
+/*
+ * A fresh channel between the spooler and one of its clients; each end
+ * goes with the type that names it, so neither can take it for another.
+ */
 static void
-link_pair(struct child *client, struct child *spo, uint32_t spooler_type)
+link_pair(struct child *client, struct child *spo, uint32_t spooler_type,
+    uint32_t client_type)
 {
 	int sv[2];
 
@@ -306,7 +331,7 @@ link_pair(struct child *client, struct child *spo, uint32_t spooler_type)
 		return;
 	}
 	if (ipc_send(spo->chan, spooler_type, NULL, 0, sv[0]) == -1 ||
-	    ipc_send(client->chan, MSG_PARENT_PEER, NULL, 0, sv[1]) == -1)
+	    ipc_send(client->chan, client_type, NULL, 0, sv[1]) == -1)
 		log_warn("passing the %s<->spooler channel", client->name);
 	close(sv[0]);
 	close(sv[1]);
@@ -323,14 +348,16 @@ children_link(struct parent *p, enum child_id started)
 
 	if (started == CHILD_SPOOLER || started == CHILD_CAPTURE ||
 	    started == CHILD_COUNT)
-		link_pair(&p->children[CHILD_CAPTURE], spo, MSG_PARENT_PEER);
+		link_pair(&p->children[CHILD_CAPTURE], spo,
+		    MSG_PARENT_CAPTURE_CHANNEL, MSG_PARENT_SPOOLER_CHANNEL);
 	/* A new capture has no rules yet: it cannot read them itself. */
 	if ((started == CHILD_CAPTURE || started == CHILD_COUNT) &&
 	    p->set.milter_scanner)
 		rules_send(p);
 	if (started == CHILD_SPOOLER || started == CHILD_RELAY ||
 	    started == CHILD_COUNT)
-		link_pair(&p->children[CHILD_RELAY], spo, MSG_PARENT_RELAY);
+		link_pair(&p->children[CHILD_RELAY], spo,
+		    MSG_PARENT_RELAY_CHANNEL, MSG_PARENT_REQUEUE_CHANNEL);
 }
 
 void
@@ -340,8 +367,7 @@ children_send_settings(struct parent *p)
 		struct child *c = &p->children[i];
 
 		if (c->ready && c->chan != -1 &&
-		    ipc_send(c->chan, MSG_PARENT_SETTINGS, &p->set,
-		    sizeof(p->set), -1) == -1)
+		    ipc_send_settings(c->chan, &p->set, sizeof(p->set)) == -1)
 			log_warn("sending settings to %s", c->name);
 	}
 }
@@ -356,6 +382,11 @@ describe_death(int status, char *buf, size_t len)
 		    ": a forbidden system call (seccomp; the kernel audit log "
 		    "names it, type=1326, or set Milter Seccomp Debug = yes to "
 		    "have it logged)" : "");
+	else if (WEXITSTATUS(status) == CHILD_EXIT_PROTOCOL)
+		snprintf(buf, len, "exited with status %d: it refused our IPC "
+		    "protocol version %u (a binary from another msmilter "
+		    "version; its log line above names both; restart msmilter "
+		    "after an upgrade)", WEXITSTATUS(status), IPC_VERSION);
 	else
 		snprintf(buf, len, "exited with status %d",
 		    WEXITSTATUS(status));

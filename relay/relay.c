@@ -86,14 +86,16 @@ read_inotify(struct relay *r, time_t now)
 static void
 parent_record(struct relay *r)
 {
-	static unsigned char	 buf[sizeof(struct msm_settings)];
+	static unsigned char	 buf[sizeof(struct ipc_settings_hdr) +
+				    sizeof(struct msm_settings)];
 	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
 	struct msm_settings	 next;
 	int			 n = ipc_recv(IPC_PARENT_FD, &m);
 
 	if (n <= 0)
 		fatalx("parent channel closed or broken");
-	if (m.hdr.type == MSG_PARENT_PEER && m.fd != -1 && m.hdr.len == 0 &&
+	if (m.hdr.type == MSG_PARENT_REQUEUE_CHANNEL && m.fd != -1 &&
+	    m.hdr.len == 0 &&
 	    ipc_is_socket(m.fd, SOCK_SEQPACKET)) {
 		pthread_mutex_lock(&r->spooler_lock);
 		if (r->spooler != -1)

@@ -383,12 +383,12 @@ parent_record(struct spooler *sp)
 			return -1;
 		sp->terminating = 1;
 		return 0;
-	case MSG_PARENT_PEER:
-	case MSG_PARENT_RELAY:
+	case MSG_PARENT_CAPTURE_CHANNEL:
+	case MSG_PARENT_RELAY_CHANNEL:
 		if (sp->msg.fd == -1 || sp->msg.hdr.len != 0 ||
 		    !ipc_is_socket(sp->msg.fd, SOCK_SEQPACKET))
 			return -1;
-		if (sp->msg.hdr.type == MSG_PARENT_PEER) {
+		if (sp->msg.hdr.type == MSG_PARENT_CAPTURE_CHANNEL) {
 			if (sp->control != -1)
 				close(sp->control);
 			sp->control = sp->msg.fd;

@@ -2,6 +2,9 @@
 unix socket listener, and children that refuse to run on their own."""
 
 import grp
+import re
+import shutil
+import struct
 import os
 import pwd
 import signal
@@ -263,3 +266,120 @@ def test_unix_socket_owner_group_mode(msmilter_factory, postfix_factory,
                 **CLIENT)
     q = parse(os.path.join(m.milterin, queued_id(data_reply(r.transcript))))
     assert q.message.endswith(b"\n\nunix\n")
+
+
+# ---------------------------------------------------------------------------
+# IPC protocol version (issue 13): after an upgrade a running parent may
+# start new children, or a new parent meet old ones.  A child refuses a
+# parent of another version before reading anything else, and says so.
+
+IPC_MAGIC = 0x494d534d
+IPC_VERSION = 2            # common/ipc.h
+MSG_PARENT_SETTINGS = 1    # never renumbered
+MSG_CHILD_LOG = 7          # never renumbered
+CHILD_EXIT_PROTOCOL = 78
+
+
+def records(sock, timeout=10.0):
+    """(type, payload) of every record until the peer closes."""
+    sock.settimeout(timeout)
+    out = []
+    while True:
+        data = sock.recv(70000)
+        if not data:
+            return out
+        out.append((struct.unpack("=II", data[:8])[0], data[8:]))
+
+
+def run_child_with_settings(name, payload):
+    """A real child binary with our end of its channel on descriptor 3."""
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+    def to_fd3():
+        os.dup2(child.fileno(), 3)
+
+    p = subprocess.Popen([os.path.join(build_dir(), name)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, preexec_fn=to_fd3,
+                         close_fds=False)
+    child.close()
+    parent.send(struct.pack("=II", MSG_PARENT_SETTINGS, len(payload)) +
+                payload)
+    recs = records(parent)
+    rc = p.wait(timeout=10)
+    parent.close()
+    logs = [r[1][4:].rstrip(b"\0").decode() for r in recs
+            if r[0] == MSG_CHILD_LOG]
+    return rc, logs
+
+
+@pytest.mark.parametrize("name", ["msmilter-capture", "msmilter-spooler",
+                                  "msmilter-relay"])
+@pytest.mark.parametrize("payload,words", [
+    # a newer (or older) parent: version 3 header, settings of any size
+    (struct.pack("=IIII", IPC_MAGIC, 3, 4096, 0) + bytes(4096),
+     ["parent speaks IPC protocol version 3", "this program version 2"]),
+    # a parent from before the version header: the settings come first
+    (b"/etc/MailScanner/MailScanner.conf".ljust(30000, b"\0"),
+     ["older than version 2", "this program version 2"]),
+    # same version, different struct msm_settings
+    (struct.pack("=IIII", IPC_MAGIC, IPC_VERSION, 100, 0) + bytes(100),
+     ["version 2 on both sides", "settings are 100 bytes"]),
+], ids=["version-3", "no-header", "other-size"])
+def test_child_refuses_other_protocol_version(name, payload, words):
+    rc, logs = run_child_with_settings(name, payload)
+    assert rc == CHILD_EXIT_PROTOCOL, logs
+    line = [l for l in logs if "refusing to run" in l]
+    assert line, logs
+    for w in words:
+        assert w in line[0], line
+
+
+FAKE_NEW_CHILD = r'''#!/usr/bin/python3
+# A child of protocol version 3, as after an upgrade of the binaries.
+import os, socket, struct, sys
+s = socket.socket(fileno=3)
+rec = s.recv(70000)
+typ, n = struct.unpack("=II", rec[:8])
+magic, version, size, _ = struct.unpack("=IIII", rec[8:24])
+ok = typ == 1 and magic == 0x494d534d and n == len(rec) - 8 and \
+    size == n - 16
+text = ("refusing to run: the parent speaks IPC protocol version %d, this "
+        "program version 3 (header %s)" % (version, "ok" if ok else "BAD"))
+body = struct.pack("=i", 4) + text.encode() + b"\0"
+s.send(struct.pack("=II", 7, len(body)) + body)
+sys.exit(78)
+'''
+
+
+def test_parent_explains_child_of_other_version(test_base):
+    """A running parent restarts a child whose binary was upgraded."""
+    bindir = os.path.join(test_base, "bin")
+    os.makedirs(bindir)
+    for n in ("msmilter", "msmilter-capture", "msmilter-spooler",
+              "msmilter-relay"):
+        shutil.copy2(os.path.join(build_dir(), n), os.path.join(bindir, n))
+    m = MsMilter(os.path.join(test_base, "m"),
+                 binary=os.path.join(bindir, "msmilter"))
+    m.start()
+    try:
+        wait_for(lambda: child_pids(m.pid)["relay"], 20, "relay")
+        old = child_pids(m.pid)["relay"]
+        fake = os.path.join(bindir, "msmilter-relay.new")
+        with open(fake, "w") as f:
+            f.write(FAKE_NEW_CHILD)
+        os.chmod(fake, 0o755)
+        os.rename(fake, os.path.join(bindir, "msmilter-relay"))
+        os.kill(old, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while ("exited with status 78" not in m.stderr() and
+               time.monotonic() < deadline):
+            time.sleep(0.1)
+        log = m.stderr()
+        assert ("relay: refusing to run: the parent speaks IPC protocol "
+                "version 2, this program version 3 (header ok)") in log, log
+        assert re.search(r"relay \(pid \d+\) exited with status 78: it "
+                         r"refused our IPC protocol version 2", log), log
+        assert "restarting relay in" in log
+    finally:
+        m.stop()
