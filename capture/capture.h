@@ -19,6 +19,7 @@ struct capture {
 	int			 control;	/* to the spooler, -1 if none */
 	unsigned		 control_gen;	/* bumped on every new one */
 	unsigned		 transactions;	/* MAIL seen, not yet ended */
+	unsigned		 sessions;	/* of Milter Max Children */
 	int			 draining;	/* stopping: no new mail */
 	char			 hostname[256];	/* when Postfix sends no j */
 
