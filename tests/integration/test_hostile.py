@@ -174,3 +174,186 @@ def test_flood_costs_no_legitimate_message(stack):
         counts["refused"] == 0, counts
     assert capture_pid(m) == before
     assert "restarting capture" not in m.stderr()
+
+
+# ---------------------------------------------------------------------------
+# Milter Max Children: concurrent sessions
+
+
+def open_session(m):
+    c = RawMilter(m.port)
+    c.negotiate(protocol=0)
+    return c, c.ask(CONNECT, connect_data())
+
+
+def test_session_cap_refuses_at_connect_and_frees_slots(msmilter_factory):
+    m = msmilter_factory(settings={"Milter Max Children": "3"})
+    held = []
+    for _ in range(3):
+        c, r = open_session(m)
+        assert r[0] == R_CONTINUE, r
+        held.append(c)
+    c, r = open_session(m)
+    assert r[0] == R_REPLYCODE and r[1].startswith(b"451 4.3.2 "), r
+    # Refused: every later stage is answered TEMPFAIL, nothing spooled.
+    assert is_tempfail(c.ask(HELO, cstr("x")))
+    assert is_tempfail(c.ask(MAIL, cstr("<s@example.org>")))
+    c.close()
+    # Every way a session can end gives its slot back.
+    held[0].send(MAIL, cstr("<s@example.org>"))     # EOF mid-transaction
+    held[0].reply()
+    held[0].close()
+    held[1].ask(MAIL, cstr("<s@example.org>"))
+    held[1].send(ABORT)
+    held[1].send(QUIT)                              # QUIT
+    assert held[1].closed(5)
+    held[2].close()                                 # EOF after connect
+    time.sleep(0.5)
+    for _ in range(3):                              # a few rounds
+        again = [open_session(m) for _ in range(3)]
+        assert all(r[0] == R_CONTINUE for _, r in again), again
+        for c, _ in again:
+            c.close()
+        time.sleep(0.3)
+    legit_session_works(m)
+    lines = [x for x in m.stderr().splitlines() if "Max Children" in x]
+    assert len(lines) == 1, lines
+
+
+def test_session_cap_through_postfix(msmilter_factory, postfix_factory):
+    m = msmilter_factory(settings={"Milter Max Children": "1"})
+    pf = postfix_factory(milter=m)
+    with RawSMTP(pf.smtp_port) as first:
+        assert first.cmd("EHLO one.example")[0] == 250
+        assert first.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        with RawSMTP(pf.smtp_port) as second:
+            code, text = second.cmd("EHLO two.example")
+            if code == 250:
+                code, text = second.cmd("MAIL FROM:<s@example.org>")
+            assert code == 451 and "4.3.2" in text, (code, text)
+        assert first.cmd("RCPT TO:<r@example.com>")[0] == 250
+        assert first.cmd("DATA")[0] == 354
+        first.send(b"Subject: one\r\n\r\nbody\r\n")
+        code, text = first.cmd(".")
+        assert code == 250, text
+    # The slot is free again once the first session ends.
+    time.sleep(0.5)
+    with RawSMTP(pf.smtp_port) as third:
+        code, text = third.message("s@example.org", ["r@example.com"],
+                                   b"Subject: three\r\n\r\nbody\r\n")
+        assert code == 250, text
+
+
+# ---------------------------------------------------------------------------
+# Milter Max Envelope Size and address lengths, through a real Postfix
+
+
+def vm_kb(pid, field):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError("no %s for %d" % (field, pid))
+
+
+def pipelined_rcpts(c, lines, batch=100):
+    """Send RCPT lines in pipelined batches; returns the replies."""
+    replies = []
+    for i in range(0, len(lines), batch):
+        c.send(b"".join(x + b"\r\n" for x in lines[i:i + batch]))
+        for _ in lines[i:i + batch]:
+            replies.append(c.reply())
+    return replies
+
+
+# Postfix's own limits would stop the attack before capture sees it: let
+# it through (its default smtpd_hard_error_limit of 20 would also hang up
+# after twenty 452 replies).
+BIG_POSTFIX = {"smtpd_recipient_limit": "5000",
+               "line_length_limit": "65536",
+               "message_size_limit": "0",
+               "smtpd_soft_error_limit": "5000",
+               "smtpd_hard_error_limit": "5000",
+               "smtpd_error_sleep_time": "0"}
+
+
+def test_envelope_budget_2000_rcpts_of_30k_orcpt(msmilter_factory,
+                                                 postfix_factory):
+    m = msmilter_factory()
+    pf = postfix_factory(milter=m, main_cf=BIG_POSTFIX)
+    with RawSMTP(pf.smtp_port) as c:          # warm up: threads, channel
+        assert c.message("s@example.org", ["a@example.com"],
+                         b"Subject: warm\r\n\r\nx\r\n")[0] == 250
+    pid = capture_pid(m)
+    rss0, hwm0 = vm_kb(pid, "VmRSS"), vm_kb(pid, "VmHWM")
+    orcpt = b"rfc822;" + b"x" * (30 * 1024 - 20) + b"@example.com"
+    lines = [b"RCPT TO:<r%d@example.com> ORCPT=%s" % (i, orcpt)
+             for i in range(2000)]
+    with RawSMTP(pf.smtp_port, timeout=120) as c:
+        assert c.cmd("EHLO attacker.example")[0] == 250
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        replies = pipelined_rcpts(c, lines)
+        ok = sum(1 for code, _ in replies if code == 250)
+        refused = [t for code, t in replies if code != 250]
+        assert 20 <= ok <= 40, (ok, refused[:3])
+        assert all(t.startswith("452 4.5.3 ") and "Too many recipients" in t
+                   for t in refused), set(refused)
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: big envelope\r\n\r\nbody\r\n")
+        code, text = c.cmd(".")
+        assert code == 250, text
+    rss1, hwm1 = vm_kb(pid, "VmRSS"), vm_kb(pid, "VmHWM")
+    print("capture VmRSS %d -> %d kB, VmHWM %d -> %d kB, %d recipients "
+          "kept" % (rss0, rss1, hwm0, hwm1, ok))
+    assert hwm1 - hwm0 < 8192, (hwm0, hwm1)
+    assert capture_pid(m) == pid
+    # What was kept went to the queue file; the rest is the client's to
+    # send again in a new transaction, which starts with a fresh budget.
+    files = sorted(os.listdir(m.milterin))
+    assert len(files) == 2, files
+    with RawSMTP(pf.smtp_port, timeout=120) as c:
+        assert c.cmd("EHLO attacker.example")[0] == 250
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        replies = pipelined_rcpts(c, lines[ok:ok + 10])
+        assert all(code == 250 for code, _ in replies), replies
+
+
+def test_1000_ordinary_recipients_fit_the_default_budget(stack):
+    rcpts = ["recipient.number.%04d@some-domain.example.com" % i
+             for i in range(1000)]
+    lines = [b"RCPT TO:<%s> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;%s"
+             % (r.encode(), r.encode()) for r in rcpts]
+    with RawSMTP(stack.pf.smtp_port, timeout=120) as c:
+        assert c.cmd("EHLO t")[0] == 250
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        replies = pipelined_rcpts(c, lines)
+        assert all(code == 250 for code, _ in replies), \
+            [t for code, t in replies if code != 250][:3]
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: many\r\n\r\nbody\r\n")
+        code, text = c.cmd(".")
+        assert code == 250, text
+
+
+def test_overlong_addresses_refused(stack):
+    local = "l" * 250
+    with RawSMTP(stack.pf.smtp_port) as c:
+        assert c.cmd("EHLO t")[0] == 250
+        code, text = c.cmd("MAIL FROM:<%s@example.org>" % local)
+        assert code == 553 and text.startswith("553 5.1.7 "), text
+        # 254 octets between the brackets: the longest path allowed.
+        ok = "k" * (254 - len("@example.org"))
+        assert c.cmd("MAIL FROM:<%s@example.org>" % ok)[0] == 250
+        code, text = c.cmd("RCPT TO:<%s@example.com>" % local)
+        assert code == 501 and text.startswith("501 5.1.3 "), text
+        assert c.cmd("RCPT TO:<r@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(b"Subject: x\r\n\r\nbody\r\n")
+        code, text = c.cmd(".")
+        assert code == 250, text
+    files = os.listdir(stack.m.milterin)
+    assert len(files) == 1
+    with open(os.path.join(stack.m.milterin, files[0]), "rb") as f:
+        head = f.read(4096)
+    assert head.startswith(b"S<%s@example.org>\nO<r@example.com>\n"
+                           % ok.encode()), head[:100]
