@@ -348,7 +348,8 @@ main(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_wakeup;	/* no SA_RESTART */
 	sigaction(SIGUSR1, &sa, NULL);
-	if ((r = pthread_create(&reader, NULL, parent_reader, NULL)) != 0) {
+	if ((r = pthread_create(&reader, NULL, parent_reader, NULL)) != 0 ||
+	    (r = capture_idle_reaper()) != 0) {
 		errno = r;
 		fatal("pthread_create");
 	}

@@ -73,6 +73,9 @@ int	scanner_blacklisted(const char *queue_id, const struct rule_query *);
 /* A piece of a serialized ruleset from the parent; -1 if malformed. */
 int	scanner_piece(const void *data, size_t len);
 
+/* Start the thread that closes sessions silent for Milter Idle Timeout. */
+int	capture_idle_reaper(void);
+
 /* The libmilter description (milter.c). */
 struct smfiDesc;
 extern struct smfiDesc capture_milter;

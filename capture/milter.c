@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -70,6 +71,10 @@ struct conn {
 	unsigned	 chan_gen;
 	int		 slot;		/* counted in capture.sessions */
 	struct txn	*txn;
+	/* The idle reaper's: guarded by idle_lock. */
+	int		 sd;		/* libmilter's socket, -1 unknown */
+	time_t		 last;		/* CLOCK_MONOTONIC of the last stage */
+	struct conn	*prev, *next;	/* in idle_list */
 };
 
 /* A kind of complaint that a hostile client can repeat at will. */
@@ -104,6 +109,137 @@ ratelimit_ok(struct ratelimit *rl, unsigned long *missed)
 	return ok;
 }
 
+static pthread_mutex_t	 idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn	*idle_list;
+static struct ratelimit	 idle_log = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+
+static time_t
+monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/*
+ * The socket of a session.  libmilter has no call for it, and its worker
+ * pool looks for sessions past smfi_settimeout() only every 600 s, so a
+ * silent session would hold its slot up to ten minutes longer than
+ * Milter Idle Timeout.  libmilter.h's struct smfi_str has begun with
+ * { sthread_t ctx_id; socket_t ctx_sd; } since 8.12; what we read there is
+ * used only if it is a connected stream socket on our listening address,
+ * that is one of libmilter's sessions.  Otherwise -1: libmilter's own
+ * sweep is all there is, and we say so once.
+ */
+static int
+session_socket(SMFICTX *ctx, const struct msm_settings *set)
+{
+	const struct { pthread_t id; int sd; } *head = (const void *)ctx;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl = sizeof(ss);
+	struct stat		 st;
+	int			 fd = head->sd, type = 0;
+	socklen_t		 tl = sizeof(type);
+	static int		 warned;
+
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+	    type == SOCK_STREAM && getpeername(fd, (void *)&ss, &sl) == 0 &&
+	    (sl = sizeof(ss), getsockname(fd, (void *)&ss, &sl)) == 0) {
+		if (set->milter_socket[0] != '\0' && ss.ss_family == AF_UNIX)
+			return fd;
+		if (ss.ss_family == AF_INET && ntohs(((struct sockaddr_in *)
+		    (void *)&ss)->sin_port) == set->milter_port)
+			return fd;
+		if (ss.ss_family == AF_INET6 && ntohs(((struct sockaddr_in6 *)
+		    (void *)&ss)->sin6_port) == set->milter_port)
+			return fd;
+	}
+	if (!warned++)
+		log_warnx("cannot find libmilter's session socket: idle "
+		    "sessions are closed up to 600 s after Milter Idle Timeout");
+	return -1;
+}
+
+static void
+idle_track(struct conn *c, int sd)
+{
+	pthread_mutex_lock(&idle_lock);
+	c->sd = sd;
+	c->last = monotonic();
+	c->prev = NULL;
+	c->next = idle_list;
+	if (idle_list != NULL)
+		idle_list->prev = c;
+	idle_list = c;
+	pthread_mutex_unlock(&idle_lock);
+}
+
+static void
+idle_forget(struct conn *c)
+{
+	pthread_mutex_lock(&idle_lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (idle_list == c)
+		idle_list = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	pthread_mutex_unlock(&idle_lock);
+}
+
+/*
+ * Shut down sessions silent for Milter Idle Timeout.  libmilter then reads
+ * end of file, calls mlfi_close (which frees the slot) and closes the
+ * socket; that cannot happen before mlfi_close took c off the list under
+ * idle_lock, so every sd shut here is still the session's.
+ */
+static void *
+idle_reaper(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		time_t		 now = monotonic();
+		unsigned	 timeout, shut = 0;
+		int		 draining;
+		unsigned long	 missed;
+
+		pthread_mutex_lock(&capture.lock);
+		timeout = capture.set.milter_idle_timeout;
+		draining = capture.draining;
+		pthread_mutex_unlock(&capture.lock);
+		if (draining)
+			return NULL;	/* libmilter closes sockets itself now */
+		pthread_mutex_lock(&idle_lock);
+		for (struct conn *c = idle_list; c != NULL; c = c->next)
+			if (c->sd != -1 && now - c->last >= (time_t)timeout) {
+				shutdown(c->sd, SHUT_RDWR);
+				c->sd = -1;
+				shut++;
+			}
+		pthread_mutex_unlock(&idle_lock);
+		if (shut > 0 && ratelimit_ok(&idle_log, &missed))
+			log_info("closed %u milter session%s idle for %u s (%lu "
+			    "more not logged)", shut, shut == 1 ? "" : "s",
+			    timeout, missed);
+		sleep(1);
+	}
+	return NULL;
+}
+
+int
+capture_idle_reaper(void)
+{
+	pthread_t	 t;
+	int		 r;
+
+	if ((r = pthread_create(&t, NULL, idle_reaper, NULL)) != 0)
+		return r;
+	return pthread_detach(t);
+}
+
 /*
  * The connection of a callback, or NULL when there is none to work with:
  * the caller answers TEMPFAIL.  libmilter calls every stage even when the
@@ -117,6 +253,11 @@ conn_of(SMFICTX *ctx, const char *stage)
 	struct conn	*c = smfi_getpriv(ctx);
 	unsigned long	 missed;
 
+	if (c != NULL) {
+		pthread_mutex_lock(&idle_lock);
+		c->last = monotonic();
+		pthread_mutex_unlock(&idle_lock);
+	}
 	if (c != NULL && c->slot)
 		return c;
 	if (c == NULL && ratelimit_ok(&no_context_log, &missed))
@@ -362,22 +503,25 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     unsigned long f2, unsigned long f3, unsigned long *pf0,
     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-	struct conn *c = smfi_getpriv(ctx);
+	struct conn		*c = smfi_getpriv(ctx);
+	struct msm_settings	 set;
 
 	/* Only once per connection in libmilter's state table; be sure. */
-	if (c == NULL && (c = calloc(1, sizeof(*c))) == NULL)
+	if (c != NULL)
+		return SMFIS_TEMPFAIL;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return SMFIS_TEMPFAIL;
 	c->chan = -1;
 	/* Byte-exact headers keep DKIM signatures valid. */
 	c->proto = f1 & (WANT_NOREPLY | SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
-	if (!c->slot) {
-		pthread_mutex_lock(&capture.lock);
-		if (capture.sessions < capture.set.milter_max_children) {
-			capture.sessions++;
-			c->slot = 1;
-		}
-		pthread_mutex_unlock(&capture.lock);
+	pthread_mutex_lock(&capture.lock);
+	set = capture.set;
+	if (capture.sessions < capture.set.milter_max_children) {
+		capture.sessions++;
+		c->slot = 1;
 	}
+	pthread_mutex_unlock(&capture.lock);
+	idle_track(c, session_socket(ctx, &set));
 	/* Over the cap: refused at connect, and every stage answered. */
 	if (!c->slot)
 		c->proto &= ~(unsigned long)WANT_NOREPLY;
@@ -924,8 +1068,12 @@ mlfi_abort(SMFICTX *ctx)
 {
 	struct conn *c = smfi_getpriv(ctx);	/* nothing to answer */
 
-	if (c != NULL)
+	if (c != NULL) {
+		pthread_mutex_lock(&idle_lock);
+		c->last = monotonic();		/* RSET is a sign of life */
+		pthread_mutex_unlock(&idle_lock);
 		txn_abort(c);
+	}
 	return SMFIS_CONTINUE;
 }
 
@@ -936,6 +1084,7 @@ mlfi_close(SMFICTX *ctx)
 
 	if (c == NULL)
 		return SMFIS_CONTINUE;
+	idle_forget(c);
 	if (c->slot) {
 		pthread_mutex_lock(&capture.lock);
 		capture.sessions--;

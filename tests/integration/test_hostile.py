@@ -357,3 +357,28 @@ def test_overlong_addresses_refused(stack):
         head = f.read(4096)
     assert head.startswith(b"S<%s@example.org>\nO<r@example.com>\n"
                            % ok.encode()), head[:100]
+
+
+# ---------------------------------------------------------------------------
+# Milter Idle Timeout
+
+
+def test_idle_session_closed_and_slot_freed(msmilter_factory):
+    m = msmilter_factory(settings={"Milter Idle Timeout": "2",
+                                   "Milter Max Children": "2"})
+    idle, r = open_session(m)
+    assert r[0] == R_CONTINUE
+    busy, r = open_session(m)
+    assert r[0] == R_CONTINUE
+    t0 = time.monotonic()
+    for _ in range(5):                  # busy talks every second
+        time.sleep(1)
+        assert busy.ask(HELO, cstr("busy.example"))[0] == R_CONTINUE
+    assert idle.closed(0.1), "idle session still open after %.1f s" % (
+        time.monotonic() - t0)
+    # Its slot is free again: a new session gets in beside busy.
+    again, r = open_session(m)
+    assert r[0] == R_CONTINUE, r
+    again.close()
+    busy.close()
+    assert re.search(r"closed 1 milter session idle for 2 s", m.stderr())
