@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from postfix import RawSMTP, child_pids
+from postfix import RawSMTP, build_dir, child_pids
 from rawmilter import (ABORT, BODY, BODYEOB, CONNECT, DATA, EOH, HEADER,
                        HELO, MAIL, QUIT, QUIT_NC, RCPT, R_CONTINUE,
                        R_REPLYCODE, R_TEMPFAIL, UNKNOWN, RawMilter,
@@ -382,3 +382,54 @@ def test_idle_session_closed_and_slot_freed(msmilter_factory):
     again.close()
     busy.close()
     assert re.search(r"closed 1 milter session idle for 2 s", m.stderr())
+
+
+# ---------------------------------------------------------------------------
+# RLIMIT_NOFILE sized for Milter Max Children
+
+
+def nofile(pid):
+    with open("/proc/%d/limits" % pid) as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                soft, hard = line.split()[3:5]
+                return int(soft), int(hard)
+    raise AssertionError("no open files limit for %d" % pid)
+
+
+def wrapped(test_base, name, *prefix):
+    """A script that starts build/msmilter under prefix (prlimit, setpriv)."""
+    path = os.path.join(test_base, name)
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\nexec %s %s \"$@\"\n"
+                % (" ".join(prefix), os.path.join(build_dir(), "msmilter")))
+    os.chmod(path, 0o755)
+    return path
+
+
+def test_nofile_raised_for_the_session_cap(msmilter_factory, test_base):
+    # A low soft limit under a high hard one (raising the hard limit needs
+    # CAP_SYS_RESOURCE, which not every test machine gives root).
+    binary = wrapped(test_base, "low-nofile", "prlimit",
+                     "--nofile=1024:16384")
+    m = msmilter_factory(settings={"Milter Max Children": "3000"},
+                         binary=binary,
+                         env={"MSMILTER_LIBEXECDIR": build_dir()})
+    pids = child_pids(m.pid)
+    for name in ("capture", "spooler"):
+        soft, hard = nofile(pids[name])
+        assert soft >= 2 * 3000 + 64 and hard >= soft, (name, soft, hard)
+    assert "hard limit" not in m.stderr()
+
+
+def test_nofile_hard_limit_too_low_is_logged(msmilter_factory, test_base):
+    binary = wrapped(test_base, "no-sys-resource", "prlimit",
+                     "--nofile=512:512", "setpriv",
+                     "--bounding-set=-sys_resource")
+    m = msmilter_factory(settings={"Milter Max Children": "3000"},
+                         binary=binary,
+                         env={"MSMILTER_LIBEXECDIR": build_dir()})
+    assert re.search(r"open files hard limit 512 is below the 6064 that "
+                     r"Milter Max Children = 3000 needs", m.stderr())
+    assert nofile(child_pids(m.pid)["capture"]) == (512, 512)
+    legit_session_works(m)
