@@ -1097,6 +1097,11 @@ config_check(const struct msm_settings *s, config_report_fn report,
 	if (s->relay_min_retry > s->relay_max_retry)
 		say(&l, 1, NULL, "Milter Relay Min Retry", "Milter Relay Min "
 		    "Retry is longer than Milter Relay Max Retry");
+	/* MailScanner's sample says 10, meaning Perl milter processes. */
+	if (s->milter_max_children < 100)
+		say(&l, 0, NULL, "Milter Max Children", "Milter Max Children "
+		    "counts concurrent milter sessions: below 100, Postfix's "
+		    "default smtpd process limit, busy times get 451 4.3.2");
 	if (s->delivery_method == MSM_DELIVER_QMQP &&
 	    s->socket_type == MSM_SOCKET_UNIX)
 		check_qmqp_socket(&l, s->socket_dir);

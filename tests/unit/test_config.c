@@ -1006,6 +1006,14 @@ test_check(void **state)
 	snprintf(f->s.milter_bind, MSM_NAME_LEN, "0.0.0.0");
 	assert_int_equal(config_check(&f->s, collect, f), 0);
 	assert_int_equal(f->n, 0);
+
+	/* MailScanner's 10 (Perl milter processes) is 10 sessions here. */
+	f->s.milter_max_children = 10;
+	assert_int_equal(config_check(&f->s, collect, f), 0);
+	assert_int_equal(f->n, 1);
+	assert_int_equal(f->r[0].severity, 0);
+	assert_string_equal(f->r[0].key, "Milter Max Children");
+	assert_non_null(strstr(f->r[0].msg, "concurrent milter sessions"));
 }
 
 /* The MailScanner.conf-shaped sample in data/config (cwd tests/unit). */
