@@ -133,7 +133,7 @@ monotonic(void)
  * sweep is all there is, and we say so once.
  */
 static int
-session_socket(SMFICTX *ctx, const struct msm_settings *set)
+session_socket(SMFICTX *ctx, int unix_socket, unsigned port)
 {
 	const struct { pthread_t id; int sd; } *head = (const void *)ctx;
 	struct sockaddr_storage	 ss;
@@ -147,13 +147,13 @@ session_socket(SMFICTX *ctx, const struct msm_settings *set)
 	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
 	    type == SOCK_STREAM && getpeername(fd, (void *)&ss, &sl) == 0 &&
 	    (sl = sizeof(ss), getsockname(fd, (void *)&ss, &sl)) == 0) {
-		if (set->milter_socket[0] != '\0' && ss.ss_family == AF_UNIX)
+		if (unix_socket && ss.ss_family == AF_UNIX)
 			return fd;
-		if (ss.ss_family == AF_INET && ntohs(((struct sockaddr_in *)
-		    (void *)&ss)->sin_port) == set->milter_port)
+		if (!unix_socket && ss.ss_family == AF_INET && ntohs(((struct
+		    sockaddr_in *)(void *)&ss)->sin_port) == port)
 			return fd;
-		if (ss.ss_family == AF_INET6 && ntohs(((struct sockaddr_in6 *)
-		    (void *)&ss)->sin6_port) == set->milter_port)
+		if (!unix_socket && ss.ss_family == AF_INET6 && ntohs(((struct
+		    sockaddr_in6 *)(void *)&ss)->sin6_port) == port)
 			return fd;
 	}
 	if (!warned++)
@@ -503,8 +503,9 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     unsigned long f2, unsigned long f3, unsigned long *pf0,
     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-	struct conn		*c = smfi_getpriv(ctx);
-	struct msm_settings	 set;
+	struct conn	*c = smfi_getpriv(ctx);
+	int		 unix_socket;
+	unsigned	 port;
 
 	/* Only once per connection in libmilter's state table; be sure. */
 	if (c != NULL)
@@ -515,13 +516,14 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 	/* Byte-exact headers keep DKIM signatures valid. */
 	c->proto = f1 & (WANT_NOREPLY | SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
 	pthread_mutex_lock(&capture.lock);
-	set = capture.set;
+	unix_socket = capture.set.milter_socket[0] != '\0';
+	port = capture.set.milter_port;
 	if (capture.sessions < capture.set.milter_max_children) {
 		capture.sessions++;
 		c->slot = 1;
 	}
 	pthread_mutex_unlock(&capture.lock);
-	idle_track(c, session_socket(ctx, &set));
+	idle_track(c, session_socket(ctx, unix_socket, port));
 	/* Over the cap: refused at connect, and every stage answered. */
 	if (!c->slot)
 		c->proto &= ~(unsigned long)WANT_NOREPLY;

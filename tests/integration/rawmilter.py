@@ -36,7 +36,14 @@ def connect_data(host="client.example.net", addr="192.0.2.25", port=4321):
 
 class RawMilter:
     def __init__(self, port, host="127.0.0.1", timeout=5.0):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+        """port: a TCP port on host, or the path of a unix socket."""
+        if isinstance(port, str):
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(port)
+        else:
+            self.sock = socket.create_connection((host, port),
+                                                 timeout=timeout)
 
     def __enter__(self):
         return self

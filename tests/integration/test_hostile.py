@@ -433,3 +433,23 @@ def test_nofile_hard_limit_too_low_is_logged(msmilter_factory, test_base):
                      r"Milter Max Children = 3000 needs", m.stderr())
     assert nofile(child_pids(m.pid)["capture"]) == (512, 512)
     legit_session_works(m)
+
+
+def test_idle_session_closed_on_unix_socket(msmilter_factory, test_base):
+    import subprocess
+    path = os.path.join(test_base, "msmilter.sock")
+    m = msmilter_factory(start=False, settings={
+        "Milter Socket": path, "Milter Idle Timeout": "1"})
+    m.write_config()
+    errf = open(m.stderr_path, "ab")
+    m._errf = errf
+    m.proc = subprocess.Popen([m.binary, "-F", "-f", m.conf],
+                              stdout=errf, stderr=errf)
+    deadline = time.monotonic() + 10
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c = RawMilter(path)
+    c.negotiate(protocol=0)
+    assert c.ask(CONNECT, connect_data())[0] == R_CONTINUE
+    assert c.closed(5), m.stderr()
+    assert "cannot find libmilter's session socket" not in m.stderr()
