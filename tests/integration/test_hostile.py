@@ -216,7 +216,7 @@ def test_session_cap_refuses_at_connect_and_frees_slots(msmilter_factory):
             c.close()
         time.sleep(0.3)
     legit_session_works(m)
-    lines = [x for x in m.stderr().splitlines() if "Max Children" in x]
+    lines = [x for x in m.stderr().splitlines() if "sessions reached" in x]
     assert len(lines) == 1, lines
 
 
