@@ -203,6 +203,8 @@ parent_reader(void *arg)
 			pthread_mutex_lock(&capture.lock);
 			capture.set = s;
 			pthread_mutex_unlock(&capture.lock);
+			/* A plain int libmilter reads at accept(). */
+			smfi_settimeout((int)s.milter_idle_timeout);
 			log_info("settings reloaded");
 			continue;
 		}
@@ -260,6 +262,9 @@ open_listener(const struct msm_settings *s)
 		fatalx("smfi_setconn %s failed", spec);
 	if (smfi_setbacklog(128) == MI_FAILURE)
 		fatalx("smfi_setbacklog failed");
+	/* libmilter's default would keep a silent session for 7210 s. */
+	if (smfi_settimeout((int)s->milter_idle_timeout) == MI_FAILURE)
+		fatalx("smfi_settimeout failed");
 	/*
 	 * The socket gets its mode from the umask at bind(): no chmod on a
 	 * path afterwards.  A stale socket from a previous run is removed.
@@ -351,7 +356,8 @@ main(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_wakeup;	/* no SA_RESTART */
 	sigaction(SIGUSR1, &sa, NULL);
-	if ((r = pthread_create(&reader, NULL, parent_reader, NULL)) != 0) {
+	if ((r = pthread_create(&reader, NULL, parent_reader, NULL)) != 0 ||
+	    (r = capture_idle_reaper()) != 0) {
 		errno = r;
 		fatal("pthread_create");
 	}

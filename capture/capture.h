@@ -19,6 +19,7 @@ struct capture {
 	int			 control;	/* to the spooler, -1 if none */
 	unsigned		 control_gen;	/* bumped on every new one */
 	unsigned		 transactions;	/* MAIL seen, not yet ended */
+	unsigned		 sessions;	/* of Milter Max Children */
 	int			 draining;	/* stopping: no new mail */
 	char			 hostname[256];	/* when Postfix sends no j */
 
@@ -71,6 +72,9 @@ struct rule_query;
 int	scanner_blacklisted(const char *queue_id, const struct rule_query *);
 /* A piece of a serialized ruleset from the parent; -1 if malformed. */
 int	scanner_piece(const void *data, size_t len);
+
+/* Start the thread that closes sessions silent for Milter Idle Timeout. */
+int	capture_idle_reaper(void);
 
 /* The libmilter description (milter.c). */
 struct smfiDesc;

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -31,11 +32,16 @@
 
 #define STAGING_SIZE	65536		/* one DATA record */
 #define MAX_RECIPIENTS	100000		/* far above smtpd_recipient_limit */
+#define MAX_PATH	256		/* RFC 5321 4.5.3.1.3, with the <> */
 #define PUBLIC_TEMPFAIL	"Mail spool temporarily unavailable, try again later"
+#define LOG_INTERVAL	60		/* s between lines about a flood */
 
-/* The SMTP stages we ask Postfix not to wait for. */
-#define WANT_NOREPLY	(SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | \
-			 SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
+/*
+ * The SMTP stages we ask Postfix not to wait for.  MAIL and RCPT are
+ * answered: an address too long or an envelope too big is refused there.
+ */
+#define WANT_NOREPLY	(SMFIP_NR_HELO | SMFIP_NR_HDR | SMFIP_NR_EOH | \
+			 SMFIP_NR_BODY)
 
 struct txn {
 	char		 queue_id[QUEUEID_MAX];
@@ -43,6 +49,8 @@ struct txn {
 	char		*auth_type;
 	struct rcpt	*rcpts;
 	size_t		 nrcpt, rcpt_cap;
+	size_t		 envelope;	/* bytes kept for S, A, E, O lines */
+	int		 envelope_full;	/* Milter Max Envelope Size reached */
 	int		 begun;		/* the spooler holds a temp file */
 	char		 error[IPC_REASON_MAX];	/* first failure, for logs */
 	char		*out;		/* staging for the next DATA record */
@@ -61,13 +69,202 @@ struct conn {
 	int		 client_cert;
 	int		 chan;		/* session channel to the spooler */
 	unsigned	 chan_gen;
+	int		 slot;		/* counted in capture.sessions */
 	struct txn	*txn;
+	/* The idle reaper's: guarded by idle_lock. */
+	int		 sd;		/* libmilter's socket, -1 unknown */
+	time_t		 last;		/* CLOCK_MONOTONIC of the last stage */
+	struct conn	*prev, *next;	/* in idle_list */
 };
 
-static struct conn *
-conn_of(SMFICTX *ctx)
+/* A kind of complaint that a hostile client can repeat at will. */
+struct ratelimit {
+	pthread_mutex_t	 lock;
+	time_t		 last;
+	unsigned long	 missed;
+};
+
+static struct ratelimit no_context_log = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+static struct ratelimit session_cap_log = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+
+/*
+ * 1 when this line may be logged, with *missed set to how many were not
+ * since the last one: at most one line a minute, whatever the flood.
+ */
+static int
+ratelimit_ok(struct ratelimit *rl, unsigned long *missed)
 {
-	return smfi_getpriv(ctx);
+	time_t	 now = time(NULL);
+	int	 ok = 0;
+
+	pthread_mutex_lock(&rl->lock);
+	if (rl->last == 0 || now - rl->last >= LOG_INTERVAL || now < rl->last) {
+		*missed = rl->missed;
+		rl->missed = 0;
+		rl->last = now;
+		ok = 1;
+	} else
+		rl->missed++;
+	pthread_mutex_unlock(&rl->lock);
+	return ok;
+}
+
+static pthread_mutex_t	 idle_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn	*idle_list;
+static struct ratelimit	 idle_log = { PTHREAD_MUTEX_INITIALIZER, 0, 0 };
+
+static time_t
+monotonic(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+/*
+ * The socket of a session.  libmilter has no call for it, and its worker
+ * pool looks for sessions past smfi_settimeout() only every 600 s, so a
+ * silent session would hold its slot up to ten minutes longer than
+ * Milter Idle Timeout.  libmilter.h's struct smfi_str has begun with
+ * { sthread_t ctx_id; socket_t ctx_sd; } since 8.12; what we read there is
+ * used only if it is a connected stream socket on our listening address,
+ * that is one of libmilter's sessions.  Otherwise -1: libmilter's own
+ * sweep is all there is, and we say so once.
+ */
+static int
+session_socket(SMFICTX *ctx, int unix_socket, unsigned port)
+{
+	const struct { pthread_t id; int sd; } *head = (const void *)ctx;
+	struct sockaddr_storage	 ss;
+	socklen_t		 sl = sizeof(ss);
+	struct stat		 st;
+	int			 fd = head->sd, type = 0;
+	socklen_t		 tl = sizeof(type);
+	static int		 warned;
+
+	if (fd >= 0 && fstat(fd, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	    getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 &&
+	    type == SOCK_STREAM && getpeername(fd, (void *)&ss, &sl) == 0 &&
+	    (sl = sizeof(ss), getsockname(fd, (void *)&ss, &sl)) == 0) {
+		if (unix_socket && ss.ss_family == AF_UNIX)
+			return fd;
+		if (!unix_socket && ss.ss_family == AF_INET && ntohs(((struct
+		    sockaddr_in *)(void *)&ss)->sin_port) == port)
+			return fd;
+		if (!unix_socket && ss.ss_family == AF_INET6 && ntohs(((struct
+		    sockaddr_in6 *)(void *)&ss)->sin6_port) == port)
+			return fd;
+	}
+	if (!warned++)
+		log_warnx("cannot find libmilter's session socket: idle "
+		    "sessions are closed up to 600 s after Milter Idle Timeout");
+	return -1;
+}
+
+static void
+idle_track(struct conn *c, int sd)
+{
+	pthread_mutex_lock(&idle_lock);
+	c->sd = sd;
+	c->last = monotonic();
+	c->prev = NULL;
+	c->next = idle_list;
+	if (idle_list != NULL)
+		idle_list->prev = c;
+	idle_list = c;
+	pthread_mutex_unlock(&idle_lock);
+}
+
+static void
+idle_forget(struct conn *c)
+{
+	pthread_mutex_lock(&idle_lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else if (idle_list == c)
+		idle_list = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	c->prev = c->next = NULL;
+	pthread_mutex_unlock(&idle_lock);
+}
+
+/*
+ * Shut down sessions silent for Milter Idle Timeout.  libmilter then reads
+ * end of file, calls mlfi_close (which frees the slot) and closes the
+ * socket; that cannot happen before mlfi_close took c off the list under
+ * idle_lock, so every sd shut here is still the session's.
+ */
+static void *
+idle_reaper(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		time_t		 now = monotonic();
+		unsigned	 timeout, shut = 0;
+		int		 draining;
+		unsigned long	 missed;
+
+		pthread_mutex_lock(&capture.lock);
+		timeout = capture.set.milter_idle_timeout;
+		draining = capture.draining;
+		pthread_mutex_unlock(&capture.lock);
+		if (draining)
+			return NULL;	/* libmilter closes sockets itself now */
+		pthread_mutex_lock(&idle_lock);
+		for (struct conn *c = idle_list; c != NULL; c = c->next)
+			if (c->sd != -1 && now - c->last >= (time_t)timeout) {
+				shutdown(c->sd, SHUT_RDWR);
+				c->sd = -1;
+				shut++;
+			}
+		pthread_mutex_unlock(&idle_lock);
+		if (shut > 0 && ratelimit_ok(&idle_log, &missed))
+			log_info("closed %u milter session%s idle for %u s (%lu "
+			    "more not logged)", shut, shut == 1 ? "" : "s",
+			    timeout, missed);
+		sleep(1);
+	}
+	return NULL;
+}
+
+int
+capture_idle_reaper(void)
+{
+	pthread_t	 t;
+	int		 r;
+
+	if ((r = pthread_create(&t, NULL, idle_reaper, NULL)) != 0)
+		return r;
+	return pthread_detach(t);
+}
+
+/*
+ * The connection of a callback, or NULL when there is none to work with:
+ * the caller answers TEMPFAIL.  libmilter calls every stage even when the
+ * MTA skipped option negotiation, where struct conn is made (one packet
+ * 'H' or 'M' as the first of a connection); a connection over the session
+ * cap has one but was refused at connect.
+ */
+static struct conn *
+conn_of(SMFICTX *ctx, const char *stage)
+{
+	struct conn	*c = smfi_getpriv(ctx);
+	unsigned long	 missed;
+
+	if (c != NULL) {
+		pthread_mutex_lock(&idle_lock);
+		c->last = monotonic();
+		pthread_mutex_unlock(&idle_lock);
+	}
+	if (c != NULL && c->slot)
+		return c;
+	if (c == NULL && ratelimit_ok(&no_context_log, &missed))
+		log_warnx("milter %s before option negotiation: temporary "
+		    "failure (not Postfix, or an attack; %lu more not logged)",
+		    stage, missed);
+	return NULL;
 }
 
 static char *
@@ -277,6 +474,16 @@ set_reply(SMFICTX *ctx, const char *text)
 		log_warnx("could not set the 451 reply text");
 }
 
+/* A refusal with its own code: rcode "4xx" for TEMPFAIL, "5xx" REJECT. */
+static sfsistat
+refuse(SMFICTX *ctx, const char *rcode, const char *xcode, const char *text)
+{
+	if (smfi_setreply(ctx, (char *)rcode, (char *)xcode, (char *)text) !=
+	    MI_SUCCESS)
+		log_warnx("could not set the %s reply text", rcode);
+	return rcode[0] == '4' ? SMFIS_TEMPFAIL : SMFIS_REJECT;
+}
+
 static sfsistat
 tempfail(SMFICTX *ctx, const char *text)
 {
@@ -296,13 +503,30 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
     unsigned long f2, unsigned long f3, unsigned long *pf0,
     unsigned long *pf1, unsigned long *pf2, unsigned long *pf3)
 {
-	struct conn *c;
+	struct conn	*c = smfi_getpriv(ctx);
+	int		 unix_socket;
+	unsigned	 port;
 
+	/* Only once per connection in libmilter's state table; be sure. */
+	if (c != NULL)
+		return SMFIS_TEMPFAIL;
 	if ((c = calloc(1, sizeof(*c))) == NULL)
 		return SMFIS_TEMPFAIL;
 	c->chan = -1;
 	/* Byte-exact headers keep DKIM signatures valid. */
 	c->proto = f1 & (WANT_NOREPLY | SMFIP_HDR_LEADSPC | SMFIP_NOUNKNOWN);
+	pthread_mutex_lock(&capture.lock);
+	unix_socket = capture.set.milter_socket[0] != '\0';
+	port = capture.set.milter_port;
+	if (capture.sessions < capture.set.milter_max_children) {
+		capture.sessions++;
+		c->slot = 1;
+	}
+	pthread_mutex_unlock(&capture.lock);
+	idle_track(c, session_socket(ctx, unix_socket, port));
+	/* Over the cap: refused at connect, and every stage answered. */
+	if (!c->slot)
+		c->proto &= ~(unsigned long)WANT_NOREPLY;
 	smfi_setpriv(ctx, c);
 	/* We never modify the message; we only ask for our macros. */
 	*pf0 = f0 & SMFIF_SETSYMLIST;
@@ -320,12 +544,21 @@ mlfi_negotiate(SMFICTX *ctx, unsigned long f0, unsigned long f1,
 static sfsistat
 mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 {
-	struct conn	*c = conn_of(ctx);
+	struct conn	*c = conn_of(ctx, "connect");
 	const char	*j = smfi_getsymval(ctx, "j");
 	int		 ignore_loopback;
+	unsigned long	 missed;
 
+	if (c == NULL && smfi_getpriv(ctx) != NULL) {
+		if (ratelimit_ok(&session_cap_log, &missed))
+			log_warnx("Milter Max Children sessions reached: new "
+			    "connections get a temporary failure (%lu more not "
+			    "logged)", missed);
+		return refuse(ctx, "451", "4.3.2",
+		    "Too many concurrent sessions, try again later");
+	}
 	if (c == NULL)
-		return SMFIS_TEMPFAIL;
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	pthread_mutex_lock(&capture.lock);
 	ignore_loopback = capture.set.milter_ignore_loopback;
 	snprintf(c->by_host, sizeof(c->by_host), "%s",
@@ -347,9 +580,11 @@ mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 static sfsistat
 mlfi_helo(SMFICTX *ctx, char *helo)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = conn_of(ctx, "HELO");
 	const char *subject = smfi_getsymval(ctx, "{cert_subject}");
 
+	if (c == NULL)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	/* HELO may come again (after STARTTLS) or never. */
 	free(c->helo);
 	free(c->tls_version);
@@ -377,12 +612,16 @@ strip_brackets(const char *s)
 static sfsistat
 mlfi_envfrom(SMFICTX *ctx, char **argv)
 {
-	struct conn	*c = conn_of(ctx);
+	struct conn	*c = conn_of(ctx, "MAIL");
 	struct txn	*t;
 	const char	*auth = smfi_getsymval(ctx, "{auth_type}");
 
+	if (c == NULL)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	/* MAIL starts a new transaction, whatever came before. */
 	txn_abort(c);
+	if (argv[0] != NULL && strlen(argv[0]) > MAX_PATH)
+		return refuse(ctx, "553", "5.1.7", "Sender address too long");
 	if (!capture_transaction(1)) {
 		/* Shutting down: DATA will answer TEMPFAIL. */
 		return carry_on(c, SMFIP_NR_MAIL);
@@ -399,6 +638,8 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 		log_warnx("out of memory at MAIL FROM");
 		return carry_on(c, SMFIP_NR_MAIL);
 	}
+	t->envelope = strlen(t->sender) + (t->auth_type ?
+	    strlen(t->auth_type) : 0);
 	c->txn = t;
 	return carry_on(c, SMFIP_NR_MAIL);
 }
@@ -430,15 +671,60 @@ dsn_params(char **argv)
 	return buf;
 }
 
+/*
+ * What a recipient costs the envelope budget: its address and parameters
+ * (we keep NOTIFY and ORCPT; count them all) and its struct rcpt.
+ */
+static size_t
+rcpt_cost(char **argv)
+{
+	size_t n = sizeof(struct rcpt);
+
+	for (char **a = argv; *a != NULL; a++)
+		n += strlen(*a) + 1;
+	return n;
+}
+
+/*
+ * 1 when this recipient still fits Milter Max Envelope Size.  Past it the
+ * client hears 452 4.5.3 and sends the rest in a later transaction
+ * (RFC 5321 4.5.3.1.10), so no envelope costs capture unbounded memory.
+ */
+static int
+envelope_fits(struct txn *t, size_t cost)
+{
+	size_t max;
+
+	pthread_mutex_lock(&capture.lock);
+	max = capture.set.milter_max_envelope;
+	pthread_mutex_unlock(&capture.lock);
+	if (t->envelope <= max && cost <= max - t->envelope) {
+		t->envelope += cost;
+		return 1;
+	}
+	if (!t->envelope_full)
+		log_info("envelope reached Milter Max Envelope Size (%zu bytes) "
+		    "at %zu recipients: 452 to the rest", max, t->nrcpt);
+	t->envelope_full = 1;
+	return 0;
+}
+
 static sfsistat
 mlfi_envrcpt(SMFICTX *ctx, char **argv)
 {
-	struct conn	*c = conn_of(ctx);
-	struct txn	*t = c->txn;
+	struct conn	*c = conn_of(ctx, "RCPT");
+	struct txn	*t;
 	struct rcpt	*r;
 
+	if (c == NULL)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
+	t = c->txn;
 	if (t == NULL || argv[0] == NULL)
 		return carry_on(c, SMFIP_NR_RCPT);
+	if (strlen(argv[0]) > MAX_PATH)
+		return refuse(ctx, "501", "5.1.3", "Recipient address too long");
+	if (!envelope_fits(t, rcpt_cost(argv)))
+		return refuse(ctx, "452", "4.5.3", "Too many recipients");
 	if (t->nrcpt == t->rcpt_cap) {
 		size_t ncap = t->rcpt_cap ? t->rcpt_cap * 2 : 4;
 
@@ -640,9 +926,9 @@ reject_blacklisted(SMFICTX *ctx, struct conn *c)
 static sfsistat
 mlfi_data(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = conn_of(ctx, "DATA");
 
-	if (c->txn == NULL)
+	if (c == NULL || c->txn == NULL)
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	choose_queue_id(ctx, c->txn);
 	if (c->txn->error[0] == '\0' && blacklisted(c))
@@ -659,8 +945,10 @@ mlfi_data(SMFICTX *ctx)
 static sfsistat
 mlfi_header(SMFICTX *ctx, char *name, char *value)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = conn_of(ctx, "header");
 
+	if (c == NULL)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	if (txn_ready(ctx, c)) {
 		txn_put_lf(c, (const unsigned char *)name, strlen(name));
 		txn_putc(c, ':');
@@ -676,8 +964,10 @@ mlfi_header(SMFICTX *ctx, char *name, char *value)
 static sfsistat
 mlfi_eoh(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = conn_of(ctx, "end of headers");
 
+	if (c == NULL)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	if (txn_ready(ctx, c))
 		txn_putc(c, '\n');
 	return carry_on(c, SMFIP_NR_EOH);
@@ -686,8 +976,10 @@ mlfi_eoh(SMFICTX *ctx)
 static sfsistat
 mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = conn_of(ctx, "body");
 
+	if (c == NULL)
+		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	if (txn_ready(ctx, c))
 		txn_put_lf(c, chunk, len);
 	return carry_on(c, SMFIP_NR_BODY);
@@ -745,8 +1037,8 @@ await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
 static sfsistat
 mlfi_eom(SMFICTX *ctx)
 {
-	struct conn		*c = conn_of(ctx);
-	struct txn		*t = c->txn;
+	struct conn		*c = conn_of(ctx, "end of message");
+	struct txn		*t = c != NULL ? c->txn : NULL;
 	struct ipc_committed	 done;
 
 	if (t != NULL && t->blacklisted)
@@ -776,20 +1068,30 @@ mlfi_eom(SMFICTX *ctx)
 static sfsistat
 mlfi_abort(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);	/* nothing to answer */
 
-	if (c != NULL)
+	if (c != NULL) {
+		pthread_mutex_lock(&idle_lock);
+		c->last = monotonic();		/* RSET is a sign of life */
+		pthread_mutex_unlock(&idle_lock);
 		txn_abort(c);
+	}
 	return SMFIS_CONTINUE;
 }
 
 static sfsistat
 mlfi_close(SMFICTX *ctx)
 {
-	struct conn *c = conn_of(ctx);
+	struct conn *c = smfi_getpriv(ctx);	/* every path ends here */
 
 	if (c == NULL)
 		return SMFIS_CONTINUE;
+	idle_forget(c);
+	if (c->slot) {
+		pthread_mutex_lock(&capture.lock);
+		capture.sessions--;
+		pthread_mutex_unlock(&capture.lock);
+	}
 	txn_abort(c);
 	conn_drop_channel(c);
 	free(c->helo);

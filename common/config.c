@@ -43,6 +43,7 @@ struct key {
 	const char *const	*words;	/* KT_ENUM, NULL-ended */
 	str_check_fn		 check;	/* KT_STR: optional */
 	int			 lower;	/* KT_STR: store lowercased */
+	const char		*note;	/* config_print: a comment line */
 };
 
 /* Where in which file we are. */
@@ -114,8 +115,15 @@ static const struct key keys[] = {
 	KUINT("milterport", "Milter Port", milter_port, 1, 65535),
 	KSTR("milterpidfile", "Milter PID File", milter_pid_file,
 	    check_absolute, 0),
-	KUINT("miltermaxchildren", "Milter Max Children", milter_max_children,
-	    1, 10000),
+	/*
+	 * Concurrent milter sessions (MailScanner's Perl milter: processes,
+	 * one session each).  The default leaves room above Postfix's
+	 * default_process_limit of 100 smtpd processes, each holding one.
+	 */
+	{ .norm = "miltermaxchildren", .name = "Milter Max Children",
+	  .type = KT_UINT, AT(milter_max_children, unsigned), .min = 1,
+	  .max = 10000, .note = "concurrent milter sessions (not processes); "
+	  "more get 451 4.3.2 at connect" },
 	KSTR("runasuser", "Run As User", run_as_user, NULL, 0),
 	KSTR("runasgroup", "Run As Group", run_as_group, NULL, 0),
 	KSTR("incomingworkgroup", "Incoming Work Group", incoming_work_group,
@@ -153,6 +161,16 @@ static const struct key keys[] = {
 	/* Below Postfix's milter_content_timeout (300 s). */
 	KUINT("miltercommittimeout", "Milter Commit Timeout",
 	    milter_commit_timeout, 1, 250),
+	/*
+	 * libmilter closes a session silent this long.  Postfix may be
+	 * silent 300 s (smtpd_timeout, milter_content_timeout) on a client
+	 * that is thinking: keep it above that.
+	 */
+	KUINT("milteridletimeout", "Milter Idle Timeout", milter_idle_timeout,
+	    1, 7210),
+	/* Addresses and parameters of one transaction, in bytes. */
+	KUINT("miltermaxenvelopesize", "Milter Max Envelope Size",
+	    milter_max_envelope, 4096, 256 * 1024 * 1024),
 	KSTR("milterrejecttext", "Milter Reject Text", milter_reject_text,
 	    check_reply_text, 0),
 	KENUM("deliverymethod", "Delivery Method", ms_delivery_method,
@@ -550,7 +568,7 @@ config_defaults(struct msm_settings *s)
 	SET(milter_bind, "127.0.0.1");
 	s->milter_port = 33333;
 	SET(milter_pid_file, "/var/run/MSMilter.pid");
-	s->milter_max_children = 10;
+	s->milter_max_children = 200;
 	s->delivery_method = MSM_DELIVER_SMTP;
 	SET(relay_address, "127.0.0.1");
 	s->relay_port = 25;
@@ -566,6 +584,8 @@ config_defaults(struct msm_settings *s)
 	SET(milter_user, "msmilter");
 	SET(milter_chroot, "/var/lib/msmilter/empty");
 	s->milter_commit_timeout = 60;
+	s->milter_idle_timeout = 600;
+	s->milter_max_envelope = 1024 * 1024;
 	SET(milter_reject_text, "Message Blacklisted");
 	s->ms_delivery_method = MSM_MS_BATCH;
 	s->lock_type = MSM_LOCK_FLOCK;
@@ -674,6 +694,11 @@ config_check(const struct msm_settings *s, config_report_fn report,
 	if (s->relay_min_retry > s->relay_max_retry)
 		say(&l, 1, NULL, "Milter Relay Min Retry", "Milter Relay Min "
 		    "Retry is longer than Milter Relay Max Retry");
+	/* MailScanner's sample says 10, meaning Perl milter processes. */
+	if (s->milter_max_children < 100)
+		say(&l, 0, NULL, "Milter Max Children", "Milter Max Children "
+		    "counts concurrent milter sessions: below 100, Postfix's "
+		    "default smtpd process limit, busy times get 451 4.3.2");
 	if (s->delivery_method == MSM_DELIVER_QMQP &&
 	    s->socket_type == MSM_SOCKET_UNIX)
 		check_qmqp_socket(&l, s->socket_dir);
@@ -687,6 +712,8 @@ print_key(const struct msm_settings *s, const struct key *k, FILE *out)
 	unsigned	 u;
 	int		 i;
 
+	if (k->note != NULL)
+		fprintf(out, "# %s: %s\n", k->name, k->note);
 	switch (k->type) {
 	case KT_STR:
 		fprintf(out, "%s = %.*s\n", k->name, (int)k->size,

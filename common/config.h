@@ -34,7 +34,7 @@ struct msm_settings {
 	char	milter_bind[MSM_NAME_LEN];		/* 127.0.0.1 */
 	unsigned milter_port;				/* 33333 */
 	char	milter_pid_file[MSM_PATH_LEN];		/* /var/run/MSMilter.pid */
-	unsigned milter_max_children;			/* 10 */
+	unsigned milter_max_children;			/* 200 concurrent milter sessions */
 	char	run_as_user[MSM_NAME_LEN];		/* "" = root */
 	char	run_as_group[MSM_NAME_LEN];		/* "" = root */
 	char	incoming_work_group[MSM_NAME_LEN];	/* "" */
@@ -61,6 +61,8 @@ struct msm_settings {
 	char	milter_user[MSM_NAME_LEN];		/* msmilter (capture) */
 	char	milter_chroot[MSM_PATH_LEN];		/* /var/lib/msmilter/empty */
 	unsigned milter_commit_timeout;			/* 60 s: capture waits for spooler */
+	unsigned milter_idle_timeout;			/* 600 s: Postfix silent on a session */
+	unsigned milter_max_envelope;			/* 1 MB of addresses per transaction */
 	char	milter_reject_text[MSM_NAME_LEN];	/* Message Blacklisted */
 	unsigned relay_min_retry;			/* 5 s */
 	unsigned relay_max_retry;			/* 1800 s */

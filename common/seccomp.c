@@ -108,6 +108,8 @@ static const struct sc_rule sc_capture[] = {
 	ALLOW(setsockopt, SOL(SO_KEEPALIVE)),
 	ALLOW(setsockopt, SOL(SO_SNDTIMEO_OLD)),
 	ALLOW(setsockopt, SOL(SO_SNDTIMEO_NEW)),
+	/* the idle reaper: find a session's socket, end it (milter.c) */
+	ALLOW(getsockname), ALLOW(getpeername), ALLOW(shutdown),
 	/* libmilter's signal thread: sigwait() */
 	ALLOW(rt_sigtimedwait),
 	/* libmilter at stop: may it unlink its unix socket? (not as root) */

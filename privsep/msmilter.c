@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -419,6 +420,36 @@ parent_loop(struct parent *p)
 	}
 }
 
+/*
+ * Each milter session costs capture Postfix's socket and a spooler channel,
+ * and the spooler that channel and a temp file; the children inherit our
+ * limit at exec.  Raised while we are still root: nothing can later.
+ */
+static void
+raise_nofile(const struct msm_settings *s)
+{
+	rlim_t		 need = 2 * (rlim_t)s->milter_max_children + 64;
+	struct rlimit	 rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max < need) {
+		struct rlimit want = { need, need };
+
+		if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+			return;
+		log_warnx("open files hard limit %llu is below the %llu that "
+		    "Milter Max Children = %u needs: sessions past it get a "
+		    "temporary failure", (unsigned long long)rl.rlim_max,
+		    (unsigned long long)need, s->milter_max_children);
+		need = rl.rlim_max;
+	}
+	rl.rlim_cur = need;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		log_warn("setrlimit RLIMIT_NOFILE %llu",
+		    (unsigned long long)need);
+}
+
 int
 main(int argc, char *argv[])
 {
@@ -486,6 +517,7 @@ main(int argc, char *argv[])
 	/* Before any child: a second instance must not touch our spool. */
 	write_pidfile(&p);
 	prepare_quarantine(&p.set);
+	raise_nofile(&p.set);
 	{
 		/* Root's own work is done: keep what starting children takes. */
 		char err[256];

@@ -88,3 +88,23 @@ def test_crlf_split_across_chunks(msmilter):
     assert files(msmilter) == ["SPLITCRLF"]
     data = read(msmilter, "SPLITCRLF")
     assert data.endswith(b"\nSubject: split\n\none\ntwo\rthree\nend\r")
+
+
+def test_session_cap_refuses_every_stage(msmilter_factory):
+    m = msmilter_factory(settings={"Milter Max Children": "1"})
+    run_script(m, "session-cap.lua")
+    assert len(files(m)) == 1, files(m)
+    assert "Milter Max Children sessions reached" in m.stderr()
+
+
+def test_envelope_budget_and_address_lengths(msmilter_factory):
+    m = msmilter_factory(settings={"Milter Max Envelope Size": "4096"})
+    run_script(m, "envelope-limits.lua")
+    names = files(m)
+    assert len(names) == 1, names
+    data = read(m, names[0])
+    assert data.startswith(b"S<env@example.org>\n")
+    assert re.findall(rb"^O<([^>]*)>$", data, re.M) == \
+        [b"r%d@example.com" % i for i in range(1, 10)]
+    assert "Milter Max Envelope Size (4096 bytes) at 9 recipients" in \
+        m.stderr()

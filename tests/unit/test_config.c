@@ -168,7 +168,7 @@ test_defaults(void **state)
 	assert_string_equal(s->milter_bind, "127.0.0.1");
 	assert_int_equal(s->milter_port, 33333);
 	assert_string_equal(s->milter_pid_file, "/var/run/MSMilter.pid");
-	assert_int_equal(s->milter_max_children, 10);
+	assert_int_equal(s->milter_max_children, 200);	/* sessions */
 	assert_string_equal(s->run_as_user, "");
 	assert_string_equal(s->run_as_group, "");
 	assert_string_equal(s->incoming_work_group, "");
@@ -191,6 +191,8 @@ test_defaults(void **state)
 	assert_string_equal(s->milter_user, "msmilter");
 	assert_string_equal(s->milter_chroot, "/var/lib/msmilter/empty");
 	assert_int_equal(s->milter_commit_timeout, 60);
+	assert_int_equal(s->milter_idle_timeout, 600);	/* > Postfix's 300 */
+	assert_int_equal(s->milter_max_envelope, 1024 * 1024);
 	assert_int_equal(s->milter_seccomp_debug, 0);	/* kill, never log */
 	assert_int_equal(config_validate(s), 0);
 }
@@ -579,9 +581,16 @@ test_bad_values(void **state)
 	    "Milter Socket = /run/msmilter/"
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
 	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n" /* 17 */
+	    "Milter Idle Timeout = 0\n"		/* 18 */
+	    "Milter Idle Timeout = 7211\n"		/* 19 */
+	    "Milter Max Envelope Size = 4095\n"		/* 20 */
+	    "Milter Max Envelope Size = 257m\n"	/* 21 */
+	    "Milter Max Children = 0\n"		/* 22 */
+	    "Milter Max Envelope Size = 2m\n"		/* ok */
+	    "Milter Idle Timeout = 30\n"		/* ok */
 	    "Milter Socket Mode = 640\n"		/* ok */
-	    "Milter Bind = 0.0.0.0\n", path, sizeof path), 17);
-	assert_int_equal(f->n, 17);
+	    "Milter Bind = 0.0.0.0\n", path, sizeof path), 22);
+	assert_int_equal(f->n, 22);
 	assert_report(f, 0, 1, path, 1, "Milter Bind");
 	assert_report(f, 1, 1, path, 2, "Milter Bind");
 	assert_report(f, 2, 1, path, 3, "Incoming Queue Dir");
@@ -599,6 +608,13 @@ test_bad_values(void **state)
 	assert_report(f, 14, 1, path, 15, "Milter Chroot");
 	assert_report(f, 15, 1, path, 16, "MTA");
 	assert_report(f, 16, 1, path, 17, "Milter Socket");
+	assert_report(f, 17, 1, path, 18, "Milter Idle Timeout");
+	assert_report(f, 18, 1, path, 19, "Milter Idle Timeout");
+	assert_report(f, 19, 1, path, 20, "Milter Max Envelope Size");
+	assert_report(f, 20, 1, path, 21, "Milter Max Envelope Size");
+	assert_report(f, 21, 1, path, 22, "Milter Max Children");
+	assert_int_equal(f->s.milter_max_envelope, 2u << 20);
+	assert_int_equal(f->s.milter_idle_timeout, 30);
 	assert_int_equal(f->s.milter_socket_mode, 0640);
 	assert_string_equal(f->s.milter_bind, "0.0.0.0");
 	assert_string_equal(f->s.milter_socket, "");
@@ -830,6 +846,11 @@ test_print(void **state)
 	assert_non_null(strstr(out, "\nIgnore Spam Whitelist If Recipients "
 	    "Exceed = 20\n"));
 	assert_non_null(strstr(out, "\nRun As User = \n"));
+	assert_non_null(strstr(out, "\n# Milter Max Children: concurrent "
+	    "milter sessions (not processes); more get 451 4.3.2 at connect\n"
+	    "Milter Max Children = 200\n"));
+	assert_non_null(strstr(out, "\nMilter Idle Timeout = 600\n"));
+	assert_non_null(strstr(out, "\nMilter Max Envelope Size = 1048576\n"));
 	free(out);
 
 	s->queue_type = MSM_QUEUE_LONG;
@@ -862,11 +883,13 @@ assert_all_lines_differ(const struct msm_settings *s)
 	while ((la = strtok_r(NULL, "\n", &sa)) != NULL) {
 		lb = strtok_r(NULL, "\n", &sb);
 		assert_non_null(lb);
+		if (la[0] == '#' && strcmp(la, lb) == 0)
+			continue;	/* a key's comment line */
 		if (strcmp(la, lb) == 0)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 43);	/* %org-name% and 42 keys */
+	assert_int_equal(lines, 45);	/* %org-name% and 44 keys */
 	free(a);
 	free(b);
 }
@@ -901,6 +924,8 @@ test_print_round_trip(void **state)
 	want.whitelist_max_recips = 0;
 	want.milter_socket_mode = 0640;
 	want.milter_commit_timeout = 250;
+	want.milter_idle_timeout = 7210;
+	want.milter_max_envelope = 4096;
 	/* Every field differs from its default, so every key is exercised. */
 	want.milter_ignore_loopback = 0;
 	want.run_in_foreground = 1;
@@ -998,6 +1023,14 @@ test_check(void **state)
 	snprintf(f->s.milter_bind, MSM_NAME_LEN, "0.0.0.0");
 	assert_int_equal(config_check(&f->s, collect, f), 0);
 	assert_int_equal(f->n, 0);
+
+	/* MailScanner's 10 (Perl milter processes) is 10 sessions here. */
+	f->s.milter_max_children = 10;
+	assert_int_equal(config_check(&f->s, collect, f), 0);
+	assert_int_equal(f->n, 1);
+	assert_int_equal(f->r[0].severity, 0);
+	assert_string_equal(f->r[0].key, "Milter Max Children");
+	assert_non_null(strstr(f->r[0].msg, "concurrent milter sessions"));
 }
 
 /* The MailScanner.conf-shaped sample in data/config (cwd tests/unit). */
