@@ -8,6 +8,9 @@
  * TEMPFAIL 451 4.3.0, so Postfix keeps or refuses the message and nothing
  * is lost.  Stages we asked not to answer (SMFIP_NR_*) cannot fail, so a
  * failure there is remembered and reported at DATA or end of message.
+ * MAIL and RCPT are answered: an address the queue file cannot carry gets
+ * a permanent 553 there (qfile_addr_ok), not a 451 at DATA that clients
+ * would retry for days, nor a 250 for mail the relay would never send.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +29,7 @@
 
 #include "capture.h"
 #include "log.h"
+#include "qfile.h"
 #include "queueid.h"
 #include "ruleset.h"
 
@@ -33,9 +37,10 @@
 #define MAX_RECIPIENTS	100000		/* far above smtpd_recipient_limit */
 #define PUBLIC_TEMPFAIL	"Mail spool temporarily unavailable, try again later"
 
-/* The SMTP stages we ask Postfix not to wait for. */
-#define WANT_NOREPLY	(SMFIP_NR_HELO | SMFIP_NR_MAIL | SMFIP_NR_RCPT | \
-			 SMFIP_NR_HDR | SMFIP_NR_EOH | SMFIP_NR_BODY)
+/* The SMTP stages we ask Postfix not to wait for (not MAIL, RCPT: we may
+ * refuse an address there). */
+#define WANT_NOREPLY	(SMFIP_NR_HELO | SMFIP_NR_HDR | SMFIP_NR_EOH | \
+			 SMFIP_NR_BODY)
 
 struct txn {
 	char		 queue_id[QUEUEID_MAX];
@@ -374,12 +379,34 @@ strip_brackets(const char *s)
 	return strdup(s);
 }
 
+/*
+ * A permanent refusal of an address (or its DSN parameters) that the
+ * queue file cannot carry.  The reply and the log name the problem,
+ * never the address: its bytes are the client's.
+ */
+static sfsistat
+refuse_address(SMFICTX *ctx, const char *code, const char *xcode,
+    const char *what, const char *why)
+{
+	const char	*i = smfi_getsymval(ctx, "i");
+	char		 text[160];
+
+	snprintf(text, sizeof(text), "%s refused: %s", what, why);
+	if (smfi_setreply(ctx, (char *)code, (char *)xcode, text) !=
+	    MI_SUCCESS)
+		log_warnx("could not set the %s reply text", code);
+	log_info("%s: %s %s %s", i != NULL && queueid_valid(i) ? i : "-",
+	    code, xcode, text);
+	return SMFIS_REJECT;
+}
+
 static sfsistat
 mlfi_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct conn	*c = conn_of(ctx);
 	struct txn	*t;
 	const char	*auth = smfi_getsymval(ctx, "{auth_type}");
+	const char	*why;
 
 	/* MAIL starts a new transaction, whatever came before. */
 	txn_abort(c);
@@ -398,6 +425,11 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 		/* No transaction: DATA will answer TEMPFAIL. */
 		log_warnx("out of memory at MAIL FROM");
 		return carry_on(c, SMFIP_NR_MAIL);
+	}
+	if (t->sender[0] != '\0' && !qfile_addr_ok(t->sender, &why)) {
+		txn_free(t);
+		return refuse_address(ctx, "553", "5.1.7", "Sender address",
+		    why);
 	}
 	c->txn = t;
 	return carry_on(c, SMFIP_NR_MAIL);
@@ -436,6 +468,7 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	struct conn	*c = conn_of(ctx);
 	struct txn	*t = c->txn;
 	struct rcpt	*r;
+	const char	*why;
 
 	if (t == NULL || argv[0] == NULL)
 		return carry_on(c, SMFIP_NR_RCPT);
@@ -456,6 +489,17 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	if (r->addr == NULL) {
 		free(r->dsn);
 		txn_fail(t, "out of memory at RCPT TO");
+	} else if (!qfile_addr_ok(r->addr, &why) ||
+	    (r->dsn != NULL && !qfile_dsn_ok(r->dsn, &why))) {
+		int bad_addr = !qfile_addr_ok(r->addr, NULL);
+
+		free(r->addr);
+		free(r->dsn);
+		/* The other recipients of this transaction are unaffected. */
+		return bad_addr ?
+		    refuse_address(ctx, "553", "5.1.3", "Recipient address",
+		    why) :
+		    refuse_address(ctx, "501", "5.5.4", "DSN parameters", why);
 	} else
 		t->nrcpt++;
 	return carry_on(c, SMFIP_NR_RCPT);
@@ -548,8 +592,8 @@ txn_begin(SMFICTX *ctx, struct conn *c)
 		return -1;
 	}
 	if ((head = make_head(c, &len)) == NULL) {
-		txn_fail(t, "envelope has no recipient, an angle bracket in an "
-		    "address, or a line break");
+		txn_fail(t, "envelope not writable (no recipient, a SASL "
+		    "method or a macro the queue file cannot carry)");
 		return -1;
 	}
 	if ((t->out = malloc(STAGING_SIZE)) == NULL || conn_channel(c) == -1) {
