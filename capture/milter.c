@@ -385,8 +385,8 @@ strip_brackets(const char *s)
  * never the address: its bytes are the client's.
  */
 static sfsistat
-refuse_address(SMFICTX *ctx, const char *code, const char *xcode,
-    const char *what, const char *why)
+refuse_address(SMFICTX *ctx, struct conn *c, const char *code,
+    const char *xcode, const char *what, const char *why)
 {
 	const char	*i = smfi_getsymval(ctx, "i");
 	char		 text[160];
@@ -395,8 +395,10 @@ refuse_address(SMFICTX *ctx, const char *code, const char *xcode,
 	if (smfi_setreply(ctx, (char *)code, (char *)xcode, text) !=
 	    MI_SUCCESS)
 		log_warnx("could not set the %s reply text", code);
-	log_info("%s: %s %s %s", i != NULL && queueid_valid(i) ? i : "-",
-	    code, xcode, text);
+	/* Postfix has no queue id yet at MAIL; the client says who. */
+	log_info("%s: %s %s %s (client %s[%s])",
+	    i != NULL && queueid_valid(i) ? i : "-", code, xcode, text,
+	    c->client_name, c->client_addr);
 	return SMFIS_REJECT;
 }
 
@@ -428,7 +430,7 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 	}
 	if (t->sender[0] != '\0' && !qfile_addr_ok(t->sender, &why)) {
 		txn_free(t);
-		return refuse_address(ctx, "553", "5.1.7", "Sender address",
+		return refuse_address(ctx, c, "553", "5.1.7", "Sender address",
 		    why);
 	}
 	c->txn = t;
@@ -489,17 +491,17 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	if (r->addr == NULL) {
 		free(r->dsn);
 		txn_fail(t, "out of memory at RCPT TO");
-	} else if (!qfile_addr_ok(r->addr, &why) ||
-	    (r->dsn != NULL && !qfile_dsn_ok(r->dsn, &why))) {
-		int bad_addr = !qfile_addr_ok(r->addr, NULL);
-
+	} else if (!qfile_addr_ok(r->addr, &why)) {
+		/* The other recipients of this transaction are unaffected. */
 		free(r->addr);
 		free(r->dsn);
-		/* The other recipients of this transaction are unaffected. */
-		return bad_addr ?
-		    refuse_address(ctx, "553", "5.1.3", "Recipient address",
-		    why) :
-		    refuse_address(ctx, "501", "5.5.4", "DSN parameters", why);
+		return refuse_address(ctx, c, "553", "5.1.3",
+		    "Recipient address", why);
+	} else if (r->dsn != NULL && !qfile_dsn_ok(r->dsn, &why)) {
+		free(r->addr);
+		free(r->dsn);
+		return refuse_address(ctx, c, "501", "5.5.4",
+		    "DSN parameters", why);
 	} else
 		t->nrcpt++;
 	return carry_on(c, SMFIP_NR_RCPT);

@@ -175,6 +175,21 @@ qfile_addr_ok(const char *a, const char **why)
 	return 1;
 }
 
+void
+qfile_addr_internal(const char *a, char *out)
+{
+	if (*a == '"') {
+		for (a++; *a != '"' && *a != '\0'; a++) {
+			if (*a == '\\' && a[1] != '\0')
+				a++;
+			*out++ = *a;
+		}
+		if (*a == '"')
+			a++;
+	}
+	strcpy(out, a);
+}
+
 /* NOTIFY=NEVER, or SUCCESS, FAILURE and DELAY, each at most once. */
 static const char *
 notify_problem(const char *v, size_t len)

@@ -88,6 +88,14 @@ int	qfile_put_rcpt(FILE *f, const char *addr, const char *dsn,
 int	qfile_put_envelope(FILE *f, const struct qfile *q,
 	    const unsigned char *chosen, const char **why);
 
+/*
+ * An address as the file holds it ("john smith"@example.com, what SMTP
+ * carries) in Postfix's internal form (john smith@example.com, what QMQP
+ * carries: qmqpd does no unquoting).  addr passed qfile_addr_ok; out has
+ * room for strlen(addr) + 1 bytes (unquoting only shortens).
+ */
+void	qfile_addr_internal(const char *addr, char *out);
+
 /* Is name a MailScanner message id: \w+ optionally "." \w+ ? */
 int	qfile_name_ok(const char *name);
 

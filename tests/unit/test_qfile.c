@@ -396,6 +396,28 @@ writer_refuses(void **state)
 	free(buf);
 }
 
+/* QMQP's internal form: the quoted local part unquoted, nothing else. */
+static void
+internal_form(void **state)
+{
+	static const char *const cases[][2] = {
+		{ "\"john smith\"@example.com", "john smith@example.com" },
+		{ "\"a\\\"b\"@x", "a\"b@x" },
+		{ "\"a\\ b\\\\\"@x", "a b\\@x" },
+		{ "\"ab\"", "ab" },
+		{ "plain@example.com", "plain@example.com" },
+		{ "j\xc3\xb6rg@x", "j\xc3\xb6rg@x" },
+	};
+	char out[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_true(qfile_addr_ok(cases[i][0], NULL));
+		qfile_addr_internal(cases[i][0], out);
+		assert_string_equal(out, cases[i][1]);
+	}
+}
+
 /* ESMTP parameters smuggled into milterout (issue 13): refused. */
 static void
 injection_refused(void **state)
@@ -456,6 +478,7 @@ main(void)
 		cmocka_unit_test(writer_reader_round_trip),
 		cmocka_unit_test(writer_refuses),
 		cmocka_unit_test(injection_refused),
+		cmocka_unit_test(internal_form),
 		cmocka_unit_test(names),
 	};
 
