@@ -140,7 +140,8 @@ quoted_local_part(const char *a, const char **why)
 		if (a[i] == '\0')
 			return refuse(why, "unterminated quoted local part");
 		if (a[i] == '\\' && a[++i] == '\0')
-			return refuse(why, "backslash at the end of an address");
+			return refuse(why,
+			    "backslash at the end of an address");
 		if (a[i] == '<' || a[i] == '>')
 			return refuse(why, "angle bracket in an address");
 	}
@@ -238,7 +239,8 @@ orcpt_problem(const char *v, size_t len)
 		return "ORCPT= is not addr-type;xtext";
 	for (i = 0; i < tlen; i++)
 		if (!((v[i] >= 'a' && v[i] <= 'z') || (v[i] >= 'A' &&
-		    v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') || v[i] == '-'))
+		    v[i] <= 'Z') || (v[i] >= '0' && v[i] <= '9') ||
+		    v[i] == '-'))
 			return "ORCPT= is not addr-type;xtext";
 	for (i = tlen + 1; i < len; i++) {
 		unsigned char c = (unsigned char)v[i];
