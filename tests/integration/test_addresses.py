@@ -21,6 +21,7 @@ REFUSED_BY_MSMILTER = [
     ('"a<b"@example.com', "angle bracket in an address"),
     ('"a>b"@example.com', "angle bracket in an address"),
     ('"a\\>b"@example.com', "angle bracket in an address"),
+    ("a" * 1001 + "@example.com", "address longer than 1000 bytes"),
 ]
 
 # Postfix refuses these itself (501 "Bad ... address syntax"): they never

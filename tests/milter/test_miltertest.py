@@ -89,3 +89,17 @@ def test_crlf_split_across_chunks(msmilter):
     assert files(msmilter) == ["SPLITCRLF"]
     data = read(msmilter, "SPLITCRLF")
     assert data.endswith(b"\nSubject: split\n\none\ntwo\rthree\nend\r")
+
+
+def test_bad_dsn_and_address_refused_at_rcpt(msmilter):
+    run_script(msmilter, "bad-dsn-and-address.lua")
+    assert files(msmilter) == ["BADDSN1"]
+    assert read(msmilter, "BADDSN1").startswith(
+        b"S<a@example.org>\nE<NOTIFY=DELAY>\nO<ok@example.com>\nReceived: ")
+    err = msmilter.stderr()
+    assert "BADDSN1: 501 5.5.4 DSN parameters refused: NOTIFY=NEVER with " \
+        "another value" in err
+    assert "BADDSN1: 501 5.5.4 DSN parameters refused: ORCPT= is not " \
+        "addr-type;xtext" in err
+    assert "BADDSN1: 553 5.1.3 Recipient address refused: space outside a " \
+        "quoted local part" in err
