@@ -140,7 +140,7 @@ FUZZ_MAXLEN_fuzz_ipc := 70000
 FUZZ_TARGETS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 # Parsers that live with their process, fuzzed on their own.
-FUZZ_EXTRA	:= relay/reply.c
+FUZZ_EXTRA	:= relay/reply.c capture/received.c
 
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_EXTRA) $(wildcard common/*.h)
 	@mkdir -p $(dir $@)

@@ -8,6 +8,9 @@
  * TEMPFAIL 451 4.3.0, so Postfix keeps or refuses the message and nothing
  * is lost.  Stages we asked not to answer (SMFIP_NR_*) cannot fail, so a
  * failure there is remembered and reported at DATA or end of message.
+ * MAIL and RCPT are answered: an address the queue file cannot carry gets
+ * a permanent 553 there (qfile_addr_ok), not a 451 at DATA that clients
+ * would retry for days, nor a 250 for mail the relay would never send.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -27,6 +30,7 @@
 
 #include "capture.h"
 #include "log.h"
+#include "qfile.h"
 #include "queueid.h"
 #include "ruleset.h"
 
@@ -609,12 +613,36 @@ strip_brackets(const char *s)
 	return strdup(s);
 }
 
+/*
+ * A permanent refusal of an address (or its DSN parameters) that the
+ * queue file cannot carry.  The reply and the log name the problem,
+ * never the address: its bytes are the client's.
+ */
+static sfsistat
+refuse_address(SMFICTX *ctx, struct conn *c, const char *code,
+    const char *xcode, const char *what, const char *why)
+{
+	const char	*i = smfi_getsymval(ctx, "i");
+	char		 text[160];
+
+	snprintf(text, sizeof(text), "%s refused: %s", what, why);
+	if (smfi_setreply(ctx, (char *)code, (char *)xcode, text) !=
+	    MI_SUCCESS)
+		log_warnx("could not set the %s reply text", code);
+	/* Postfix has no queue id yet at MAIL; the client says who. */
+	log_info("%s: %s %s %s (client %s[%s])",
+	    i != NULL && queueid_valid(i) ? i : "-", code, xcode, text,
+	    c->client_name, c->client_addr);
+	return SMFIS_REJECT;
+}
+
 static sfsistat
 mlfi_envfrom(SMFICTX *ctx, char **argv)
 {
 	struct conn	*c = conn_of(ctx, "MAIL");
 	struct txn	*t;
 	const char	*auth = smfi_getsymval(ctx, "{auth_type}");
+	const char	*why;
 
 	if (c == NULL)
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
@@ -637,6 +665,11 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 		/* No transaction: DATA will answer TEMPFAIL. */
 		log_warnx("out of memory at MAIL FROM");
 		return carry_on(c, SMFIP_NR_MAIL);
+	}
+	if (t->sender[0] != '\0' && !qfile_addr_ok(t->sender, &why)) {
+		txn_free(t);
+		return refuse_address(ctx, c, "553", "5.1.7", "Sender address",
+		    why);
 	}
 	t->envelope = strlen(t->sender) + (t->auth_type ?
 	    strlen(t->auth_type) : 0);
@@ -715,6 +748,7 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	struct conn	*c = conn_of(ctx, "RCPT");
 	struct txn	*t;
 	struct rcpt	*r;
+	const char	*why;
 
 	if (c == NULL)
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
@@ -742,6 +776,17 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	if (r->addr == NULL) {
 		free(r->dsn);
 		txn_fail(t, "out of memory at RCPT TO");
+	} else if (!qfile_addr_ok(r->addr, &why)) {
+		/* The other recipients of this transaction are unaffected. */
+		free(r->addr);
+		free(r->dsn);
+		return refuse_address(ctx, c, "553", "5.1.3",
+		    "Recipient address", why);
+	} else if (r->dsn != NULL && !qfile_dsn_ok(r->dsn, &why)) {
+		free(r->addr);
+		free(r->dsn);
+		return refuse_address(ctx, c, "501", "5.5.4",
+		    "DSN parameters", why);
 	} else
 		t->nrcpt++;
 	return carry_on(c, SMFIP_NR_RCPT);
@@ -834,8 +879,8 @@ txn_begin(SMFICTX *ctx, struct conn *c)
 		return -1;
 	}
 	if ((head = make_head(c, &len)) == NULL) {
-		txn_fail(t, "envelope has no recipient, an angle bracket in an "
-		    "address, or a line break");
+		txn_fail(t, "envelope not writable (no recipient, a SASL "
+		    "method or a macro the queue file cannot carry)");
 		return -1;
 	}
 	if ((t->out = malloc(STAGING_SIZE)) == NULL || conn_channel(c) == -1) {

@@ -2,8 +2,10 @@
  * The head of a queue file as MailScanner's MSMail reader expects it: the
  * envelope lines, then a Received header like Postfix's own, whose
  * "(name [addr])" MailScanner reads the client address from.  Input comes
- * from Postfix macros and SMTP arguments; a CR or LF in any of them would
- * forge a header or an envelope line, so such values are refused.
+ * from Postfix macros and SMTP arguments.  The envelope lines are written
+ * by common/qfile.c, which refuses what the relay's reader would refuse
+ * (capture has already answered 5xx at MAIL/RCPT for those); a CR or LF
+ * in any other value would forge a header, so such values are refused.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <time.h>
 
 #include "capture.h"
+#include "qfile.h"
 
 static const char *const day_names[] =
     { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
@@ -40,17 +43,6 @@ clean(const char *s)
 }
 
 /*
- * An address inside S<...> or O<...> must not hold angle brackets:
- * MailScanner strips up to the last '<' and from the first '>', so
- * "<a>b@x>" would read as another address.
- */
-static int
-clean_addr(const char *s)
-{
-	return clean(s) && strpbrk(s, "<>") == NULL;
-}
-
-/*
  * The HELO argument is the client's free text.  MailScanner reads the
  * client address from the first "(... [addr])" of our Received header, so
  * a HELO of "x (y [127.0.0.1])" would forge it: keep only what a host name
@@ -71,20 +63,30 @@ safe_helo(const char *helo, char *out, size_t size)
 	out[n] = '\0';
 }
 
+/* What goes into the Received header; the envelope is qfile.c's. */
 static int
-envelope_clean(const struct envelope *e)
+received_clean(const struct envelope *e)
 {
-	if (!clean_addr(e->sender) || !clean(e->auth_type) ||
-	    !clean(e->helo) ||
-	    !clean(e->client_name) || !clean(e->client_addr) ||
-	    !clean(e->by_host) || !clean(e->tls_version) ||
-	    !clean(e->cipher) || !clean(e->cipher_bits) ||
-	    !clean(e->queue_id))
-		return 0;
+	return clean(e->helo) && clean(e->client_name) &&
+	    clean(e->client_addr) && clean(e->by_host) &&
+	    clean(e->tls_version) && clean(e->cipher) &&
+	    clean(e->cipher_bits) && clean(e->queue_id);
+}
+
+static int
+put_envelope(FILE *f, const struct envelope *e)
+{
+	const char *why;
+
+	if (qfile_put_sender(f, e->sender, &why) == -1 ||
+	    (e->auth_type != NULL && qfile_put_auth(f, e->auth_type,
+	    &why) == -1))
+		return -1;
 	for (size_t i = 0; i < e->nrcpt; i++)
-		if (!clean_addr(e->rcpts[i].addr) || !clean(e->rcpts[i].dsn))
-			return 0;
-	return 1;
+		if (qfile_put_rcpt(f, e->rcpts[i].addr, e->rcpts[i].dsn,
+		    &why) == -1)
+			return -1;
+	return 0;
 }
 
 static const char *
@@ -136,20 +138,13 @@ received_head(const struct envelope *e, size_t *len)
 	FILE	*f;
 	int	 bad;
 
-	if (!envelope_clean(e) || e->nrcpt == 0)
+	if (!received_clean(e) || e->nrcpt == 0)
 		return NULL;
 	if ((f = open_memstream(&buf, &size)) == NULL)
 		return NULL;
-	fprintf(f, "S<%s>\n", e->sender);
-	if (e->auth_type != NULL)
-		fprintf(f, "A<sasl_method=%s>\n", e->auth_type);
-	for (size_t i = 0; i < e->nrcpt; i++) {
-		if (e->rcpts[i].dsn != NULL)
-			fprintf(f, "E<%s>\n", e->rcpts[i].dsn);
-		fprintf(f, "O<%s>\n", e->rcpts[i].addr);
-	}
+	bad = put_envelope(f, e) == -1;
 	put_received(f, e);
-	bad = ferror(f);
+	bad |= ferror(f);
 	if (fclose(f) != 0 || bad) {
 		free(buf);
 		return NULL;

@@ -76,6 +76,37 @@ put_netstring(int fd, const char *s)
 	    net_write_all(fd, s, n) || net_write_all(fd, ",", 1) ? -1 : 0;
 }
 
+/*
+ * QMQP carries addresses in internal form: "john smith"@example.com from
+ * the file goes as john smith@example.com, or qmqpd would keep the quotes
+ * as part of the local part.  The reader limited addresses to
+ * QFILE_ADDR_MAX bytes.
+ */
+static const char *
+internal(const char *addr, char *buf)
+{
+	if (strlen(addr) > QFILE_ADDR_MAX)
+		return addr;		/* cannot be: the reader refuses it */
+	qfile_addr_internal(addr, buf);
+	return buf;
+}
+
+static size_t
+address_len(const char *addr)
+{
+	char buf[QFILE_ADDR_MAX + 1];
+
+	return netstring_len(strlen(internal(addr, buf)));
+}
+
+static int
+put_address(int fd, const char *addr)
+{
+	char buf[QFILE_ADDR_MAX + 1];
+
+	return put_netstring(fd, internal(addr, buf));
+}
+
 /* "12:Kok thanks," -> code 'K', text "ok thanks"; strict. */
 static int
 read_answer(int fd, char *code, char *text, size_t size)
@@ -110,10 +141,10 @@ qmqp_deliver(struct worker *w, struct delivery *d)
 		snprintf(d->reply, sizeof(d->reply), "read error");
 		return -1;
 	}
-	total = netstring_len((size_t)mlen) + netstring_len(strlen(d->q.sender));
+	total = netstring_len((size_t)mlen) + address_len(d->q.sender);
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		if (d->outcome[i] == RCPT_PENDING) {
-			total += netstring_len(strlen(d->q.rcpts[i].addr));
+			total += address_len(d->q.rcpts[i].addr);
 			n++;
 		}
 	if (n == 0)
@@ -128,11 +159,11 @@ qmqp_deliver(struct worker *w, struct delivery *d)
 	if (net_write_all(fd, head, strlen(head)) == -1 ||
 	    message_bytes(d->fd, d->q.data_offset, fd) != mlen ||
 	    net_write_all(fd, ",", 1) == -1 ||
-	    put_netstring(fd, d->q.sender) == -1)
+	    put_address(fd, d->q.sender) == -1)
 		goto lost;
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		if (d->outcome[i] == RCPT_PENDING &&
-		    put_netstring(fd, d->q.rcpts[i].addr) == -1)
+		    put_address(fd, d->q.rcpts[i].addr) == -1)
 			goto lost;
 	if (net_write_all(fd, ",", 1) == -1 ||
 	    read_answer(fd, &code, text, sizeof(text)) == -1)

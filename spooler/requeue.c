@@ -34,24 +34,17 @@ build_head(const struct qfile *q, const char *org, const char *reply,
 {
 	char	*buf = NULL;
 	FILE	*f = open_memstream(&buf, len);
-	char	 clean[IPC_REPLY_MAX];
-	int	 bad;
+	char		 clean[IPC_REPLY_MAX];
+	const char	*why;
+	int		 bad;
 
 	if (f == NULL)
 		return NULL;
-	fprintf(f, "S<%s>\n", q->sender);
-	if (q->auth != NULL)
-		fprintf(f, "A<%s>\n", q->auth);
-	for (size_t i = 0; i < q->nrcpt; i++) {
-		if (!chosen[i])
-			continue;
-		if (q->rcpts[i].dsn != NULL)
-			fprintf(f, "E<%s>\n", q->rcpts[i].dsn);
-		fprintf(f, "O<%s>\n", q->rcpts[i].addr);
-	}
+	/* What qfile_read accepted, qfile_put_envelope writes back. */
+	bad = qfile_put_envelope(f, q, chosen, &why) == -1;
 	clean_reply(reply, clean, sizeof(clean));
 	fprintf(f, "X-%s-MailScanner-Relay-Reject: %s\n", org, clean);
-	bad = ferror(f);
+	bad |= ferror(f);
 	if (fclose(f) != 0 || bad) {
 		free(buf);
 		return NULL;
@@ -104,7 +97,8 @@ spool_requeue(struct spool_dir *d, const char *org, int fd,
 	    sizeof(qid)) == -1)
 		goto bad_list;
 	if ((head = build_head(&q, org, rq->reply, chosen, &hlen)) == NULL) {
-		snprintf(reason, rlen, "out of memory");
+		snprintf(reason, rlen, "cannot build the envelope (out of "
+		    "memory, or a value qfile_read should have refused)");
 		goto fail;
 	}
 	if (spool_create(d, &sf, qid, reason, rlen) == -1)

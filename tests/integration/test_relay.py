@@ -405,3 +405,69 @@ def test_cannot_unlink_means_no_second_delivery(msmilter_factory,
     s.wait_gone("FA0FA0FA0.ONCE1")
     time.sleep(1)
     assert len(s.pf.sink_messages()) == 1
+
+
+# ESMTP parameter injection from milterout (issue 13): an address that
+# carries "> PARAM=..." or an E line that is not exactly NOTIFY=/ORCPT=
+# must never reach the MTA.  The file is unreadable: quarantined, nothing
+# sent.  Before the fix these parameters reached the sink (X-Mail-Args /
+# X-Rcpt-Args below).
+INJECTIONS = [
+    ("A1A1A1A1A.INJ01", b"S<s@example.org> RET=HDRS ENVID=zz>\n"
+     b"O<r@example.com>\n", "S line: angle bracket in an address"),
+    ("A2A2A2A2A.INJ02", b"S<s@example.org>\n"
+     b"O<r@example.com NOTIFY=SUCCESS ORCPT=rfc822;evil@example.com>\n",
+     "O line: space outside a quoted local part"),
+    ("A3A3A3A3A.INJ03", b"S<s@example.org>\nE<NOTIFY=NEVER RET=HDRS>\n"
+     b"O<r@example.com>\n", "E line: not NOTIFY= or ORCPT="),
+    ("A4A4A4A4A.INJ04", b"S<s@example.org>\n"
+     b"E<ORCPT=rfc822;a@example.com ENVID=zz>\nO<r@example.com>\n",
+     "E line: not NOTIFY= or ORCPT="),
+    ("A5A5A5A5A.INJ05", b"S<s@example.org>\nE<NOTIFY=NEVER,SUCCESS>\n"
+     b"O<r@example.com>\n", "E line: NOTIFY=NEVER with another value"),
+    ("A6A6A6A6A.INJ06", b"S<s@example.org>\n"
+     b"E<ORCPT=rfc822;a=b@example.com>\nO<r@example.com>\n",
+     "E line: ORCPT= is not addr-type;xtext"),
+    ("A7A7A7A7A.INJ07", b"S<s@example.org>\nE<NOTIFY=NEVER NOTIFY=DELAY>\n"
+     b"O<r@example.com>\n", "E line: NOTIFY= twice"),
+    ("A8A8A8A8A.INJ08", b"S<s@ex<ample.org>\nO<r@example.com>\n",
+     "S line: angle bracket in an address"),
+]
+
+
+@pytest.mark.parametrize("name,env,why", INJECTIONS)
+def test_parameter_injection_quarantined(msmilter_factory, postfix_factory,
+                                         name, env, why):
+    s = RelayStack(msmilter_factory, postfix_factory)
+    content = env + HEAD + b"Subject: inject\n\nx\n"
+    s.drop(name, content)
+    s.wait_gone(name)
+    bad = os.path.join(os.path.dirname(s.m.milterout), "milterout-invalid")
+    assert os.listdir(bad) == [name]
+    assert "%s: unreadable queue file (%s); moved to %s/%s" % (
+        name, why, bad, name) in s.m.stderr()
+    time.sleep(1)
+    assert s.pf.sink_messages() == []
+    assert not re.search(r"reinject/smtpd\[\d+\]: \w+: client=",
+                         s.pf.maillog())
+
+
+@pytest.mark.parametrize("method", ["SMTP", "QMQP"])
+def test_quoted_local_part_with_space_delivered(msmilter_factory,
+                                                postfix_factory, method):
+    """"john smith"@example.com is legal SMTP and is carried: by SMTP the
+    relay sends it quoted as it stands in the file; by QMQP in Postfix's
+    internal form (qmqpd does not unquote; before, the quotes became part
+    of the local part: <"\\"alice b\\""@example.org> at the next hop)."""
+    s = RelayStack(msmilter_factory, postfix_factory, method=method)
+    data = queue_file('"alice b"@example.org', ['"john smith"@example.com',
+                                                '"a\\"b"@example.com',
+                                                "plain@example.com"],
+                      b"Subject: quoted\n\nx\n")
+    s.drop("B1B1B1B1B.QUOT1", data)
+    s.wait_gone("B1B1B1B1B.QUOT1")
+    msgs = s.pf.wait_sink(1)
+    assert msgs[0].mail_args.startswith('<"alice b"@example.org>')
+    assert sorted(a.split(">")[0] + ">" for a in msgs[0].rcpt_args) == [
+        '<"a\\"b"@example.com>', '<"john smith"@example.com>',
+        "<plain@example.com>"]

@@ -80,7 +80,8 @@ def test_abort_after_headers_keeps_only_second(msmilter):
 def test_line_break_in_sender_refused(msmilter):
     out = run_script(msmilter, "line-break-in-sender.lua")
     assert files(msmilter) == []
-    assert "line break" in msmilter.stderr(), out
+    assert "FORGED1: 553 5.1.7 Sender address refused: line break in an " \
+        "address" in msmilter.stderr(), out
 
 
 def test_crlf_split_across_chunks(msmilter):
@@ -108,3 +109,17 @@ def test_envelope_budget_and_address_lengths(msmilter_factory):
         [b"r%d@example.com" % i for i in range(1, 10)]
     assert "Milter Max Envelope Size (4096 bytes) at 9 recipients" in \
         m.stderr()
+
+
+def test_bad_dsn_and_address_refused_at_rcpt(msmilter):
+    run_script(msmilter, "bad-dsn-and-address.lua")
+    assert files(msmilter) == ["BADDSN1"]
+    assert read(msmilter, "BADDSN1").startswith(
+        b"S<a@example.org>\nE<NOTIFY=DELAY>\nO<ok@example.com>\nReceived: ")
+    err = msmilter.stderr()
+    assert "BADDSN1: 501 5.5.4 DSN parameters refused: NOTIFY=NEVER with " \
+        "another value" in err
+    assert "BADDSN1: 501 5.5.4 DSN parameters refused: ORCPT= is not " \
+        "addr-type;xtext" in err
+    assert "BADDSN1: 553 5.1.3 Recipient address refused: space outside a " \
+        "quoted local part" in err

@@ -1,0 +1,26 @@
+-- RCPT parameters the relay would pass on must be exactly NOTIFY=/ORCPT=
+-- (Postfix checks them first; a milter in front of another MTA may not):
+-- 501 at RCPT.  An address the queue file cannot carry: 553 at RCPT.  The
+-- good recipient still gets its file.
+dofile(scriptdir .. "/common.lua")
+local conn = open_conn("client.example.org", "192.0.2.14")
+must(mt.helo(conn, "helo.example.org"), "helo")
+mt.macro(conn, SMFIC_MAIL, "i", "BADDSN1")
+must(mt.mailfrom(conn, "<a@example.org>"), "mailfrom")
+expect(conn, SMFIR_CONTINUE, "MAIL")
+must(mt.rcptto(conn, "<b@example.com>", "NOTIFY=NEVER,SUCCESS"), "rcpt b")
+expect(conn, SMFIR_REPLYCODE, "RCPT with NOTIFY=NEVER,SUCCESS")
+must(mt.rcptto(conn, "<c@example.com>", "ORCPT=rfc822;x=y@example.com"), "rcpt c")
+expect(conn, SMFIR_REPLYCODE, "RCPT with a bad ORCPT")
+must(mt.rcptto(conn, "<d@ex ample.com>"), "rcpt d")
+expect(conn, SMFIR_REPLYCODE, "RCPT with a space")
+must(mt.rcptto(conn, "<ok@example.com>", "NOTIFY=DELAY"), "rcpt ok")
+expect(conn, SMFIR_CONTINUE, "good RCPT")
+must(mt.data(conn), "data")
+expect(conn, SMFIR_CONTINUE, "DATA")
+must(mt.header(conn, "Subject", "dsn"), "header")
+must(mt.eoh(conn), "eoh")
+must(mt.bodystring(conn, "x\r\n"), "body")
+must(mt.eom(conn), "eom")
+expect(conn, SMFIR_DISCARD, "end of message")
+mt.disconnect(conn)
