@@ -38,6 +38,7 @@
 #define MAX_RECIPIENTS	100000		/* far above smtpd_recipient_limit */
 #define MAX_PATH	256		/* RFC 5321 4.5.3.1.3, with the <> */
 #define PUBLIC_TEMPFAIL	"Mail spool temporarily unavailable, try again later"
+#define PATH_TOO_LONG	"longer than the 256 octets of an SMTP path"
 #define LOG_INTERVAL	60		/* s between lines about a flood */
 
 /*
@@ -649,7 +650,8 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 	/* MAIL starts a new transaction, whatever came before. */
 	txn_abort(c);
 	if (argv[0] != NULL && strlen(argv[0]) > MAX_PATH)
-		return refuse(ctx, "553", "5.1.7", "Sender address too long");
+		return refuse_address(ctx, c, "553", "5.1.7", "Sender address",
+		    PATH_TOO_LONG);
 	if (!capture_transaction(1)) {
 		/* Shutting down: DATA will answer TEMPFAIL. */
 		return carry_on(c, SMFIP_NR_MAIL);
@@ -742,6 +744,19 @@ envelope_fits(struct txn *t, size_t cost)
 	return 0;
 }
 
+/* A recipient refused after it was counted: it costs the budget nothing. */
+static sfsistat
+refuse_rcpt(SMFICTX *ctx, struct conn *c, char **argv, const char *code,
+    const char *xcode, const char *what, const char *why)
+{
+	struct rcpt *r = &c->txn->rcpts[c->txn->nrcpt];
+
+	free(r->addr);
+	free(r->dsn);
+	c->txn->envelope -= rcpt_cost(argv);
+	return refuse_address(ctx, c, code, xcode, what, why);
+}
+
 static sfsistat
 mlfi_envrcpt(SMFICTX *ctx, char **argv)
 {
@@ -756,7 +771,8 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 	if (t == NULL || argv[0] == NULL)
 		return carry_on(c, SMFIP_NR_RCPT);
 	if (strlen(argv[0]) > MAX_PATH)
-		return refuse(ctx, "501", "5.1.3", "Recipient address too long");
+		return refuse_address(ctx, c, "553", "5.1.3",
+		    "Recipient address", PATH_TOO_LONG);
 	if (!envelope_fits(t, rcpt_cost(argv)))
 		return refuse(ctx, "452", "4.5.3", "Too many recipients");
 	if (t->nrcpt == t->rcpt_cap) {
@@ -778,14 +794,10 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 		txn_fail(t, "out of memory at RCPT TO");
 	} else if (!qfile_addr_ok(r->addr, &why)) {
 		/* The other recipients of this transaction are unaffected. */
-		free(r->addr);
-		free(r->dsn);
-		return refuse_address(ctx, c, "553", "5.1.3",
+		return refuse_rcpt(ctx, c, argv, "553", "5.1.3",
 		    "Recipient address", why);
 	} else if (r->dsn != NULL && !qfile_dsn_ok(r->dsn, &why)) {
-		free(r->addr);
-		free(r->dsn);
-		return refuse_address(ctx, c, "501", "5.5.4",
+		return refuse_rcpt(ctx, c, argv, "501", "5.5.4",
 		    "DSN parameters", why);
 	} else
 		t->nrcpt++;
