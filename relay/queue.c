@@ -19,6 +19,8 @@
 
 /* A file someone else holds locked is looked at again this soon. */
 #define LOCKED_RETRY	2
+/* One we must not deliver and cannot move aside waits for the admin. */
+#define STUCK_RETRY	600
 
 static struct pending *
 find(struct relay *r, const char *name)
@@ -119,6 +121,20 @@ note_mta(struct relay *r, const struct job *j, time_t now)
 	    j->reply, r->mta_backoff);
 }
 
+/* Said once per file, not at each look; a rescan does not hurry it. */
+static void
+stuck(const struct relay *r, struct pending *p, const struct job *j,
+    time_t now)
+{
+	if (!p->stuck)
+		log_warnx("%s: %s; left in place (quarantine directory %s), "
+		    "looking again every %d s", p->name, j->reply, r->badpath,
+		    STUCK_RETRY);
+	p->stuck = 1;
+	p->backoff = STUCK_RETRY;
+	p->due = now + STUCK_RETRY;
+}
+
 /* Results of finished jobs: the worker's verdict on each file. */
 void
 queue_collect(struct relay *r, time_t now)
@@ -138,6 +154,8 @@ queue_collect(struct relay *r, time_t now)
 				forget(r, p);
 			else if (j->result == JOB_LATER)
 				p->due = now + LOCKED_RETRY;
+			else if (j->result == JOB_STUCK)
+				stuck(r, p, j, now);
 			else {
 				note_mta(r, j, now);
 				defer(r, p, now);

@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,9 +27,43 @@
 #include "sandbox.h"
 #include "seccomp.h"
 
+/*
+ * The quarantine directory, which sits in MailScanner's directory: only
+ * our own directory, not group or world writable, and not reached through
+ * a link planted at its name (the parent refuses those too).  -1 with
+ * why set when it is not fit.
+ */
+static int
+open_quarantine(const struct relay *r, char *why, size_t len)
+{
+	struct stat	 st, at;
+	int		 fd;
+
+	if ((fd = open(r->badpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
+		snprintf(why, len, "%s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || fstatat(AT_FDCWD, r->badpath, &at,
+	    AT_SYMLINK_NOFOLLOW) == -1)
+		snprintf(why, len, "%s", strerror(errno));
+	else if (at.st_ino != st.st_ino || at.st_dev != st.st_dev)
+		snprintf(why, len, "a symbolic link or replaced");
+	else if (st.st_uid != r->uid)
+		snprintf(why, len, "owned by uid %ju, not %ju",
+		    (uintmax_t)st.st_uid, (uintmax_t)r->uid);
+	else if (st.st_mode & (S_IWGRP | S_IWOTH))
+		snprintf(why, len, "group or world writable");
+	else
+		return fd;
+	close(fd);
+	return -1;
+}
+
 static void
 open_dirs(struct relay *r)
 {
+	char	 why[128];
+
 	if (r->outdir == -1 && (r->outdir = open(r->set.outgoing_queue_dir,
 	    O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		/*
@@ -46,10 +81,10 @@ open_dirs(struct relay *r)
 	}
 	/* The parent created it for us at start-up. */
 	config_quarantine_dir(&r->set, r->badpath, sizeof(r->badpath));
-	if (r->badfd == -1 && (r->badfd = open(r->badpath, O_RDONLY |
-	    O_DIRECTORY | O_CLOEXEC)) == -1 && !r->warned_bad) {
-		log_warn("cannot open %s: unreadable files stay in milterout",
-		    r->badpath);
+	if (r->badfd == -1 && (r->badfd = open_quarantine(r, why,
+	    sizeof(why))) == -1 && !r->warned_bad) {
+		log_warnx("cannot use %s (%s): unreadable files stay in "
+		    "milterout", r->badpath, why);
 		r->warned_bad = 1;
 	}
 }
@@ -184,6 +219,7 @@ main(void)
 	if (gethostname(r.hostname, sizeof(r.hostname) - 1) == -1)
 		snprintf(r.hostname, sizeof(r.hostname), "localhost");
 	child_become_run_as(&r.set);
+	r.uid = geteuid();	/* MailScanner writes milterout as this user */
 	signal(SIGPIPE, SIG_IGN);
 
 	r.outdir = r.badfd = r.spooler = -1;

@@ -24,6 +24,7 @@ struct pending {
 	time_t		 due;		/* next attempt */
 	unsigned	 backoff;	/* seconds; 0 before the first failure */
 	int		 busy;		/* a worker has it */
+	int		 stuck;		/* cannot be moved aside; said so once */
 	unsigned char	*done;		/* per recipient: delivered or requeued */
 	size_t		 ndone;
 };
@@ -32,6 +33,8 @@ enum job_result {
 	JOB_GONE,		/* delivered, requeued or quarantined */
 	JOB_LATER,		/* locked or vanishing: look again soon */
 	JOB_DEFERRED,		/* temporary failure: back off */
+	JOB_STUCK,		/* must not be delivered, cannot be moved aside:
+				   reply says why, logged once, retried rarely */
 };
 
 /* One file handed to a worker, and what came of it. */
@@ -57,6 +60,7 @@ struct worker {
 struct relay {
 	struct msm_settings	 set;
 	int			 outdir;	/* milterout, O_DIRECTORY */
+	uid_t			 uid;		/* ours: milterout files' owner */
 	int			 badfd;		/* quarantine dir, or -1 */
 	char			 badpath[MSM_PATH_LEN];
 	int			 warned_bad;

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,56 +33,151 @@ lock_file(const struct relay *r, int fd)
 }
 
 /*
- * Open and lock name; 0 with *fdp set, 1 when it is gone or locked by
- * someone else (try later), -1 on other errors.
+ * What makes a milterout entry something we must not deliver, or NULL.
+ * MailScanner writes each file as Run As User (our uid), under a temp-
+ * name, and renames it in: one link, a regular file, ours.  Anything else
+ * was put there by someone else: a link would deliver (and then unlink) a
+ * file from elsewhere, a FIFO or device would block or act when opened.
+ */
+static const char *
+odd_entry(const struct relay *r, const struct stat *st, char *buf,
+    size_t len)
+{
+	if (S_ISLNK(st->st_mode))
+		return "a symbolic link";
+	if (S_ISDIR(st->st_mode))
+		return "a directory";
+	if (S_ISFIFO(st->st_mode))
+		return "a FIFO";
+	if (S_ISSOCK(st->st_mode))
+		return "a socket";
+	if (S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode))
+		return "a device";
+	if (!S_ISREG(st->st_mode))
+		return "not a regular file";
+	if (st->st_nlink != 1) {
+		snprintf(buf, len, "%ju hard links, not 1",
+		    (uintmax_t)st->st_nlink);
+		return buf;
+	}
+	if (st->st_uid != r->uid) {
+		snprintf(buf, len, "owned by uid %ju, not %ju",
+		    (uintmax_t)st->st_uid, (uintmax_t)r->uid);
+		return buf;
+	}
+	return NULL;
+}
+
+/*
+ * Open and lock name, which fstatat found to be a plain file of ours.
+ * 0 with *fdp set; 1 when it is gone, locked by someone else or was
+ * replaced meanwhile (look again later); 2 when the locked file itself is
+ * odd (why says how); -1 on other errors.
  */
 static int
-open_locked(const struct relay *r, const char *name, int *fdp)
+open_locked(const struct relay *r, const char *name, int *fdp, char *why,
+    size_t len)
 {
 	struct stat	 st, now;
+	const char	*odd;
 	int		 fd;
 
-	/* fcntl write locks need a descriptor open for writing. */
+	/*
+	 * Never follow a link; O_NONBLOCK so that a FIFO swapped in after
+	 * the fstatat cannot hang us (and fcntl write locks need a
+	 * descriptor open for writing).
+	 */
 	fd = openat(r->outdir, name, (r->set.lock_type == MSM_LOCK_POSIX ?
 	    O_RDWR : O_RDONLY) | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
 	if (fd == -1)
-		return errno == ENOENT ? 1 : -1;
+		return errno == ENOENT || errno == ELOOP ? 1 : -1;
 	if (lock_file(r, fd) == -1) {
 		close(fd);
 		return errno == EWOULDBLOCK || errno == EAGAIN ||
 		    errno == EACCES ? 1 : -1;
 	}
-	/* Locked: is it still the file at that name, and still linked? */
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_nlink == 0 ||
+	/*
+	 * Locked: is it still the file at that name?  And is what we hold
+	 * (not what the name showed a moment ago) a plain file of ours?
+	 */
+	if (fstat(fd, &st) == -1 ||
 	    fstatat(r->outdir, name, &now, AT_SYMLINK_NOFOLLOW) == -1 ||
 	    now.st_ino != st.st_ino || now.st_dev != st.st_dev) {
 		close(fd);
 		return 1;
 	}
+	if ((odd = odd_entry(r, &st, why, len)) != NULL) {
+		if (odd != why)
+			snprintf(why, len, "%s", odd);
+		close(fd);
+		return 2;
+	}
 	*fdp = fd;
 	return 0;
 }
 
-/* Move an unreadable file aside: never deleted, never retried for ever. */
-static void
-quarantine(const struct relay *r, const char *name, const char *why)
-{
-	char	 target[128];
+#define REFUSED	"not a queue file we may deliver"
 
-	snprintf(target, sizeof(target), "%s", name);
-	for (int i = 0; r->badfd != -1 && i < 100; i++) {
-		if (renameat2(r->outdir, name, r->badfd, target,
-		    RENAME_NOREPLACE) == 0) {
-			log_warnx("%s: unreadable queue file (%s); moved to "
-			    "%s/%s", name, why, r->badpath, target);
-			return;
-		}
+/* renameat2 to base, or base.1 ... base.99 when taken; never replaces. */
+static int
+rename_free(int from, const char *name, int to, const char *base,
+    char *target, size_t len)
+{
+	snprintf(target, len, "%s", base);
+	for (int i = 0; i < 100; i++) {
+		if (renameat2(from, name, to, target, RENAME_NOREPLACE) == 0)
+			return 0;
 		if (errno != EEXIST)
-			break;
-		snprintf(target, sizeof(target), "%s.%d", name, i + 1);
+			return -1;
+		snprintf(target, len, "%s.%d", base, i + 1);
 	}
-	log_warn("%s: unreadable queue file (%s) and cannot move it to %s",
-	    name, why, r->badpath);
+	return -1;
+}
+
+/*
+ * Move what must not be delivered aside: never deleted, never opened
+ * again, never retried in a loop.  Into the quarantine directory; where
+ * that cannot take it (another file system, a directory we may not
+ * re-parent) to a dot name in milterout, which the relay ignores.  Sets
+ * j->result: JOB_GONE when moved (or gone), else JOB_STUCK with the reason
+ * in j->reply for the main thread to log once (a worker would log it at
+ * each look).
+ */
+static void
+quarantine(const struct relay *r, struct job *j, const char *what,
+    const char *why)
+{
+	char	 target[128], hidden[128];
+	int	 e;
+
+	j->result = JOB_GONE;
+	if (r->badfd == -1) {
+		snprintf(j->reply, sizeof(j->reply), "%s (%s): no quarantine "
+		    "directory", what, why);
+		j->result = JOB_STUCK;
+		return;
+	}
+	if (rename_free(r->outdir, j->name, r->badfd, j->name, target,
+	    sizeof(target)) == 0) {
+		log_warnx("%s: %s (%s); moved to %s/%s", j->name, what, why,
+		    r->badpath, target);
+		return;
+	}
+	e = errno;
+	snprintf(hidden, sizeof(hidden), ".invalid.%s", j->name);
+	if (rename_free(r->outdir, j->name, r->outdir, hidden, target,
+	    sizeof(target)) == 0) {
+		log_warnx("%s: %s (%s) that cannot go to %s (%s); renamed to "
+		    "%s in %s", j->name, what, why, r->badpath, strerror(e),
+		    target, r->set.outgoing_queue_dir);
+		return;
+	}
+	if (errno == ENOENT)
+		return;		/* gone meanwhile */
+	snprintf(j->reply, sizeof(j->reply), "%s (%s): cannot move it there "
+	    "(%s) nor rename it (%s)", what, why, strerror(e),
+	    strerror(errno));
+	j->result = JOB_STUCK;
 }
 
 /* Recipient indexes per requeue record, well inside IPC_MAX_PAYLOAD. */
@@ -301,8 +397,7 @@ deliver_locked(struct worker *w, struct job *j, int fd)
 	case 0:
 		break;
 	case -1:
-		quarantine(r, j->name, err);
-		j->result = JOB_GONE;
+		quarantine(r, j, "unreadable queue file", err);
 		return;
 	default:
 		/* A read error or no memory says nothing about the file. */
@@ -334,10 +429,36 @@ out:
 static void
 run_job(struct worker *w, struct job *j)
 {
-	int fd, rc = open_locked(w->r, j->name, &fd);
+	struct relay	*r = w->r;
+	struct stat	 st;
+	const char	*odd;
+	char		 why[64];
+	int		 fd, rc;
 
-	if (rc != 0) {
-		if (faccessat(w->r->outdir, j->name, F_OK, AT_SYMLINK_NOFOLLOW)
+	/* Look before opening: a link, FIFO or device is never opened. */
+	if (fstatat(r->outdir, j->name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno == ENOENT)
+			j->result = JOB_GONE;
+		else {
+			log_warn("%s", j->name);
+			j->result = JOB_DEFERRED;
+		}
+		return;
+	}
+	if ((odd = odd_entry(r, &st, why, sizeof(why))) != NULL) {
+		quarantine(r, j, REFUSED, odd);
+		return;
+	}
+	switch ((rc = open_locked(r, j->name, &fd, why, sizeof(why)))) {
+	case 0:
+		deliver_locked(w, j, fd);
+		close(fd);	/* releases the lock */
+		return;
+	case 2:
+		quarantine(r, j, REFUSED, why);
+		return;
+	default:
+		if (faccessat(r->outdir, j->name, F_OK, AT_SYMLINK_NOFOLLOW)
 		    == -1 && errno == ENOENT)
 			j->result = JOB_GONE;
 		else {
@@ -347,8 +468,6 @@ run_job(struct worker *w, struct job *j)
 		}
 		return;
 	}
-	deliver_locked(w, j, fd);
-	close(fd);	/* releases the lock */
 }
 
 static void *

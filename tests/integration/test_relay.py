@@ -300,6 +300,8 @@ def test_locked_file_left_alone_until_unlocked(msmilter_factory,
     with open(tmp, "wb") as f:
         f.write(queue_file("alice@example.org", ["carol@example.com"],
                            b"Subject: locked\n\ny\n"))
+    pw = pwd.getpwnam("postfix")       # MailScanner writes as Run As User
+    os.chown(tmp, pw.pw_uid, pw.pw_gid)
     f = open(tmp, "rb")
     fcntl.flock(f, fcntl.LOCK_EX)
     os.rename(tmp, path)
