@@ -24,7 +24,6 @@
 #include "config.h"
 #include "config_priv.h"
 
-#define MSG_LEN			512
 #define SHOW_LEN		64	/* bytes of a bad value quoted back */
 
 enum ktype { KT_STR, KT_BOOL, KT_ENUM, KT_UINT, KT_MODE };
@@ -47,18 +46,7 @@ struct key {
 };
 
 /* Where in which file we are. */
-struct pos {
-	const char	*file;
-	unsigned	 line;
-};
-
 /* Where config_check's findings go. */
-struct reporter {
-	config_report_fn	 report;
-	void			*arg;
-	int			 errors;
-};
-
 static const char *const queue_words[] = { "short", "long", NULL };
 static const char *const delivery_words[] = { "SMTP", "QMQP", NULL };
 static const char *const socket_words[] = { "inet", "unix", NULL };
@@ -241,8 +229,8 @@ show(const char *v, char *buf, size_t len)
 	return buf;
 }
 
-static void
-say(struct reporter *l, int sev, const struct pos *p, const char *key,
+void
+config_say(struct reporter *l, int sev, const struct pos *p, const char *key,
     const char *msg)
 {
 	if (sev > 0)
@@ -252,20 +240,17 @@ say(struct reporter *l, int sev, const struct pos *p, const char *key,
 		    key, msg);
 }
 
-static void	sayf(struct reporter *, int, const struct pos *, const char *,
-		    const char *, ...) __attribute__((format(printf, 5, 6)));
-
-static void
-sayf(struct reporter *l, int sev, const struct pos *p, const char *key,
+void
+config_sayf(struct reporter *l, int sev, const struct pos *p, const char *key,
     const char *fmt, ...)
 {
-	char	 msg[MSG_LEN];
+	char	 msg[CONFIG_MSG_LEN];
 	va_list	 ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof msg, fmt, ap);
 	va_end(ap);
-	say(l, sev, p, key, msg);
+	config_say(l, sev, p, key, msg);
 }
 
 void
@@ -635,11 +620,11 @@ check_qmqp_socket(struct reporter *l, const char *path)
 	struct stat st;
 
 	if (stat(path, &st) == -1)
-		sayf(l, 1, NULL, "MSMail Socket Dir", "QMQP socket %s: %s "
+		config_sayf(l, 1, NULL, "MSMail Socket Dir", "QMQP socket %s: %s "
 		    "(is the qmqp service in Postfix's master.cf?)", path,
 		    strerror(errno));
 	else if (!S_ISSOCK(st.st_mode))
-		sayf(l, 1, NULL, "MSMail Socket Dir", "%s is not a socket",
+		config_sayf(l, 1, NULL, "MSMail Socket Dir", "%s is not a socket",
 		    path);
 }
 
@@ -653,17 +638,17 @@ config_check(const struct msm_settings *s, config_report_fn report,
 	l.report = report;
 	l.arg = arg;
 	if (strcasecmp(s->mta, "msmail") != 0)
-		sayf(&l, 0, NULL, "MTA", "MTA is %.*s, not msmail: MailScanner "
+		config_sayf(&l, 0, NULL, "MTA", "MTA is %.*s, not msmail: MailScanner "
 		    "will not read the milterin queue; set MTA = msmail",
 		    (int)sizeof s->mta, s->mta);
 	if (s->milter_socket[0] == '\0') {
-		sayf(&l, 0, NULL, "Milter Socket", "listening on inet %.*s "
+		config_sayf(&l, 0, NULL, "Milter Socket", "listening on inet %.*s "
 		    "port %u: libmilter has no peer authentication, so any "
 		    "local user who can reach the port can inject mail; prefer "
 		    "Milter Socket = /path/to/socket",
 		    (int)sizeof s->milter_bind, s->milter_bind, s->milter_port);
 		if (!is_loopback(s->milter_bind))
-			sayf(&l, 0, NULL, "Milter Bind", "Milter Bind %.*s is "
+			config_sayf(&l, 0, NULL, "Milter Bind", "Milter Bind %.*s is "
 			    "not a loopback address: hosts on the network can "
 			    "inject mail", (int)sizeof s->milter_bind,
 			    s->milter_bind);
@@ -674,29 +659,29 @@ config_check(const struct msm_settings *s, config_report_fn report,
 	 * maps to uid 0 is caught where the accounts are looked up.
 	 */
 	if (s->run_as_user[0] == '\0' || strcmp(s->run_as_user, "root") == 0)
-		say(&l, 1, NULL, "Run As User", "Run As User is empty or root: "
+		config_say(&l, 1, NULL, "Run As User", "Run As User is empty or root: "
 		    "the spooler and the relay would run as root; set it to "
 		    "the user MailScanner runs as (postfix, or mail on Debian)");
 	if (strcmp(s->run_as_group, "root") == 0 ||
 	    strcmp(s->incoming_work_group, "root") == 0)
-		say(&l, 1, NULL, "Run As Group", "Run As Group or Incoming Work "
+		config_say(&l, 1, NULL, "Run As Group", "Run As Group or Incoming Work "
 		    "Group is root: the spooler and the relay would hold "
 		    "group root; use the group MailScanner runs as");
 	if (same_dir(s->incoming_queue_dir, s->outgoing_queue_dir))
-		say(&l, 1, NULL, "Outgoing Queue Dir", "Incoming Queue Dir and "
+		config_say(&l, 1, NULL, "Outgoing Queue Dir", "Incoming Queue Dir and "
 		    "Outgoing Queue Dir are the same directory: MailScanner "
 		    "would rescan its own output");
 	/* Two deliverers on one queue deliver every message twice. */
 	if (s->ms_delivery_method != MSM_MS_QUEUE)
-		say(&l, 1, NULL, "Delivery Method", "Delivery Method must be "
+		config_say(&l, 1, NULL, "Delivery Method", "Delivery Method must be "
 		    "queue: otherwise MailScanner delivers milterout itself "
 		    "and msmilter's relay delivers it again");
 	if (s->relay_min_retry > s->relay_max_retry)
-		say(&l, 1, NULL, "Milter Relay Min Retry", "Milter Relay Min "
+		config_say(&l, 1, NULL, "Milter Relay Min Retry", "Milter Relay Min "
 		    "Retry is longer than Milter Relay Max Retry");
 	/* MailScanner's sample says 10, meaning Perl milter processes. */
 	if (s->milter_max_children < 100)
-		say(&l, 0, NULL, "Milter Max Children", "Milter Max Children "
+		config_say(&l, 0, NULL, "Milter Max Children", "Milter Max Children "
 		    "counts concurrent milter sessions: below 100, Postfix's "
 		    "default smtpd process limit, busy times get 451 4.3.2");
 	if (s->delivery_method == MSM_DELIVER_QMQP &&

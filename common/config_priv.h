@@ -13,6 +13,25 @@
 #define CONFIG_MSG_LEN		512	/* one problem's text */
 #define CONFIG_SHOW_BUF		65	/* a bad value quoted back, NUL */
 
+/* Where a problem was found, and who hears of it (config_report_fn). */
+struct pos {
+	const char	*file;
+	unsigned	 line;
+};
+
+struct reporter {
+	config_report_fn	 report;
+	void			*arg;
+	int			 errors;
+};
+
+/* Report one problem; severity > 0 counts as an error. */
+void		 config_say(struct reporter *, int sev, const struct pos *,
+		    const char *key, const char *msg);
+void		 config_sayf(struct reporter *, int sev, const struct pos *,
+		    const char *key, const char *fmt, ...)
+		    __attribute__((format(printf, 5, 6)));
+
 /* Is key (any case and spacing) one msmilter uses? */
 int		 config_key_known(const char *key);
 

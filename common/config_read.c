@@ -27,11 +27,6 @@
 #define ORG_NAME_VAR		"org-name"
 
 /* Where in which file we are. */
-struct pos {
-	const char	*file;
-	unsigned	 line;
-};
-
 struct pvar {
 	char	*name;		/* lowercased, without the % signs */
 	char	*value;
@@ -45,9 +40,7 @@ struct file_id {
 /* Everything one config_load() call needs; no global mutable state. */
 struct loader {
 	struct msm_settings	*s;
-	config_report_fn	 report;
-	void			*arg;
-	int			 errors;
+	struct reporter		 rep;
 	struct pvar		*vars;
 	size_t			 nvars, capvars;
 	struct file_id		 open[MAX_INCLUDE_DEPTH + 1];
@@ -64,33 +57,6 @@ struct sbuf {
 static void	read_file(struct loader *, const char *, const struct pos *);
 
 /* ---- small helpers ---- */
-
-static void
-say(struct loader *l, int sev, const struct pos *p, const char *key,
-    const char *msg)
-{
-	if (sev > 0)
-		l->errors++;
-	if (l->report != NULL)
-		l->report(l->arg, sev, p ? p->file : NULL, p ? p->line : 0,
-		    key, msg);
-}
-
-static void	sayf(struct loader *, int, const struct pos *, const char *,
-		    const char *, ...) __attribute__((format(printf, 5, 6)));
-
-static void
-sayf(struct loader *l, int sev, const struct pos *p, const char *key,
-    const char *fmt, ...)
-{
-	char	 msg[CONFIG_MSG_LEN];
-	va_list	 ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof msg, fmt, ap);
-	va_end(ap);
-	say(l, sev, p, key, msg);
-}
 
 static char *
 trim(char *p)
@@ -257,13 +223,13 @@ org_name(struct loader *l, const struct pos *p, const char *key,
 
 	for (i = 0; i < n; i++)
 		if (v[i] <= ' ' || v[i] >= 127 || v[i] == ':') {
-			sayf(l, 1, p, key, "'%s' is not allowed: it becomes "
+			config_sayf(&l->rep, 1, p, key, "'%s' is not allowed: it becomes "
 			    "part of a header name, so no spaces, ':' or "
 			    "non-ASCII characters", config_show(v, b, sizeof b));
 			return;
 		}
 	if (n >= sizeof l->s->org_name)
-		sayf(l, 1, p, key, "value is %zu bytes long, at most %zu "
+		config_sayf(&l->rep, 1, p, key, "value is %zu bytes long, at most %zu "
 		    "allowed", n, sizeof l->s->org_name - 1);
 	else
 		memcpy(l->s->org_name, v, n + 1);
@@ -277,7 +243,7 @@ do_var(struct loader *l, const struct pos *p, const char *key,
 	char	*v;
 
 	if ((v = substitute(l, raw)) == NULL) {
-		sayf(l, 1, p, key, "value too long after %%var%% substitution "
+		config_sayf(&l->rep, 1, p, key, "value too long after %%var%% substitution "
 		    "(at most %d bytes)", MAX_EXPANDED - 1);
 		return;
 	}
@@ -286,7 +252,7 @@ do_var(struct loader *l, const struct pos *p, const char *key,
 		org_name(l, p, key, v);
 	if (define_var(l, key + 1, n, v) == -1) {
 		free(v);
-		sayf(l, 1, p, key, "cannot define percent variable: out of "
+		config_sayf(&l->rep, 1, p, key, "cannot define percent variable: out of "
 		    "memory or more than %d variables", MAX_VARS);
 	}
 }
@@ -301,12 +267,12 @@ do_setting(struct loader *l, const struct pos *p, const char *key,
 	if (!config_key_known(key))
 		return;	/* MailScanner has hundreds we do not use */
 	if ((v = substitute(l, raw)) == NULL) {
-		sayf(l, 1, p, key, "value too long after %%var%% substitution "
+		config_sayf(&l->rep, 1, p, key, "value too long after %%var%% substitution "
 		    "(at most %d bytes)", MAX_EXPANDED - 1);
 		return;
 	}
 	if (config_set_key(l->s, key, v, msg, sizeof msg) == -1)
-		say(l, 1, p, key, msg);
+		config_say(&l->rep, 1, p, key, msg);
 	free(v);
 }
 
@@ -320,17 +286,17 @@ do_include(struct loader *l, const struct pos *p, const char *raw)
 	int	 rc;
 
 	if ((pat = substitute(l, raw)) == NULL) {
-		sayf(l, 1, p, NULL, "include pattern too long after %%var%% "
+		config_sayf(&l->rep, 1, p, NULL, "include pattern too long after %%var%% "
 		    "substitution");
 		return;
 	}
 	memset(&g, 0, sizeof g);
 	rc = glob(pat, 0, NULL, &g);
 	if (rc == GLOB_NOMATCH && strpbrk(pat, "*?[") == NULL)
-		sayf(l, 0, p, NULL, "include: %s not found, ignored",
+		config_sayf(&l->rep, 0, p, NULL, "include: %s not found, ignored",
 		    config_show(pat, b, sizeof b));
 	else if (rc != 0 && rc != GLOB_NOMATCH)
-		say(l, 1, p, NULL, rc == GLOB_NOSPACE ? "include: out of "
+		config_say(&l->rep, 1, p, NULL, rc == GLOB_NOSPACE ? "include: out of "
 		    "memory" : "include: read error while matching the glob");
 	for (i = 0; rc == 0 && i < g.gl_pathc; i++)
 		read_file(l, g.gl_pathv[i], p);
@@ -374,7 +340,7 @@ do_line(struct loader *l, const struct pos *p, char *line)
 		if ((pat = include_pattern(line)) != NULL)
 			do_include(l, p, pat);
 		else
-			say(l, 1, p, NULL, "line has no '=': expected "
+			config_say(&l->rep, 1, p, NULL, "line has no '=': expected "
 			    "'Key = value', 'include FILE-GLOB' or a comment");
 		return;
 	}
@@ -382,7 +348,7 @@ do_line(struct loader *l, const struct pos *p, char *line)
 	key = trim(line);
 	val = trim(eq + 1);
 	if (*key == '\0')
-		say(l, 1, p, NULL, "nothing before '=': expected "
+		config_say(&l->rep, 1, p, NULL, "nothing before '=': expected "
 		    "'Key = value'");
 	else if (var_name_len(key) > 0)
 		do_var(l, p, key, val);
@@ -404,12 +370,12 @@ open_conf(struct loader *l, const char *path, int included, struct stat *st)
 		e = errno;
 		if (fd != -1)
 			close(fd);
-		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
+		config_say(&l->rep, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
 		return NULL;
 	}
 	if (!S_ISREG(st->st_mode)) {
 		if (!(included && S_ISDIR(st->st_mode)))
-			say(l, 1, &(struct pos){ path, 0 }, NULL,
+			config_say(&l->rep, 1, &(struct pos){ path, 0 }, NULL,
 			    "not a regular file");
 		close(fd);
 		return NULL;
@@ -417,7 +383,7 @@ open_conf(struct loader *l, const char *path, int included, struct stat *st)
 	if ((fp = fdopen(fd, "r")) == NULL) {
 		e = errno;
 		close(fd);
-		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
+		config_say(&l->rep, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
 	}
 	return fp;
 }
@@ -432,12 +398,12 @@ enter_file(struct loader *l, const char *path, const struct stat *st,
 	for (i = 0; i < l->depth; i++)
 		if (l->open[i].dev == st->st_dev &&
 		    l->open[i].ino == st->st_ino) {
-			sayf(l, 1, from, NULL, "include loop: this includes "
+			config_sayf(&l->rep, 1, from, NULL, "include loop: this includes "
 			    "%s, which is already being read", path);
 			return -1;
 		}
 	if (l->depth > MAX_INCLUDE_DEPTH) {
-		sayf(l, 1, from, NULL, "includes nested more than %d deep "
+		config_sayf(&l->rep, 1, from, NULL, "includes nested more than %d deep "
 		    "(an include loop?)", MAX_INCLUDE_DEPTH);
 		return -1;
 	}
@@ -459,14 +425,14 @@ read_lines(struct loader *l, FILE *fp, const char *path)
 	while ((errno = 0, n = getline(&line, &cap, fp)) != -1) {
 		p.line++;
 		if (memchr(line, '\0', (size_t)n) != NULL) {
-			say(l, 1, &p, NULL, "line contains a NUL byte");
+			config_say(&l->rep, 1, &p, NULL, "line contains a NUL byte");
 			continue;
 		}
 		do_line(l, &p, line);
 	}
 	e = errno;
 	if (ferror(fp) || e == ENOMEM)
-		say(l, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
+		config_say(&l->rep, 1, &(struct pos){ path, 0 }, NULL, strerror(e));
 	free(line);
 }
 
@@ -498,16 +464,16 @@ config_load(const char *path, struct msm_settings *s,
 
 	memset(&l, 0, sizeof l);
 	l.s = s;
-	l.report = report;
-	l.arg = arg;
+	l.rep.report = report;
+	l.rep.arg = arg;
 	config_defaults(s);
 	if (strlen(path) >= sizeof s->config_file) {
-		say(&l, 1, &(struct pos){ path, 0 }, NULL,
+		config_say(&l.rep, 1, &(struct pos){ path, 0 }, NULL,
 		    "configuration file name too long");
-		return l.errors;
+		return l.rep.errors;
 	}
 	memcpy(s->config_file, path, strlen(path) + 1);
 	read_file(&l, path, NULL);
 	free_vars(&l);
-	return l.errors;
+	return l.rep.errors;
 }
