@@ -194,13 +194,21 @@ confine_by_path(struct relay *r)
 				    MSM_DELIVER_QMQP &&
 				    r->set.socket_type == MSM_SOCKET_UNIX;
 
+	/*
+	 * Landlock refuses a move that would give the moved entry rights it
+	 * did not have, so milterout grants what the quarantine does (a
+	 * directory or FIFO planted there is moved out whole).  Creating
+	 * entries in milterout is what DESIGN.md allows the relay anyway.
+	 */
+	const uint64_t	 take_in = LL_MAKE_REG | LL_MAKE_FIFO | LL_MAKE_SOCK |
+			    LL_MAKE_SYM | LL_MAKE_DIR | LL_REFER;
+
 	p.dirs[0].path = r->set.outgoing_queue_dir;
 	p.dirs[0].access = LL_READ_FILE | LL_READ_DIR | LL_REMOVE_FILE |
-	    LL_REMOVE_DIR | LL_REFER |
+	    LL_REMOVE_DIR | take_in |
 	    (r->set.lock_type == MSM_LOCK_POSIX ? LL_WRITE_FILE : 0);
 	p.dirs[1].path = r->badpath;
-	p.dirs[1].access = LL_MAKE_REG | LL_MAKE_FIFO | LL_MAKE_SOCK |
-	    LL_MAKE_SYM | LL_MAKE_DIR | LL_REFER;
+	p.dirs[1].access = take_in;
 	p.tcp_port = qmqp_unix ? 0 : r->set.relay_port;
 	p.unix_socket = qmqp_unix ? r->set.socket_dir : NULL;
 	if (sandbox_landlock(&p, r->set.milter_landlock) > 0)
