@@ -10,6 +10,7 @@ which hands it to its smtp-sink.  Needs root (Postfix's master, msmilter's
 privilege drop)."""
 
 import os
+import stat
 import sys
 import time
 
@@ -28,6 +29,34 @@ def banner(text):
     say("== " + text)
 
 
+def read_queue_file(dirpath, name):
+    """A milterin file's bytes, or None when it is not a plain file with
+    one link: we are root in a directory postfix can write, so never
+    follow a link planted there (O_NOFOLLOW), never block on a FIFO."""
+    try:
+        fd = os.open(os.path.join(dirpath, name),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            return None
+        return f.read()
+
+
+def write_queue_file(dirpath, name, data, uid, gid):
+    """Write data to dirpath/name for uid:gid, exclusively: a link or
+    anything else already at that name makes it fail rather than write
+    (or chown) through it.  Ownership and mode by descriptor."""
+    fd = os.open(os.path.join(dirpath, name),
+                 os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        os.fchown(f.fileno(), uid, gid)
+        os.fchmod(f.fileno(), 0o640)
+
+
 def play_mailscanner(m):
     """What MailScanner does with a clean message: read it from milterin,
     add its headers, write it to milterout under a temp- name and rename
@@ -36,19 +65,27 @@ def play_mailscanner(m):
     pw = pwd.getpwnam("postfix")
     banner("playing MailScanner: milterin -> milterout")
     for name in m.milterin_files():
-        src = os.path.join(m.milterin, name)
-        with open(src, "rb") as f:
-            lines = f.read().split(b"\n")
+        data = read_queue_file(m.milterin, name)
+        if data is None:
+            say("%s: not a plain file, left alone" % name)
+            continue
+        lines = data.split(b"\n")
         i = 0
-        while lines[i][:2] in (b"S<", b"O<", b"E<", b"A<"):
+        while i < len(lines) and lines[i][:2] in (b"S<", b"O<", b"E<",
+                                                  b"A<"):
             i += 1
         lines.insert(i, b"X-Demo-MailScanner: Found to be clean")
-        tmp = os.path.join(m.milterout, "temp-" + name)
-        with open(tmp, "wb") as f:
-            f.write(b"\n".join(lines))
-        os.chown(tmp, pw.pw_uid, pw.pw_gid)
-        os.rename(tmp, os.path.join(m.milterout, name + ".A1B2C"))
-        os.unlink(src)
+        tmp = "temp-" + name
+        try:
+            write_queue_file(m.milterout, tmp, b"\n".join(lines),
+                             pw.pw_uid, pw.pw_gid)
+        except OSError as e:
+            say("%s: cannot write milterout/%s (%s), left in milterin"
+                % (name, tmp, e.strerror))
+            continue
+        os.rename(os.path.join(m.milterout, tmp),
+                  os.path.join(m.milterout, name + ".A1B2C"))
+        os.unlink(os.path.join(m.milterin, name))
         say("%s -> milterout/%s.A1B2C" % (name, name))
 
 

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -167,27 +168,136 @@ write_pidfile(struct parent *p)
 	p->pidfd = fd;	/* the lock lives as long as we do */
 }
 
+/* "/a/b/c" into "/a/b" and "c"; -1 when there is no last component. */
+static int
+split_path(const char *path, char *dir, size_t dirlen, char *base,
+    size_t baselen)
+{
+	char	 buf[MSM_PATH_LEN];
+	char	*slash;
+	size_t	 n;
+
+	if (strlen(path) >= sizeof(buf))
+		return -1;
+	memcpy(buf, path, strlen(path) + 1);
+	n = strlen(buf);
+	while (n > 1 && buf[n - 1] == '/')
+		buf[--n] = '\0';
+	if ((slash = strrchr(buf, '/')) == NULL || strcmp(slash, "/") == 0 ||
+	    strcmp(slash, "/.") == 0 || strcmp(slash, "/..") == 0)
+		return -1;
+	snprintf(base, baselen, "%s", slash + 1);
+	if (slash == buf)
+		slash++;	/* "/c": the directory is "/" */
+	*slash = '\0';
+	snprintf(dir, dirlen, "%s", buf);
+	return 0;
+}
+
+/* Whose the quarantine directory must be: the relay's. */
+static int
+quarantine_owner(const struct msm_settings *s, struct sandbox_creds *owner)
+{
+	char	 err[256];
+
+	if (!sandbox_privileged()) {
+		owner->uid = geteuid();
+		owner->gid = getegid();
+		return 0;
+	}
+	if (sandbox_lookup(s->run_as_user, s->run_as_group, owner, err,
+	    sizeof(err)) == -1) {
+		log_warnx("quarantine directory: Run As User/Group: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+/* An entry at the quarantine path that we did not make: fit to use? */
+static const char *
+quarantine_unfit(const struct stat *st, const struct sandbox_creds *owner,
+    char *buf, size_t len)
+{
+	if (!S_ISDIR(st->st_mode))
+		return "not a directory";
+	if (st->st_uid != owner->uid) {
+		snprintf(buf, len, "owned by uid %ju, not %ju",
+		    (uintmax_t)st->st_uid, (uintmax_t)owner->uid);
+		return buf;
+	}
+	if (st->st_mode & (S_IWGRP | S_IWOTH))
+		return "group or world writable";
+	return NULL;
+}
+
+static void
+refuse_quarantine(const char *path, const char *why)
+{
+	log_warnx("REFUSING %s as the quarantine directory: %s; unreadable "
+	    "milterout files stay where they are until it is the Run As "
+	    "User's own directory", path, why);
+}
+
 /*
  * The relay moves unreadable files aside; it cannot create the directory
- * next to milterout itself (the parent directory is MailScanner's).
+ * next to milterout itself (the parent directory is MailScanner's).  We
+ * are root in a directory the Run As User may write: only by descriptor
+ * from the parent directory on, never through a link (the user could
+ * plant one at the name, or swap the directory we made for one, to have
+ * root create or chown elsewhere), and an entry we did not make must
+ * already be the relay's own directory, or we leave it alone and say so.
  */
 static void
 prepare_quarantine(const struct msm_settings *s)
 {
 	struct sandbox_creds	 owner;
-	char			 path[MSM_PATH_LEN], err[256];
+	struct stat		 st;
+	char			 path[MSM_PATH_LEN], dir[MSM_PATH_LEN];
+	char			 base[MSM_PATH_LEN], buf[64];
+	const char		*why;
+	int			 dfd, fd, made;
 
 	config_quarantine_dir(s, path, sizeof(path));
-	if (mkdir(path, 0750) == -1) {
-		if (errno != EEXIST)
-			log_warn("cannot create %s", path);
+	if (quarantine_owner(s, &owner) == -1)
+		return;
+	if (split_path(path, dir, sizeof(dir), base, sizeof(base)) == -1) {
+		refuse_quarantine(path, "no directory name");
 		return;
 	}
-	if (sandbox_privileged() && sandbox_lookup(s->run_as_user,
-	    s->run_as_group, &owner, err, sizeof(err)) == 0 &&
-	    lchown(path, owner.uid, owner.gid) == -1)
-		log_warn("chown %s", path);
-	log_info("created %s for unreadable milterout files", path);
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
+	    O_CLOEXEC)) == -1) {
+		log_warn("cannot open %s to create %s in it (never through "
+		    "a symbolic link)", dir, base);
+		return;
+	}
+	made = mkdirat(dfd, base, 0700) == 0;
+	if (!made && errno != EEXIST) {
+		log_warn("cannot create %s", path);
+		close(dfd);
+		return;
+	}
+	fd = openat(dfd, base, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	close(dfd);
+	if (fd == -1) {
+		refuse_quarantine(path, errno == ELOOP || errno == ENOTDIR ?
+		    "a symbolic link or not a directory" : strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) == -1)
+		refuse_quarantine(path, strerror(errno));
+	else if (made && (!S_ISDIR(st.st_mode) || st.st_uid != geteuid()))
+		refuse_quarantine(path, "replaced while we made it");
+	else if (made) {
+		if (fchmod(fd, 0750) == -1 || (sandbox_privileged() &&
+		    fchown(fd, owner.uid, owner.gid) == -1))
+			log_warn("cannot give %s to the Run As User", path);
+		else
+			log_info("created %s for unreadable milterout files",
+			    path);
+	} else if ((why = quarantine_unfit(&st, &owner, buf,
+	    sizeof(buf))) != NULL)
+		refuse_quarantine(path, why);
+	close(fd);
 }
 
 /* What confinement by path the children will get; loud when none. */

@@ -179,3 +179,174 @@ def test_no_quarantine_dir_left_in_place_logged_once(msmilter_factory,
             in lines[0]
     assert [m.recipients for m in s.pf.sink_messages()] == \
         [["bob@example.com"]]
+
+
+def planting_factory(msmilter_factory, plant_at_quarantine):
+    """msmilter_factory whose msmilter finds plant_at_quarantine(path)'s
+    work at its quarantine path when it starts."""
+    def factory(settings=None):
+        m = msmilter_factory(settings=settings, start=False)
+        m.write_config()
+        plant_at_quarantine(os.path.join(os.path.dirname(m.milterout),
+                                         "milterout-invalid"))
+        return m.start()
+    return factory
+
+
+def root_dir(test_base):
+    d = os.path.join(test_base, "root-owned")
+    os.mkdir(d, 0o755)
+    return d
+
+
+@pytest.mark.parametrize("case", ["symlink-to-root-dir",
+                                  "symlink-to-milterin", "dangling-symlink",
+                                  "nobody's-dir", "group-writable-dir",
+                                  "regular-file"])
+def test_planted_quarantine_path_refused(msmilter_factory, postfix_factory,
+                                         test_base, case):
+    """Whatever the Run As User left at the quarantine path, root neither
+    creates nor chowns through it, and the relay does not move files into
+    it: unreadable files stay in milterout, each logged once."""
+    uid, gid = postfix_ids()
+    target = {}
+
+    def plant_it(path):
+        if case == "symlink-to-root-dir":
+            target["path"] = root_dir(test_base)
+            os.symlink(target["path"], path)
+        elif case == "symlink-to-milterin":
+            target["path"] = os.path.join(os.path.dirname(path), "milterin")
+            os.symlink(target["path"], path)
+        elif case == "dangling-symlink":
+            target["path"] = os.path.join(test_base, "created-by-root")
+            os.symlink(target["path"], path)
+        elif case == "nobody's-dir":
+            os.mkdir(path, 0o750)
+            nobody = pwd.getpwnam("nobody")
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+        elif case == "group-writable-dir":
+            os.mkdir(path)
+            os.chown(path, uid, gid)
+            os.chmod(path, 0o770)
+        else:
+            with open(path, "w") as f:
+                f.write("not a directory\n")
+            os.chown(path, uid, gid)
+        if os.path.islink(path):
+            os.lchown(path, uid, gid)
+        if "path" in target and os.path.exists(target["path"]):
+            st = os.stat(target["path"])
+            target["before"] = (st.st_uid, st.st_gid, st.st_mode)
+        target["lstat"] = os.lstat(path)
+
+    s = RelayStack(planting_factory(msmilter_factory, plant_it),
+                   postfix_factory)
+    bad = os.path.join(os.path.dirname(s.m.milterout), "milterout-invalid")
+    why = {"nobody's-dir": "owned by uid %d, not %d" % (
+               pwd.getpwnam("nobody").pw_uid, uid),
+           "group-writable-dir": "group or world writable"}.get(
+               case, "a symbolic link or not a directory")
+    log = s.m.stderr()
+    assert ("REFUSING %s as the quarantine directory: %s; unreadable "
+            "milterout files stay where they are" % (bad, why)) in log, log
+    # The planted entry and what it points at are as they were.
+    after = os.lstat(bad)
+    assert (after.st_mode, after.st_uid, after.st_ino) == (
+        target["lstat"].st_mode, target["lstat"].st_uid,
+        target["lstat"].st_ino)
+    if "before" in target:
+        st = os.stat(target["path"])
+        assert (st.st_uid, st.st_gid, st.st_mode) == target["before"]
+    if case == "dangling-symlink":
+        assert not os.path.lexists(target["path"])  # root made nothing
+    # The relay will not use it either.
+    assert re.search(r"relay: cannot use %s \(.*\): unreadable files stay "
+                     r"in milterout" % re.escape(bad), log), log
+    s.drop("6CDE345.DDDDD", b"garbage, no envelope\n")
+    s.drop(GOOD, queue_file("alice@example.org", ["bob@example.com"],
+                            b"Subject: next to it\n\nfine\n"))
+    s.pf.wait_sink(1)
+    s.wait_gone(GOOD)
+    wait_for(lambda: "6CDE345.DDDDD: unreadable" in s.m.stderr(), 10,
+             "the refusal")
+    assert os.listdir(s.m.milterout) == ["6CDE345.DDDDD"]
+    if case in ("symlink-to-root-dir", "symlink-to-milterin"):
+        assert "6CDE345.DDDDD" not in os.listdir(target["path"])
+
+
+def test_fresh_quarantine_dir_is_the_relays(msmilter_factory):
+    m = msmilter_factory()
+    bad = os.path.join(os.path.dirname(m.milterout), "milterout-invalid")
+    st = os.lstat(bad)
+    assert stat.S_ISDIR(st.st_mode)
+    assert (st.st_uid, st.st_gid) == postfix_ids()
+    assert stat.S_IMODE(st.st_mode) == 0o750
+    assert "created %s for unreadable milterout files" % bad in m.stderr()
+
+
+def load_demo():
+    import importlib.util
+    path = os.path.join(os.path.dirname(__file__), "..", "..", "contrib",
+                        "demo.py")
+    spec = importlib.util.spec_from_file_location("msmilter_demo", path)
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    return demo
+
+
+class Dirs:
+    def __init__(self, base):
+        self.milterin = os.path.join(base, "milterin")
+        self.milterout = os.path.join(base, "milterout")
+        for d in (self.milterin, self.milterout):
+            os.mkdir(d, 0o750)
+            os.chown(d, *postfix_ids())
+
+    def milterin_files(self):
+        return sorted(os.listdir(self.milterin))
+
+
+def test_demo_mailscanner_stand_in_follows_no_link(test_base, capsys):
+    """contrib/demo.py plays MailScanner as root in postfix's directories:
+    a link planted at its temp name or in milterin is not followed."""
+    demo = load_demo()
+    d = Dirs(test_base)
+    victim = os.path.join(test_base, "root-file")
+    with open(victim, "wb") as f:
+        f.write(b"precious\n")
+    os.chmod(victim, 0o644)
+    secret = os.path.join(test_base, "root-secret")
+    with open(secret, "wb") as f:
+        f.write(b"S<x@example.org>\nO<y@example.com>\nSubject: secret\n\n")
+    os.chmod(secret, 0o600)
+    good = queue_file("alice@example.org", ["bob@example.com"],
+                      b"Subject: demo\n\nx\n")
+    for name in ("AB12CD34E", "AB12CD34F"):
+        with open(os.path.join(d.milterin, name), "wb") as f:
+            f.write(good)
+    # At the temp name of the first; in milterin instead of a file.
+    os.symlink(victim, os.path.join(d.milterout, "temp-AB12CD34E"))
+    os.symlink(secret, os.path.join(d.milterin, "AB12CD350"))
+    os.mkfifo(os.path.join(d.milterin, "AB12CD351"))
+    demo.play_mailscanner(d)
+    out = capsys.readouterr().out
+    with open(victim, "rb") as f:
+        assert f.read() == b"precious\n"
+    st = os.stat(victim)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (0, 0o644)
+    assert os.stat(secret).st_uid == 0
+    assert "AB12CD34E: cannot write milterout/temp-AB12CD34E (File exists)" \
+        in out
+    assert "AB12CD350: not a plain file" in out
+    assert "AB12CD351: not a plain file" in out
+    assert sorted(os.listdir(d.milterout)) == ["AB12CD34F.A1B2C",
+                                               "temp-AB12CD34E"]
+    done = os.path.join(d.milterout, "AB12CD34F.A1B2C")
+    st = os.lstat(done)
+    assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) == \
+        postfix_ids()
+    with open(done, "rb") as f:
+        assert b"X-Demo-MailScanner: Found to be clean" in f.read()
+    assert sorted(os.listdir(d.milterin)) == ["AB12CD34E", "AB12CD350",
+                                              "AB12CD351"]
