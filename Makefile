@@ -83,11 +83,11 @@ $(BUILD)/msmilter-relay: $(RELAY_OBJ) $(BUILD)/libmsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 # A kernel without Landlock, for tests/integration/test_landlock.py.
-$(BUILD)/tests/no-landlock: tests/helpers/no-landlock.c
+$(BUILD)/tests/no-landlock: tests/helpers/no-landlock.c | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
 
-$(BUILD)/nullmilter: tests/bench/nullmilter.c
+$(BUILD)/nullmilter: tests/bench/nullmilter.c | deps-check
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
 
 # Unit tests also link the process files they test (no main() in them).
