@@ -50,6 +50,10 @@ class RelayStack:
         if method == "SMTP" and "MSMail Relay Port" not in s:
             s["MSMail Relay Port"] = str(self.pf.reinject_port)
         self.m = msmilter_factory(settings=s)
+        # The fixture waits for capture's port; the relay may come up a
+        # little later (much later under the sanitizers).
+        wait_for(lambda: child_pids(self.m.pid)["relay"], 20,
+                 "the relay to start")
 
     def drop(self, name, data, slow=False):
         """Write data as MailScanner does: under a temp- name, then rename."""
