@@ -1,9 +1,21 @@
 # msmilter: plain GNU make.  Outputs under build/.
 # `make` builds; `make check` runs every test; `make demo` shows it working.
 
+# Where `make install` puts things (DESTDIR is prepended to each).  The
+# programs compile in LIBEXECDIR (where the parent finds its children) and
+# SYSCONFDIR (the default MailScanner.conf); the unit, the init script and
+# the AppArmor profiles get the same paths at install.  MailScanner keeps
+# its configuration in /etc whatever our PREFIX.
 PREFIX		?= /usr/local
 SBINDIR		?= $(PREFIX)/sbin
 LIBEXECDIR	?= $(PREFIX)/libexec
+SYSCONFDIR	?= /etc
+MANDIR		?= $(PREFIX)/share/man
+DOCDIR		?= $(PREFIX)/share/doc/msmilter
+SYSTEMDUNITDIR	?= $(PREFIX)/lib/systemd/system
+INITDIR		?= $(SYSCONFDIR)/init.d
+SELINUXDIR	?= $(PREFIX)/share/selinux/packages
+APPARMORDIR	?= $(SYSCONFDIR)/apparmor.d
 BUILD		?= build
 SAN		?=
 
@@ -27,7 +39,8 @@ HOOKFLAGS	:= -DMSM_TESTHOOKS
 endif
 # -iquote: our "seccomp.h" must not hide libseccomp's <seccomp.h>.
 ALL_CFLAGS	= -std=c11 -D_GNU_SOURCE $(WARN) $(HARDEN) $(SANFLAGS) \
-		   -DLIBEXECDIR='"$(LIBEXECDIR)/msmilter"' $(HOOKFLAGS) \
+		   -DLIBEXECDIR='"$(LIBEXECDIR)/msmilter"' \
+		   -DMSM_SYSCONFDIR='"$(SYSCONFDIR)"' $(HOOKFLAGS) \
 		   -iquote common $(PKG_CFLAGS) $(CFLAGS)
 ALL_LDFLAGS	:= -pie -Wl,-z,relro,-z,now $(SANFLAGS) $(LDFLAGS)
 LIBS		= $(PKG_LIBS) -lpthread
@@ -53,12 +66,39 @@ UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST		?= pytest-3
 
 .PHONY: all check unit integration milter demo bench clean install deps \
-	san-check fuzz testhooks
+	deps-check san-check fuzz testhooks install-policy FORCE
 
-all: deps-check $(PROGS)
+all: $(PROGS)
+
+# Goals that install missing Debian packages first (`make deps`, apt-get
+# as root).  Every other goal, `make` and `make install` included, only
+# checks and names what is missing: installing software is never a side
+# effect of building it.
+DEPS_GOALS	:= deps check demo bench fuzz san-check integration
+DEPS_WANTED	:= $(filter $(DEPS_GOALS),$(MAKECMDGOALS))
+DEPS_MODES	:= $(strip $(if $(filter fuzz,$(DEPS_WANTED)),fuzz) \
+		   $(if $(filter-out deps fuzz,$(DEPS_WANTED)),all))
+
+deps:
+	@sh tests/deps.sh install $(or $(DEPS_MODES),all)
+
+# Everything that compiles waits for this (order-only, so also under -j):
+# after `make deps` when a goal above asked for it, alone otherwise.
+deps-check: $(if $(DEPS_WANTED),deps)
+	@sh tests/deps.sh check build $(filter fuzz,$(DEPS_MODES))
+
+# The install paths compiled in: objects rebuild when they change, so
+# `make` then `make PREFIX=/usr install` cannot install stale paths.
+PATHS_STAMP	:= $(BUILD)/paths.stamp
+PATHS_NOW	:= LIBEXECDIR=$(LIBEXECDIR) SYSCONFDIR=$(SYSCONFDIR)
+$(PATHS_STAMP): FORCE
+	@mkdir -p $(dir $@)
+	@[ "$$(cat $@ 2>/dev/null)" = "$(PATHS_NOW)" ] || \
+		echo "$(PATHS_NOW)" >$@
 
 # Order-only: with -j the packages must be there before pkg-config runs.
-$(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) | deps-check
+$(BUILD)/%.o: %.c $(wildcard common/*.h) $(wildcard */*.h) $(PATHS_STAMP) \
+    | deps-check
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
@@ -100,33 +140,24 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a \
 		$(UNIT_EXTRA) $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a \
 		$(LIBS) -lcmocka
 
-# Missing Debian packages: installed when root, named otherwise.
-deps-check:
-	@sh tests/deps.sh build
-
-deps:
-	@sh tests/deps.sh all
-
 unit: $(UNIT_BINS)
 	@rc=0; for t in $(UNIT_BINS); do \
 		(cd tests/unit && ../../$$t) || rc=1; done; exit $$rc
 
 integration: all
-	@sh tests/deps.sh all
 	$(PYTEST) -ra tests/integration
 
 # The same programs with test triggers, for tests/integration/
 # test_confinement.py (a child told to make a forbidden call).
-testhooks:
+testhooks: deps-check
 	@$(MAKE) --no-print-directory BUILD=$(BUILD)-testhooks TESTHOOKS=1 \
 		SAN=$(SAN) all
 
 check: all $(UNIT_BINS) $(BUILD)/tests/no-landlock testhooks
-	@sh tests/deps.sh all
 	@sh tests/run-checks.sh "$(BUILD)" "$(PYTEST)" $(UNIT_BINS)
 
 # A small quarantine keeps the memory-per-session test meaningful.
-san-check:
+san-check: deps
 	ASAN_OPTIONS=quarantine_size_mb=1:abort_on_error=0 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		$(MAKE) BUILD=build-san SAN=1 check
@@ -142,7 +173,8 @@ FUZZ_TARGETS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/
 # Parsers that live with their process, fuzzed on their own.
 FUZZ_EXTRA	:= relay/reply.c capture/received.c
 
-$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_EXTRA) $(wildcard common/*.h)
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_EXTRA) $(wildcard common/*.h) \
+    | deps-check
 	@mkdir -p $(dir $@)
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Wall -Wextra -Werror -iquote common \
 		-iquote relay $(PKG_CFLAGS) \
@@ -150,7 +182,6 @@ $(BUILD)/fuzz/%: tests/fuzz/%.c $(COMMON_SRC) $(FUZZ_EXTRA) $(wildcard common/*.
 		$(FUZZ_EXTRA) $(LIBS)
 
 fuzz: $(FUZZ_TARGETS)
-	@sh tests/deps.sh fuzz
 	@for tm in $(foreach t,$(FUZZ_TARGETS),$(t):$(or \
 	    $(FUZZ_MAXLEN_$(notdir $(t))),$(FUZZ_MAXLEN))); do \
 		t=$${tm%:*}; maxlen=$${tm##*:}; \
@@ -165,19 +196,94 @@ fuzz: $(FUZZ_TARGETS)
 	done
 
 demo: all
-	@sh tests/deps.sh all
 	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 contrib/demo.py
 
 bench: all $(BUILD)/nullmilter
-	@sh tests/deps.sh all
 	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench.py
 
+# contrib/ and man/ are written with the Debian package's paths; an
+# install elsewhere gets its own in the unit, the init script, the man
+# pages and the AppArmor profiles.
+SUBST_PATHS	= sed -e 's|/usr/sbin/msmilter|$(SBINDIR)/msmilter|g' \
+		      -e 's|/usr/libexec/msmilter|$(LIBEXECDIR)/msmilter|g' \
+		      -e 's|/etc/MailScanner|$(SYSCONFDIR)/MailScanner|g' \
+		      -e 's|/usr/share/doc/msmilter|$(DOCDIR)|g'
+# What `make install` creates on the machine (never under DESTDIR): the
+# account capture runs as (Milter User) and its chroot (Milter Chroot).
+ACCOUNT_CMD	:= useradd --system --user-group --no-create-home \
+		   --home-dir /nonexistent --shell /usr/sbin/nologin msmilter
+CHROOT_CMD	:= install -d -o root -g root -m 0755 /var/lib/msmilter/empty
+
 install: all
-	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/msmilter
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(LIBEXECDIR)/msmilter \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 \
+		$(DESTDIR)$(SYSTEMDUNITDIR) $(DESTDIR)$(INITDIR) \
+		$(DESTDIR)$(DOCDIR)/examples \
+		$(DESTDIR)$(SYSCONFDIR)/MailScanner/conf.d
 	install -m 0755 $(BUILD)/msmilter $(DESTDIR)$(SBINDIR)/msmilter
 	install -m 0755 $(BUILD)/msmilter-capture $(BUILD)/msmilter-spooler \
 		$(BUILD)/msmilter-relay \
 		$(DESTDIR)$(LIBEXECDIR)/msmilter/
+	$(SUBST_PATHS) contrib/msmilter.service >$(BUILD)/msmilter.service
+	install -m 0644 $(BUILD)/msmilter.service $(DESTDIR)$(SYSTEMDUNITDIR)/
+	$(SUBST_PATHS) contrib/msmilter.init >$(BUILD)/msmilter.init
+	install -m 0755 $(BUILD)/msmilter.init $(DESTDIR)$(INITDIR)/msmilter
+	$(SUBST_PATHS) man/msmilter.8 >$(BUILD)/msmilter.8
+	$(SUBST_PATHS) man/msmilter.conf.5 >$(BUILD)/msmilter.conf.5
+	install -m 0644 $(BUILD)/msmilter.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 $(BUILD)/msmilter.conf.5 $(DESTDIR)$(MANDIR)/man5/
+	install -m 0644 README.md SECURITY.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 contrib/MailScanner.conf.example contrib/postfix-main.cf \
+		$(DESTDIR)$(DOCDIR)/examples/
+	@# An administrator's edited snippet stays as it is.
+	@f=$(DESTDIR)$(SYSCONFDIR)/MailScanner/conf.d/msmilter.conf; \
+	if [ -e "$$f" ]; then echo "keeping $$f (new one: contrib/conf.d/msmilter.conf)"; \
+	else echo "install -m 0644 contrib/conf.d/msmilter.conf $$f"; \
+		install -m 0644 contrib/conf.d/msmilter.conf "$$f"; fi
+	@$(MAKE) --no-print-directory install-policy
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" -eq 0 ]; then \
+		if ! getent passwd msmilter >/dev/null; then \
+			echo "$(ACCOUNT_CMD)"; $(ACCOUNT_CMD) || exit 1; fi; \
+		if [ ! -d /var/lib/msmilter/empty ]; then \
+			echo "$(CHROOT_CMD)"; $(CHROOT_CMD) || exit 1; fi; \
+	else \
+		echo "msmilter: DESTDIR is set or not root: create capture's" \
+		    "account and chroot on the target machine:"; \
+		echo "  getent passwd msmilter || $(ACCOUNT_CMD)"; \
+		echo "  $(CHROOT_CMD)"; \
+	fi
+
+# The SELinux module and the AppArmor profiles, whichever are in the tree:
+# selinux/msmilter.pp (built here with `make -C selinux` when its sources
+# and Debian's selinux-policy-dev are there) and apparmor/usr.* (one
+# profile per executable; apparmor/abstractions/ as it is).
+install-policy:
+	@mkdir -p $(BUILD)
+	@if [ -f selinux/msmilter.te ] && [ -f selinux/Makefile ]; then \
+		if [ -f /usr/share/selinux/devel/Makefile ]; then \
+			$(MAKE) -C selinux || exit 1; \
+		else echo "install-policy: selinux-policy-dev is not" \
+		    "installed: SELinux module not built"; fi; \
+	fi
+	@if [ -f selinux/msmilter.pp ]; then \
+		echo "install -m 0644 selinux/msmilter.pp $(DESTDIR)$(SELINUXDIR)/"; \
+		install -d $(DESTDIR)$(SELINUXDIR) && \
+		install -m 0644 selinux/msmilter.pp $(DESTDIR)$(SELINUXDIR)/ || \
+		exit 1; \
+	fi
+	@for p in apparmor/usr.*; do \
+		[ -f "$$p" ] || continue; \
+		echo "install $$p $(DESTDIR)$(APPARMORDIR)/"; \
+		install -d $(DESTDIR)$(APPARMORDIR) && \
+		$(SUBST_PATHS) "$$p" >$(BUILD)/aa.tmp && \
+		install -m 0644 $(BUILD)/aa.tmp \
+		    "$(DESTDIR)$(APPARMORDIR)/$${p#apparmor/}" || exit 1; \
+	done; rm -f $(BUILD)/aa.tmp
+	@if [ -d apparmor/abstractions ]; then \
+		echo "install apparmor/abstractions $(DESTDIR)$(APPARMORDIR)/"; \
+		install -d $(DESTDIR)$(APPARMORDIR) && \
+		cp -R apparmor/abstractions $(DESTDIR)$(APPARMORDIR)/ || exit 1; \
+	fi
 
 clean:
 	rm -rf build build-san build-testhooks build-san-testhooks

@@ -13,7 +13,11 @@
 #define MSM_PATH_LEN	1024
 #define MSM_NAME_LEN	256
 
-#define MSM_DEFAULT_CONFIG	"/etc/MailScanner/MailScanner.conf"
+/* The Makefile passes its SYSCONFDIR, so the default follows `make install`. */
+#ifndef MSM_SYSCONFDIR
+#define MSM_SYSCONFDIR		"/etc"
+#endif
+#define MSM_DEFAULT_CONFIG	MSM_SYSCONFDIR "/MailScanner/MailScanner.conf"
 
 enum msm_queue_type { MSM_QUEUE_SHORT = 0, MSM_QUEUE_LONG = 1 };
 enum msm_delivery { MSM_DELIVER_SMTP = 0, MSM_DELIVER_QMQP = 1 };

@@ -1,31 +1,48 @@
 #!/bin/sh
-# tests/deps.sh MODE -- make sure the Debian packages msmilter needs are there.
+# tests/deps.sh [install|check] MODE... -- the Debian packages msmilter needs.
 #   MODE=build  packages needed to compile msmilter and its unit tests
-#   MODE=all    plus what the integration tests need (a real Postfix etc.)
-# Silent when everything is installed.  As root, missing packages are
-# installed with apt-get; otherwise the missing packages and the command to
-# install them are printed and the script exits 1.
+#   MODE=all    plus what the tests need (a real Postfix, miltertest, and
+#               the tools that build and check the Debian package)
+#   MODE=fuzz   plus clang and its libFuzzer runtime
+# Silent when everything is installed.
+#   check    never installs: names the missing packages and the apt-get
+#            command, exits 1 (what `make` and `make install` run)
+#   install  as root, installs what is missing with apt-get; otherwise
+#            behaves as check (what `make deps` runs)
+# "tests/deps.sh MODE" alone means install, as it always did.
 set -u
 
-mode=${1:-build}
+action=install
+case ${1:-} in
+install|check) action=$1; shift ;;
+esac
+[ $# -eq 0 ] && set -- build
 
 BUILD_PKGS="pkg-config gcc make libc6-dev libmilter-dev libseccomp-dev libcap-ng-dev \
 libsodium-dev libpcre2-dev libcmocka-dev"
 TEST_PKGS="postfix swaks miltertest python3-pytest"
+# tests/integration/test_package.py: dpkg-buildpackage with debian/'s
+# Build-Depends, systemd-analyze for the unit, man for its Documentation=.
+PACKAGE_PKGS="dpkg-dev debhelper dh-apparmor fakeroot selinux-policy-dev \
+systemd man-db"
 
 FUZZ_PKGS="clang libclang-rt-14-dev"
 
-case $mode in
-build) pkgs=$BUILD_PKGS ;;
-fuzz)  pkgs="$BUILD_PKGS $FUZZ_PKGS" ;;
-all)   pkgs="$BUILD_PKGS $TEST_PKGS" ;;
-*)     echo "usage: $0 build|all|fuzz" >&2; exit 2 ;;
-esac
+pkgs=
+for mode in "$@"; do
+	case $mode in
+	build) pkgs="$pkgs $BUILD_PKGS" ;;
+	fuzz)  pkgs="$pkgs $BUILD_PKGS $FUZZ_PKGS" ;;
+	all)   pkgs="$pkgs $BUILD_PKGS $TEST_PKGS $PACKAGE_PKGS" ;;
+	*)     echo "usage: $0 [install|check] build|all|fuzz..." >&2; exit 2 ;;
+	esac
+done
 
-# The packages of "$@" that are not installed, space-separated.
+# The packages of "$@" that are not installed, space-separated, once each.
 not_installed() {
 	out=
 	for p in "$@"; do
+		case " $out " in *" $p "*) continue ;; esac
 		st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
 		[ "$st" = "install ok installed" ] || out="$out $p"
 	done
@@ -37,10 +54,12 @@ missing=$(not_installed $pkgs)
 
 [ -z "$missing" ] && exit 0
 
-if [ "$(id -u)" -ne 0 ]; then
+if [ "$action" = check ] || [ "$(id -u)" -ne 0 ]; then
 	echo "msmilter: missing Debian packages: $missing" >&2
 	echo "install them as root with:" >&2
 	echo "  apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing" >&2
+	[ "$action" = check ] &&
+		echo "(or run \`make deps\` as root, which does exactly that)" >&2
 	exit 1
 fi
 
