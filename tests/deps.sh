@@ -2,6 +2,8 @@
 # tests/deps.sh MODE -- make sure the Debian packages msmilter needs are there.
 #   MODE=build  packages needed to compile msmilter and its unit tests
 #   MODE=all    plus what the integration tests need (a real Postfix etc.)
+#   MODE=policy what `make policy` needs: the SELinux module build and
+#               analysis tools, the AppArmor parser
 # Silent when everything is installed.  As root, missing packages are
 # installed with apt-get; otherwise the missing packages and the command to
 # install them are printed and the script exits 1.
@@ -15,11 +17,19 @@ TEST_PKGS="postfix swaks miltertest python3-pytest"
 
 FUZZ_PKGS="clang libclang-rt-14-dev"
 
+# selinux-policy-default itself is not installed: its maintainer scripts
+# would try to set the machine up for SELinux.  tests/integration/
+# test_policy.py fetches it with `apt-get download` and unpacks its modules
+# under build/ instead.
+POLICY_PKGS="make selinux-policy-dev checkpolicy semodule-utils setools \
+apparmor apparmor-utils"
+
 case $mode in
 build) pkgs=$BUILD_PKGS ;;
 fuzz)  pkgs="$BUILD_PKGS $FUZZ_PKGS" ;;
-all)   pkgs="$BUILD_PKGS $TEST_PKGS" ;;
-*)     echo "usage: $0 build|all|fuzz" >&2; exit 2 ;;
+all)   pkgs="$BUILD_PKGS $TEST_PKGS $POLICY_PKGS" ;;
+policy) pkgs=$POLICY_PKGS ;;
+*)     echo "usage: $0 build|all|fuzz|policy" >&2; exit 2 ;;
 esac
 
 # The packages of "$@" that are not installed, space-separated.
