@@ -312,11 +312,19 @@ def test_mailscanner_gets_the_queues_where_mscan_t_exists(refpolicy,
                                                           tmp_path):
     stub = tmp_path / "stub"
     stub.mkdir()
+    # Also a user of every interface of msmilter.if.
     (stub / "mscanstub.te").write_text(
-        "policy_module(mscanstub, 1.0.0)\ntype mscan_t;\n"
-        "domain_type(mscan_t)\n")
+        "policy_module(mscanstub, 1.0.0)\n"
+        "gen_require(`\n\trole system_r;\n')\n"
+        "type mscan_t;\ndomain_type(mscan_t)\n"
+        "type msmtest_admin_t;\ndomain_type(msmtest_admin_t)\n"
+        "msmilter_admin(msmtest_admin_t, system_r)\n"
+        "msmilter_stream_connect(msmtest_admin_t)\n")
     (stub / "mscanstub.fc").write_text("")
     (stub / "mscanstub.if").write_text("")
+    # (the devel Makefile reads the .if of each .te beside it)
+    for ext in ("te", "fc", "if"):
+        shutil.copy(os.path.join(SELINUX, "msmilter." + ext), str(stub))
     r = run(["make", "-s", "-f", DEVEL_MAKEFILE, "mscanstub.pp"],
             cwd=str(stub))
     r, pol = link_expand(refpolicy, [module_pp, str(stub / "mscanstub.pp")],
@@ -328,6 +336,15 @@ def test_mailscanner_gets_the_queues_where_mscan_t_exists(refpolicy,
                     "-c", "file", "-p", "create")
     assert sesearch(pol, "-s", "mscan_t", "-t", "msmilter_spool_in_t",
                     "-c", "file", "-p", "write") == []
+    assert sesearch(pol, "-s", "msmtest_admin_t", "-t", "msmilter_t",
+                    "-c", "process", "-p", "transition")
+    assert sesearch(pol, "-s", "msmtest_admin_t", "-t",
+                    "msmilter_audit_log_t", "-c", "file", "-p", "read")
+    assert sesearch(pol, "-s", "msmtest_admin_t", "-t",
+                    "msmilter_audit_log_t", "-c", "file", "-p", "write") == []
+    assert sesearch(pol, "-s", "msmtest_admin_t", "-t",
+                    "msmilter_capture_t", "-c", "unix_stream_socket",
+                    "-p", "connectto")
 
 
 @pytest.mark.parametrize("rule", [
