@@ -183,6 +183,34 @@ quarantine(const struct relay *r, struct job *j, const char *what,
 /* Recipient indexes per requeue record, well inside IPC_MAX_PAYLOAD. */
 #define REQUEUE_BATCH	8192
 
+/*
+ * The descriptor the spooler gets: read-only, so that it can never write
+ * milterout (nor need the right to, under SELinux or AppArmor).  With
+ * fcntl locks ours is open for writing; a fresh read-only open of the
+ * same name must be the inode we hold locked.  -1 when it is not; the
+ * caller closes what it gets unless it is d->fd.
+ */
+static int
+requeue_fd(const struct relay *r, const struct delivery *d)
+{
+	struct stat	 held, now;
+	int		 fd;
+
+	if ((fcntl(d->fd, F_GETFL) & O_ACCMODE) == O_RDONLY)
+		return d->fd;
+	fd = openat(r->outdir, d->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK);
+	if (fd == -1)
+		return -1;
+	if (fstat(d->fd, &held) == -1 || fstat(fd, &now) == -1 ||
+	    held.st_ino != now.st_ino || held.st_dev != now.st_dev) {
+		close(fd);
+		errno = ESTALE;
+		return -1;
+	}
+	return fd;
+}
+
 /* One requeue round trip; the channel is shared by the workers. */
 static int
 requeue_call(struct relay *r, struct delivery *d, const uint32_t *idx,
@@ -190,6 +218,7 @@ requeue_call(struct relay *r, struct delivery *d, const uint32_t *idx,
 {
 	struct ipc_requeue	 rq;
 	struct pollfd		 pfd = { r->spooler, POLLIN, 0 };
+	int			 fd;
 
 	memset(&rq, 0, sizeof(rq));
 	snprintf(rq.queue_id, sizeof(rq.queue_id), "%s", d->queue_id);
@@ -197,9 +226,15 @@ requeue_call(struct relay *r, struct delivery *d, const uint32_t *idx,
 	rq.nrcpt = (uint32_t)n;
 	if (r->spooler == -1)
 		return -1;
+	if ((fd = requeue_fd(r, d)) == -1) {
+		log_warn("%s: no read-only descriptor for the requeue", d->name);
+		return -1;
+	}
 	if (ipc_sendv2(r->spooler, MSG_RELAY_REQUEUE, &rq, sizeof(rq), idx,
-	    n * sizeof(*idx), d->fd) == -1)
+	    n * sizeof(*idx), fd) == -1)
 		fatal("%s: requeue to the spooler", d->name);
+	if (fd != d->fd)
+		close(fd);
 	/*
 	 * Wait for the answer however long the spooler takes (its own steps
 	 * are bounded): giving up early could requeue the same recipients

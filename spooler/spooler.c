@@ -8,6 +8,7 @@
  * directory fsync for the lot (group commit), and only then the replies.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -437,7 +438,8 @@ control_record(struct spooler *sp)
 
 /*
  * A requeue from the relay: the payload is the fixed struct followed by
- * exactly nrcpt indexes, and the descriptor must be a regular file.
+ * exactly nrcpt indexes, and the descriptor must be a regular file open
+ * read-only (we never write milterout).
  */
 static void
 relay_record(struct spooler *sp)
@@ -458,7 +460,8 @@ relay_record(struct spooler *sp)
 	    (sp->msg.hdr.len - sizeof(rq)) % sizeof(uint32_t) != 0 ||
 	    ipc_string_ok(rq.queue_id, sizeof(rq.queue_id)) != 0 ||
 	    ipc_string_ok(rq.reply, sizeof(rq.reply)) != 0 ||
-	    fstat(sp->msg.fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+	    fstat(sp->msg.fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    (fcntl(sp->msg.fd, F_GETFL) & O_ACCMODE) != O_RDONLY) {
 		if (r == 1 && sp->msg.fd != -1)
 			close(sp->msg.fd);
 		if (r != 0)

@@ -1,9 +1,11 @@
 #!/bin/sh
 # tests/deps.sh [install|check] MODE... -- the Debian packages msmilter needs.
 #   MODE=build  packages needed to compile msmilter and its unit tests
-#   MODE=all    plus what the tests need (a real Postfix, miltertest, and
-#               the tools that build and check the Debian package)
+#   MODE=all    plus what the tests need (a real Postfix, miltertest, the
+#               tools that build and check the Debian package, and policy)
 #   MODE=fuzz   plus clang and its libFuzzer runtime
+#   MODE=policy what `make policy` needs: the SELinux module build and
+#               analysis tools, the AppArmor parser
 # Silent when everything is installed.
 #   check    never installs: names the missing packages and the apt-get
 #            command, exits 1 (what `make` and `make install` run)
@@ -28,13 +30,22 @@ systemd man-db"
 
 FUZZ_PKGS="clang libclang-rt-14-dev"
 
+# selinux-policy-default itself is not installed: its maintainer scripts
+# would try to set the machine up for SELinux.  tests/integration/
+# test_policy.py fetches it with `apt-get download` and unpacks its modules
+# under build/ instead.
+POLICY_PKGS="make selinux-policy-dev checkpolicy semodule-utils setools \
+apparmor apparmor-utils"
+
 pkgs=
 for mode in "$@"; do
 	case $mode in
 	build) pkgs="$pkgs $BUILD_PKGS" ;;
 	fuzz)  pkgs="$pkgs $BUILD_PKGS $FUZZ_PKGS" ;;
-	all)   pkgs="$pkgs $BUILD_PKGS $TEST_PKGS $PACKAGE_PKGS" ;;
-	*)     echo "usage: $0 [install|check] build|all|fuzz..." >&2; exit 2 ;;
+	all)   pkgs="$pkgs $BUILD_PKGS $TEST_PKGS $PACKAGE_PKGS $POLICY_PKGS" ;;
+	policy) pkgs="$pkgs $POLICY_PKGS" ;;
+	*)     echo "usage: $0 [install|check] build|all|fuzz|policy..." >&2
+	       exit 2 ;;
 	esac
 done
 

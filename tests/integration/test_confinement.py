@@ -14,6 +14,7 @@ import grp
 import os
 import pwd
 import re
+import shutil
 import signal
 import time
 
@@ -143,6 +144,40 @@ def test_children_confined(stack):
     assert os.readlink("/proc/%d/root" % pids["spooler"]) == "/"
     assert os.readlink("/proc/%d/root" % pids["relay"]) == "/"
     send_ok(stack.pf, "confined")
+
+
+def test_children_set_nnp_and_seccomp_after_exec(test_base, msmilter_factory,
+                                                 postfix_factory):
+    """no_new_privs and seccomp are each child's own doing, after exec.
+    With no_new_privs set before exec, SELinux would refuse the transition
+    into the child's domain (without nnp_transition) and AppArmor its Px
+    into the child's profile.  A copy of the parent finds wrapper scripts
+    beside it where the children would be: each records the state its new
+    image starts in, then execs the real child (same process)."""
+    bindir = os.path.join(test_base, "bin")
+    os.makedirs(bindir)
+    shutil.copy(os.path.join(build_dir(), "msmilter"), bindir)
+    for name in CHILDREN:
+        with open(os.path.join(bindir, "msmilter-" + name), "w") as f:
+            f.write("#!/bin/sh\n"
+                    "/bin/grep -E '^(NoNewPrivs|Seccomp):' /proc/$$/status "
+                    ">%s\nexec %s\n"
+                    % (os.path.join(test_base, name + ".at-exec"),
+                       os.path.join(build_dir(), "msmilter-" + name)))
+        os.chmod(os.path.join(bindir, "msmilter-" + name), 0o755)
+    m = msmilter_factory(binary=os.path.join(bindir, "msmilter"))
+    pf = postfix_factory(milter=m)
+    pids = running_children(m)
+    parent = status(m.pid)
+    assert (parent["NoNewPrivs"], parent["Seccomp"]) == ("0", "0"), parent
+    for name, pid in pids.items():
+        with open(os.path.join(test_base, name + ".at-exec")) as f:
+            at_exec = dict((k, v.strip()) for k, v in
+                           (l.split(":", 1) for l in f if ":" in l))
+        assert at_exec == {"NoNewPrivs": "0", "Seccomp": "0"}, (name, at_exec)
+        st = status(pid)
+        assert (st["NoNewPrivs"], st["Seccomp"]) == ("1", "2"), name
+    send_ok(pf, "after exec")
 
 
 def test_parent_capabilities(stack):

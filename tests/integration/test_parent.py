@@ -135,6 +135,9 @@ def test_root_or_missing_account_refuses_to_start(test_base, settings, key):
 
 def test_reload_to_root_refused(msmilter_factory):
     m = msmilter_factory()
+    # The port answers once capture listens; the relay may start later.
+    wait_for(lambda: all(child_pids(m.pid).values()), 20,
+             "all three children")
     pids = child_pids(m.pid)
     with open(m.conf, "a") as f:
         f.write("Run As User = root\n")

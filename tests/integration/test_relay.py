@@ -210,12 +210,18 @@ def write_reject_maps(base):
     return path
 
 
-@pytest.mark.parametrize("method", ["SMTP", "QMQP"])
+# Lock Type = posix: the relay holds milterout files open for writing
+# (fcntl locks), yet hands the spooler a read-only descriptor, which the
+# spooler insists on (it never writes milterout; the MAC policies grant it
+# read only).
+@pytest.mark.parametrize("method,lock", [("SMTP", "flock"), ("QMQP", "flock"),
+                                         ("SMTP", "posix")])
 def test_permanent_reject_is_requeued(msmilter_factory, postfix_factory,
-                                      test_base, method):
+                                      test_base, method, lock):
     maps = write_reject_maps(test_base)
     s = RelayStack(msmilter_factory, postfix_factory, method=method,
-                   socket_type="unix", reject_file=maps)
+                   socket_type="unix", reject_file=maps,
+                   settings={"Lock Type": lock})
     if method == "SMTP":
         # One recipient refused: only it goes back, the other is delivered.
         data = queue_file("alice@example.org",
