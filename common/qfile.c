@@ -336,27 +336,35 @@ qfile_put_rcpt(FILE *f, const char *addr, const char *dsn, const char **why)
 }
 
 int
+qfile_put_lines(FILE *f, const char *sender, const char *method,
+    const struct qrcpt *rcpts, size_t nrcpt, const unsigned char *chosen,
+    const char **why)
+{
+	if (qfile_put_sender(f, sender, why) == -1)
+		return -1;
+	for (size_t i = 0; i < nrcpt; i++)
+		if ((chosen == NULL || chosen[i]) && qfile_put_rcpt(f,
+		    rcpts[i].addr, rcpts[i].dsn, why) == -1)
+			return -1;
+	/* Last: see qfile.h. */
+	if (method != NULL && qfile_put_auth(f, method, why) == -1)
+		return -1;
+	return 0;
+}
+
+int
 qfile_put_envelope(FILE *f, const struct qfile *q,
     const unsigned char *chosen, const char **why)
 {
 	const size_t plen = sizeof(QFILE_AUTH_PREFIX) - 1;
 
-	if (qfile_put_sender(f, q->sender, why) == -1)
+	/* The reader let only "sasl_method=NAME" through. */
+	if (q->auth != NULL && strncmp(q->auth, QFILE_AUTH_PREFIX, plen) != 0) {
+		refuse(why, "A line is not " QFILE_AUTH_PREFIX "NAME");
 		return -1;
-	if (q->auth != NULL) {
-		/* The reader let only "sasl_method=NAME" through. */
-		if (strncmp(q->auth, QFILE_AUTH_PREFIX, plen) != 0) {
-			refuse(why, "A line is not " QFILE_AUTH_PREFIX "NAME");
-			return -1;
-		}
-		if (qfile_put_auth(f, q->auth + plen, why) == -1)
-			return -1;
 	}
-	for (size_t i = 0; i < q->nrcpt; i++)
-		if ((chosen == NULL || chosen[i]) && qfile_put_rcpt(f,
-		    q->rcpts[i].addr, q->rcpts[i].dsn, why) == -1)
-			return -1;
-	return 0;
+	return qfile_put_lines(f, q->sender, q->auth != NULL ? q->auth + plen :
+	    NULL, q->rcpts, q->nrcpt, chosen, why);
 }
 
 static int

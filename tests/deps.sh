@@ -11,7 +11,7 @@ mode=${1:-build}
 
 BUILD_PKGS="pkg-config gcc make libc6-dev libmilter-dev libseccomp-dev libcap-ng-dev \
 libsodium-dev libpcre2-dev libcmocka-dev"
-TEST_PKGS="postfix swaks miltertest python3-pytest"
+TEST_PKGS="postfix swaks miltertest python3-pytest openssl"
 
 FUZZ_PKGS="clang libclang-rt-14-dev"
 

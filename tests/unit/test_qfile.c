@@ -350,10 +350,12 @@ writer_reader_round_trip(void **state)
 	assert_int_equal(qfile_put_envelope(f, &q, chosen, &why), 0);
 	fputs(HDR, f);
 	assert_int_equal(fclose(f), 0);
-	assert_string_equal(buf, "S<>\nA<sasl_method=CRAM-MD5>\n"
+	/* A last: see auth_line_is_all_that_leaks. */
+	assert_string_equal(buf, "S<>\n"
 	    "E<NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;+22john+20smith+22"
 	    "@example.com>\nO<\"john smith\"@example.com>\n"
-	    "E<NOTIFY=NEVER>\nO<c@example.com>\n" HDR);
+	    "E<NOTIFY=NEVER>\nO<c@example.com>\nA<sasl_method=CRAM-MD5>\n"
+	    HDR);
 	fd = mkfile(buf, len);
 	assert_int_equal(qfile_read(fd, &back, err, sizeof(err)), 0);
 	close(fd);
@@ -366,6 +368,50 @@ writer_reader_round_trip(void **state)
 	assert_string_equal(back.rcpts[1].dsn, rcpts[2].dsn);
 	assert_int_equal(back.data_offset, strstr(buf, "Received:") - buf);
 	qfile_free(&back);
+	free(buf);
+}
+
+/*
+ * MailScanner's body reader (the one that makes quarantine and archive
+ * copies) skips only lines starting "S<", "O<" or "E<" and keeps the
+ * rest, from the first other line on.  With the A line anywhere but
+ * last, recipients after it would land in those copies: the A line must
+ * be the only envelope line it keeps.
+ */
+static const char *
+mailscanner_body(const char *file)
+{
+	while ((file[0] == 'S' || file[0] == 'O' || file[0] == 'E') &&
+	    file[1] == '<')
+		file = strchr(file, '\n') + 1;
+	return file;
+}
+
+static void
+auth_line_is_all_that_leaks(void **state)
+{
+	struct qfile	 q;
+	struct qrcpt	 rcpts[2] = {
+		{ "a@example.com", "NOTIFY=NEVER" },
+		{ "b@example.com", NULL },
+	};
+	char		*buf = NULL;
+	size_t		 len = 0;
+	const char	*why = NULL;
+	FILE		*f = open_memstream(&buf, &len);
+
+	(void)state;
+	memset(&q, 0, sizeof(q));
+	q.sender = "s@example.org";
+	q.auth = "sasl_method=PLAIN";
+	q.rcpts = rcpts;
+	q.nrcpt = 2;
+	assert_non_null(f);
+	assert_int_equal(qfile_put_envelope(f, &q, NULL, &why), 0);
+	fputs(HDR, f);
+	assert_int_equal(fclose(f), 0);
+	assert_string_equal(mailscanner_body(buf),
+	    "A<sasl_method=PLAIN>\n" HDR);
 	free(buf);
 }
 
@@ -476,6 +522,7 @@ main(void)
 		cmocka_unit_test(addresses),
 		cmocka_unit_test(dsn_parameters),
 		cmocka_unit_test(writer_reader_round_trip),
+		cmocka_unit_test(auth_line_is_all_that_leaks),
 		cmocka_unit_test(writer_refuses),
 		cmocka_unit_test(injection_refused),
 		cmocka_unit_test(internal_form),
