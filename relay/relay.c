@@ -231,6 +231,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 
 	r.outdir = r.badfd = r.spooler = -1;
+	pending_init(&r);
 	open_dirs(&r);
 	watch(&r);
 	/* Before the first file or reply is read. */

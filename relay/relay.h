@@ -13,20 +13,26 @@
 #include <sys/types.h>
 #include <time.h>
 
+#include <sodium.h>
+
 #include "config.h"
 #include "ipc.h"
 #include "qfile.h"
 
 
-/* A milterout file we know of, waiting for its next attempt. */
+/*
+ * A milterout file we know of: waiting for its next attempt (in the heap
+ * by due time) or with a worker; always in the hash table by name.
+ */
 struct pending {
-	char		 name[72];
+	struct pending	*hnext;		/* hash chain */
+	size_t		 heap_at;	/* place in the heap while waiting */
 	time_t		 due;		/* next attempt */
 	unsigned	 backoff;	/* seconds; 0 before the first failure */
-	int		 busy;		/* a worker has it */
 	int		 stuck;		/* cannot be moved aside; said so once */
 	unsigned char	*done;		/* per recipient: delivered or requeued */
 	size_t		 ndone;
+	char		 name[72];
 };
 
 enum job_result {
@@ -67,8 +73,12 @@ struct relay {
 	int			 confined_without_outdir;
 	int			 inotify;
 	int			 spooler;	/* channel for requeues, or -1 */
-	struct pending		*queue;
-	size_t			 nqueue, qcap;
+	/* The queue (pending.c): by name, and the waiting ones by due. */
+	struct pending		**buckets;
+	size_t			 nbuckets, nqueue;
+	struct pending		**heap;
+	size_t			 nheap, heapcap;
+	unsigned char		 hashkey[crypto_shorthash_KEYBYTES];
 	time_t			 next_scan;
 	time_t			 mta_down_until; /* no connects before this */
 	unsigned		 mta_backoff;
@@ -132,6 +142,16 @@ int	qmqp_deliver(struct worker *, struct delivery *);
 /* net.c: connect to the configured MTA, with timeouts. */
 int	net_connect(const struct msm_settings *, char *err, size_t errlen);
 int	net_write_all(int fd, const void *p, size_t len);
+
+/* pending.c: the queue's two indexes (the main thread's). */
+void	pending_init(struct relay *);
+struct pending *pending_find(const struct relay *, const char *name);
+struct pending *pending_new(struct relay *, const char *name, time_t due);
+void	pending_free(struct relay *, struct pending *);
+void	pending_take(struct relay *, struct pending *);
+int	pending_waiting(const struct pending *);
+int	pending_set_due(struct relay *, struct pending *, time_t due);
+struct pending *pending_first(const struct relay *);
 
 /* queue.c: the main thread's bookkeeping. */
 void	queue_scan(struct relay *);
