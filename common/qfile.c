@@ -588,6 +588,43 @@ qfile_free(struct qfile *q)
 	memset(q, 0, sizeof(*q));
 }
 
+/* Does the line at p (n bytes available) start with "name:"? */
+static int
+field_at(const char *p, size_t n, const char *name, size_t len)
+{
+	return n > len && strncasecmp(p, name, len) == 0 && p[len] == ':';
+}
+
+/*
+ * One read at each line start (only rejected messages are searched, and
+ * their headers are a few dozen lines): a line longer than the buffer is
+ * skipped to its end, never taken for the next line's start.
+ */
+int
+qfile_has_field(int fd, const struct qfile *q, const char *name)
+{
+	char	 buf[4096];
+	size_t	 len = strlen(name);
+	off_t	 off = q->data_offset;
+	int	 start = 1;		/* off is at the start of a line */
+
+	while (off - q->data_offset < QFILE_HEADERS_MAX) {
+		ssize_t	 n = pread(fd, buf, sizeof(buf), off);
+		char	*nl;
+
+		if (n <= 0)
+			return n == 0 ? 0 : -1;
+		if (start && buf[0] == '\n')
+			return 0;	/* the empty line: the body follows */
+		if (start && field_at(buf, (size_t)n, name, len))
+			return 1;
+		nl = memchr(buf, '\n', (size_t)n);
+		start = nl != NULL;
+		off += nl != NULL ? nl - buf + 1 : n;
+	}
+	return 0;
+}
+
 int
 qfile_name_ok(const char *name)
 {

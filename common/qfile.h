@@ -108,6 +108,22 @@ int	qfile_put_envelope(FILE *f, const struct qfile *q,
  */
 void	qfile_addr_internal(const char *addr, char *out);
 
+/*
+ * The header the spooler puts after the envelope of a message the MTA
+ * refused for good (printf format, %s the %org-name%), and what
+ * MailScanner renames it to when it quarantines the message.
+ */
+#define QFILE_REJECT_FIELD	"X-%s-MailScanner-Relay-Reject"
+#define QFILE_QUARANTINE_FIELD	"X-%s-MailScanner-Relay-Quarantine"
+#define QFILE_HEADERS_MAX	(16 << 20)	/* bytes of headers searched */
+
+/*
+ * Does the message of the queue file on fd (read with qfile_read into q)
+ * have a header field called name (any case) before its first empty
+ * line?  1, 0, or -1 on a read error.
+ */
+int	qfile_has_field(int fd, const struct qfile *q, const char *name);
+
 /* Is name a MailScanner message id: \w+ optionally "." \w+ ? */
 int	qfile_name_ok(const char *name);
 

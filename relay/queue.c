@@ -19,8 +19,6 @@
 
 /* A file someone else holds locked is looked at again this soon. */
 #define LOCKED_RETRY	2
-/* One we must not deliver and cannot move aside waits for the admin. */
-#define STUCK_RETRY	600
 
 void
 queue_add(struct relay *r, const char *name, time_t due)
@@ -43,7 +41,7 @@ queue_add(struct relay *r, const char *name, time_t due)
 static void
 forget(struct relay *r, struct pending *p)
 {
-	free(p->done);
+	free(p->memo);
 	pending_free(r, p);
 }
 
@@ -75,7 +73,10 @@ queue_scan(struct relay *r)
 	}
 	rewinddir(dir);
 	while ((de = readdir(dir)) != NULL) {
-		queue_add(r, de->d_name, now);
+		if (de->d_name[0] == '.')
+			progress_sweep(r, de->d_name);
+		else
+			queue_add(r, de->d_name, now);
 		names++;
 	}
 	closedir(dir);
@@ -116,18 +117,25 @@ note_mta(struct relay *r, const struct job *j, time_t now)
 	    j->reply, r->mta_backoff);
 }
 
-/* Said once per file, not at each look; a rescan does not hurry it. */
+/*
+ * Must not be delivered and cannot be moved aside (or which recipients
+ * are done cannot be told): left in place, and tried again with the
+ * backoff of a deferral, so that it goes soon once the cause is fixed
+ * and costs next to nothing until then.  Said once per file, not at each
+ * look; a rescan does not hurry it.
+ */
 static void
 stuck(struct relay *r, struct pending *p, const struct job *j,
     time_t now)
 {
+	p->backoff = next_backoff(r, p->backoff);
 	if (!p->stuck)
-		log_warnx("%s: %s; left in place (quarantine directory %s), "
-		    "looking again every %d s", p->name, j->reply, r->badpath,
-		    STUCK_RETRY);
+		log_warnx("%s: %s; left in place, trying again in %u s, then "
+		    "backing off to at most every %u s", p->name, j->reply,
+		    p->backoff, r->set.relay_max_retry);
 	p->stuck = 1;
-	p->backoff = STUCK_RETRY;
-	wait_until(r, p, now + STUCK_RETRY);
+	wait_until(r, p, now + p->backoff +
+	    (time_t)randombytes_uniform(p->backoff / 4 + 1));
 }
 
 /* Results of finished jobs: the worker's verdict on each file. */
@@ -141,9 +149,8 @@ queue_collect(struct relay *r, time_t now)
 		struct pending	*p = pending_find(r, j->name);
 
 		if (p != NULL) {
-			p->done = j->done;
-			p->ndone = j->ndone;
-			j->done = NULL;
+			p->memo = j->memo;
+			j->memo = NULL;
 			if (j->result == JOB_GONE)
 				forget(r, p);
 			else if (j->result == JOB_LATER)
@@ -157,7 +164,7 @@ queue_collect(struct relay *r, time_t now)
 				    p->name, p->backoff, j->reply);
 			}
 		}
-		free(j->done);
+		free(j->memo);
 		free(j);
 		j = next;
 	}
@@ -179,9 +186,8 @@ queue_run(struct relay *r, time_t now)
 		snprintf(j->name, sizeof(j->name), "%s", p->name);
 		j->submitted = now;
 		/* Lend the worker what is already done for this file. */
-		j->done = p->done;
-		j->ndone = p->ndone;
-		p->done = NULL;
+		j->memo = p->memo;
+		p->memo = NULL;
 		pending_take(r, p);
 		worker_submit(r, j);
 	}

@@ -415,6 +415,38 @@ auth_line_is_all_that_leaks(void **state)
 	free(buf);
 }
 
+/* Header fields of the message, found in any case, never in the body. */
+static void
+has_field(void **state)
+{
+	struct qfile	 q;
+	char		 err[128], *big, *f;
+	size_t		 n = 20000;
+	int		 fd;
+
+	(void)state;
+	big = malloc(n + 512);
+	assert_non_null(big);
+	/* A header line longer than a read, then the field, then the body. */
+	f = big + sprintf(big, "S<a@x>\nO<b@x>\nReceived: from h (c [192.0.2.9])"
+	    "\nX-Long: ");
+	memset(f, 'x', n);
+	f += n;
+	sprintf(f, "\nx-org-mailscanner-relay-reject: 550 no\n"
+	    "Subject: s\n\nX-Body-MailScanner: not a header\n");
+	fd = mkfile(big, strlen(big));
+	assert_int_equal(qfile_read(fd, &q, err, sizeof(err)), 0);
+	assert_int_equal(qfile_has_field(fd, &q,
+	    "X-Org-MailScanner-Relay-Reject"), 1);
+	assert_int_equal(qfile_has_field(fd, &q, "X-Org-MailScanner"), 0);
+	assert_int_equal(qfile_has_field(fd, &q, "X-Body-MailScanner"), 0);
+	assert_int_equal(qfile_has_field(fd, &q, "Subject"), 1);
+	assert_int_equal(qfile_has_field(fd, &q, "xxxxxxxx"), 0);
+	qfile_free(&q);
+	close(fd);
+	free(big);
+}
+
 /* The writer refuses what the reader would refuse, with the reason. */
 static void
 writer_refuses(void **state)
@@ -523,6 +555,7 @@ main(void)
 		cmocka_unit_test(dsn_parameters),
 		cmocka_unit_test(writer_reader_round_trip),
 		cmocka_unit_test(auth_line_is_all_that_leaks),
+		cmocka_unit_test(has_field),
 		cmocka_unit_test(writer_refuses),
 		cmocka_unit_test(injection_refused),
 		cmocka_unit_test(internal_form),
