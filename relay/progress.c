@@ -432,12 +432,17 @@ open_for_append(const struct relay *r, struct progress *pg)
 	return pg->fd == -1 ? -1 : 0;
 }
 
-/* The lines as one buffer, applied to pg: what we could not read back, we do not write. */
+/*
+ * The lines as one buffer, applied to pg: what we could not read back,
+ * we do not write.
+ */
 static int
 rec_apply(struct progress *pg, struct progress_rec *w, char *why, size_t wlen)
 {
 	int bad = w->failed;
 
+	if (w->f == NULL && w->buf == NULL)
+		return 0;		/* nothing put */
 	if (w->f != NULL)
 		bad |= fclose(w->f) != 0;
 	w->f = NULL;

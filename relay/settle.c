@@ -67,7 +67,9 @@ requeue_call(struct relay *r, struct delivery *d, const struct intent *in,
 /*
  * Hand rejected recipients back to the spooler, which writes them into
  * milterin with the reject header (only it writes there).  0 with newid
- * when the spooler has committed them.
+ * when the spooler has committed them, 1 when it refused them (nothing
+ * written), -1 when it could not be asked or its answer makes no sense
+ * (committed or not: unknown, so the question stays open).
  */
 static int
 requeue(struct relay *r, struct delivery *d, const struct intent *in,
@@ -94,11 +96,12 @@ requeue(struct relay *r, struct delivery *d, const struct intent *in,
 	if (m.hdr.type == MSG_SPOOLER_FAILED &&
 	    m.hdr.len == sizeof(reply.failed) &&
 	    ipc_string_ok(reply.failed.reason, sizeof(reply.failed.reason)) ==
-	    0)
+	    0) {
 		log_warnx("%s: requeue failed: %s", d->name,
 		    reply.failed.reason);
-	else
-		log_warnx("%s: bad answer from the spooler", d->name);
+		return 1;
+	}
+	log_warnx("%s: bad answer from the spooler", d->name);
 	return -1;
 }
 
@@ -117,7 +120,7 @@ commit(const struct relay *r, struct delivery *d, struct progress *pg,
 /*
  * Every requeue recorded and not answered: ask the spooler and record its
  * answer.  0 when none is left open; -1 when the spooler refused one (its
- * recipients are pending again) or cannot be reached.
+ * recipients are pending again) or could not be asked (it stays open).
  */
 static int
 run_intents(struct relay *r, struct delivery *d, struct progress *pg)
@@ -127,9 +130,11 @@ run_intents(struct relay *r, struct delivery *d, struct progress *pg)
 		struct progress_rec	 w = { 0 };
 		char			 newid[QUEUEID_MAX], token[sizeof(in->token)];
 		size_t			 was = pg->nopen;
-		int			 ok = requeue(r, d, in, newid,
-					    sizeof(newid)) == 0;
+		int			 rc = requeue(r, d, in, newid,
+					    sizeof(newid)), ok = rc == 0;
 
+		if (rc == -1)
+			return -1;
 		if (ok) {
 			testhook_at(TESTHOOK_AT_REQUEUED, "requeued");
 			log_notice("%s: %zu recipient%s rejected (%s); requeued "
