@@ -107,7 +107,7 @@ struct build {
 	ruleset_report_fn	 report;
 	void			*arg;
 	ruleset_read_fn		 readfile;	/* NULL: open nothing */
-	const char *const	*words;		/* no and yes; NULL: "no", "yes" */
+	const char *const	*words;		/* no, yes; NULL: "no", "yes" */
 	int			 quiet;		/* warnings were given in the parent */
 	unsigned		 errors;
 	size_t			 natoms;

@@ -437,7 +437,8 @@ open_for_append(const struct relay *r, struct progress *pg)
  * we do not write.
  */
 static int
-rec_apply(struct progress *pg, struct progress_rec *w, char *why, size_t wlen)
+rec_apply(struct progress *pg, struct progress_rec *w, char *why,
+    size_t wlen)
 {
 	int bad = w->failed;
 

@@ -118,35 +118,43 @@ commit(const struct relay *r, struct delivery *d, struct progress *pg,
 }
 
 /*
- * Every requeue recorded and not answered: ask the spooler and record its
- * answer.  0 when none is left open; -1 when the spooler refused one (its
- * recipients are pending again) or could not be asked (it stays open).
+ * Ask the spooler about the newest open requeue and record its answer:
+ * 0 committed, 1 refused (its recipients are pending again), -1 not
+ * asked (it stays open).
  */
+static int
+ask_spooler(struct relay *r, struct delivery *d, struct progress *pg)
+{
+	const struct intent	*in = &pg->open[pg->nopen - 1];
+	struct progress_rec	 w = { 0 };
+	char			 newid[QUEUEID_MAX];
+	char			 token[PROGRESS_TOKEN_LEN];
+	int			 rc = requeue(r, d, in, newid, sizeof(newid));
+
+	if (rc == -1)
+		return -1;
+	if (rc == 0) {
+		testhook_at(TESTHOOK_AT_REQUEUED, "requeued");
+		log_notice("%s: %zu recipient%s rejected (%s); requeued to "
+		    "%s/%s for MailScanner to quarantine", d->name, in->n,
+		    in->n == 1 ? "" : "s", in->reply,
+		    r->set.incoming_queue_dir, newid);
+	}
+	memcpy(token, in->token, sizeof(token));
+	progress_put(&w, rc == 0 ? 'q' : 'f', token, NULL, 0, rc == 0 ?
+	    newid : NULL);
+	commit(r, d, pg, &w);
+	return rc;
+}
+
+/* Every requeue recorded and not answered; 0 when none is left open. */
 static int
 run_intents(struct relay *r, struct delivery *d, struct progress *pg)
 {
 	while (pg->nopen > 0) {
-		const struct intent	*in = &pg->open[pg->nopen - 1];
-		struct progress_rec	 w = { 0 };
-		char			 newid[QUEUEID_MAX], token[sizeof(in->token)];
-		size_t			 was = pg->nopen;
-		int			 rc = requeue(r, d, in, newid,
-					    sizeof(newid)), ok = rc == 0;
+		size_t was = pg->nopen;
 
-		if (rc == -1)
-			return -1;
-		if (ok) {
-			testhook_at(TESTHOOK_AT_REQUEUED, "requeued");
-			log_notice("%s: %zu recipient%s rejected (%s); requeued "
-			    "to %s/%s for MailScanner to quarantine", d->name,
-			    in->n, in->n == 1 ? "" : "s", in->reply,
-			    r->set.incoming_queue_dir, newid);
-		}
-		memcpy(token, in->token, sizeof(token));
-		progress_put(&w, ok ? 'q' : 'f', token, NULL, 0, ok ? newid :
-		    NULL);
-		commit(r, d, pg, &w);
-		if (!ok || pg->nopen == was)
+		if (ask_spooler(r, d, pg) != 0 || pg->nopen == was)
 			return -1;
 	}
 	return 0;
