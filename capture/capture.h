@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "ipc.h"
+#include "qfile.h"
 
 /* Shared by every libmilter thread; guarded by lock. */
 struct capture {
@@ -31,18 +32,12 @@ struct capture {
 
 extern struct capture capture;
 
-/* One recipient and its DSN parameters, in SMTP order. */
-struct rcpt {
-	char	*addr;		/* without angle brackets */
-	char	*dsn;		/* "NOTIFY=... ORCPT=..." or NULL */
-};
-
 /* What the Received header and envelope lines are made from. */
 struct envelope {
 	const char	*queue_id;
 	const char	*sender;	/* "" for the null sender */
 	const char	*auth_type;	/* SASL method or NULL */
-	struct rcpt	*rcpts;
+	struct qrcpt	*rcpts;		/* in SMTP order */
 	size_t		 nrcpt;
 	const char	*helo;		/* NULL when the client sent none */
 	const char	*client_name;
@@ -50,6 +45,7 @@ struct envelope {
 	const char	*by_host;
 	const char	*tls_version, *cipher, *cipher_bits;
 	int		 client_cert;	/* a client certificate was shown */
+	int		 ehlo;		/* the session was ESMTP (EHLO) */
 	int64_t		 when;		/* time(2) for the date */
 };
 
@@ -58,6 +54,8 @@ struct envelope {
  * Returns a malloc'ed string (length in *len) or NULL.
  */
 char	*received_head(const struct envelope *e, size_t *len);
+/* The "with" word of the Received header (RFC 3848): "SMTP", "ESMTPSA"... */
+const char *received_protocol(int ehlo, int tls, int auth);
 /* RFC 5322 date in English whatever the locale: "Tue, 24 Nov 2026 ..." */
 void	received_date(int64_t when, char *buf, size_t len);
 

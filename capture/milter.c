@@ -52,7 +52,7 @@ struct txn {
 	char		 queue_id[QUEUEID_MAX];
 	char		*sender;
 	char		*auth_type;
-	struct rcpt	*rcpts;
+	struct qrcpt	*rcpts;
 	size_t		 nrcpt, rcpt_cap;
 	size_t		 envelope;	/* bytes kept for S, A, E, O lines */
 	int		 envelope_full;	/* Milter Max Envelope Size reached */
@@ -62,6 +62,7 @@ struct txn {
 	size_t		 outlen;
 	int		 pending_cr;	/* a CR ended the previous chunk */
 	int		 blacklisted;	/* Milter Scanner said REJECT */
+	int		 esmtp_args;	/* MAIL or RCPT had ESMTP parameters */
 };
 
 struct conn {
@@ -675,6 +676,7 @@ mlfi_envfrom(SMFICTX *ctx, char **argv)
 	}
 	t->envelope = strlen(t->sender) + (t->auth_type ?
 	    strlen(t->auth_type) : 0);
+	t->esmtp_args = argv[0] != NULL && argv[1] != NULL;
 	c->txn = t;
 	return carry_on(c, SMFIP_NR_MAIL);
 }
@@ -708,12 +710,12 @@ dsn_params(char **argv)
 
 /*
  * What a recipient costs the envelope budget: its address and parameters
- * (we keep NOTIFY and ORCPT; count them all) and its struct rcpt.
+ * (we keep NOTIFY and ORCPT; count them all) and its struct qrcpt.
  */
 static size_t
 rcpt_cost(char **argv)
 {
-	size_t n = sizeof(struct rcpt);
+	size_t n = sizeof(struct qrcpt);
 
 	for (char **a = argv; *a != NULL; a++)
 		n += strlen(*a) + 1;
@@ -749,7 +751,7 @@ static sfsistat
 refuse_rcpt(SMFICTX *ctx, struct conn *c, char **argv, const char *code,
     const char *xcode, const char *what, const char *why)
 {
-	struct rcpt *r = &c->txn->rcpts[c->txn->nrcpt];
+	struct qrcpt *r = &c->txn->rcpts[c->txn->nrcpt];
 
 	free(r->addr);
 	free(r->dsn);
@@ -762,7 +764,7 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 {
 	struct conn	*c = conn_of(ctx, "RCPT");
 	struct txn	*t;
-	struct rcpt	*r;
+	struct qrcpt	*r;
 	const char	*why;
 
 	if (c == NULL)
@@ -786,6 +788,7 @@ mlfi_envrcpt(SMFICTX *ctx, char **argv)
 		t->rcpts = r;
 		t->rcpt_cap = ncap;
 	}
+	t->esmtp_args |= argv[1] != NULL;
 	r = &t->rcpts[t->nrcpt];
 	r->addr = strip_brackets(argv[0]);
 	r->dsn = dsn_params(argv + 1);
@@ -866,6 +869,15 @@ make_head(struct conn *c, size_t *len)
 	e.cipher = c->cipher;
 	e.cipher_bits = c->cipher_bits;
 	e.client_cert = c->client_cert;
+	/*
+	 * Postfix tells a milter the HELO or EHLO argument but not which
+	 * command carried it (its esmtp flag stops short of milter8.c).  EHLO
+	 * it was when the client used what only EHLO offers: an ESMTP
+	 * parameter on MAIL or RCPT, STARTTLS or AUTH.  A client that sent
+	 * EHLO and used none of them reads as SMTP.
+	 */
+	e.ehlo = t->esmtp_args || c->tls_version != NULL ||
+	    t->auth_type != NULL;
 	e.when = time(NULL);
 	return received_head(&e, len);
 }

@@ -78,23 +78,20 @@ put_envelope(FILE *f, const struct envelope *e)
 {
 	const char *why;
 
-	if (qfile_put_sender(f, e->sender, &why) == -1 ||
-	    (e->auth_type != NULL && qfile_put_auth(f, e->auth_type,
-	    &why) == -1))
-		return -1;
-	for (size_t i = 0; i < e->nrcpt; i++)
-		if (qfile_put_rcpt(f, e->rcpts[i].addr, e->rcpts[i].dsn,
-		    &why) == -1)
-			return -1;
-	return 0;
+	return qfile_put_lines(f, e->sender, e->auth_type, e->rcpts, e->nrcpt,
+	    NULL, &why);
 }
 
-static const char *
-protocol_word(const struct envelope *e)
+/*
+ * SMTP after HELO, ESMTP after EHLO.  RFC 3848 defines the S (TLS) and A
+ * (authenticated) suffixes for ESMTP only, and Postfix writes its own
+ * Received header so: after HELO it is SMTP whatever else was used.
+ */
+const char *
+received_protocol(int ehlo, int tls, int auth)
 {
-	int tls = e->tls_version != NULL;
-	int auth = e->auth_type != NULL;
-
+	if (!ehlo)
+		return "SMTP";
 	return tls && auth ? "ESMTPSA" : tls ? "ESMTPS" : auth ? "ESMTPA" :
 	    "ESMTP";
 }
@@ -122,7 +119,8 @@ put_received(FILE *f, const struct envelope *e)
 			fputs("\t(no client certificate requested)\n", f);
 	}
 	fprintf(f, "\tby %s (MailScanner Milter) with %s id %s", e->by_host,
-	    protocol_word(e), e->queue_id);
+	    received_protocol(e->ehlo, e->tls_version != NULL,
+	    e->auth_type != NULL), e->queue_id);
 	received_date(e->when, date, sizeof(date));
 	if (e->nrcpt == 1)
 		fprintf(f, "\n\tfor <%s>; %s\n", e->rcpts[0].addr, date);

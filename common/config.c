@@ -43,6 +43,7 @@ struct key {
 	str_check_fn		 check;	/* KT_STR: optional */
 	int			 lower;	/* KT_STR: store lowercased */
 	const char		*note;	/* config_print: a comment line */
+	enum config_rules	 rules;	/* KT_BOOL, KT_ENUM: as a ruleset */
 };
 
 /* Where in which file we are. */
@@ -161,8 +162,17 @@ static const struct key keys[] = {
 	    milter_max_envelope, 4096, 256 * 1024 * 1024),
 	KSTR("milterrejecttext", "Milter Reject Text", milter_reject_text,
 	    check_reply_text, 0),
-	KENUM("deliverymethod", "Delivery Method", ms_delivery_method,
-	    ms_delivery_words),
+	/*
+	 * MailScanner yes/no settings that may be rulesets.  Two deliverers
+	 * deliver twice: every message must go by queue.  Deliver Cleaned
+	 * Messages is only warned about, so any yes in it counts.
+	 */
+	{ .norm = "deliverymethod", .name = "Delivery Method",
+	  .type = KT_ENUM, AT(ms_delivery_method, int),
+	  .words = ms_delivery_words, .rules = CONFIG_RULES_ALL_YES },
+	{ .norm = "delivercleanedmessages", .name = "Deliver Cleaned Messages",
+	  .type = KT_BOOL, AT(deliver_cleaned, int), .min = 0, .max = 1,
+	  .rules = CONFIG_RULES_ANY_YES },
 	KENUM("locktype", "Lock Type", lock_type, lock_words),
 	KUINT("milterrelayminretry", "Milter Relay Min Retry", relay_min_retry,
 	    1, 86400),
@@ -519,6 +529,16 @@ config_key_known(const char *key)
 	return find_key(key) != NULL;
 }
 
+/* MailScanner's rule for a key set to nothing: its default stands. */
+static void
+set_key_default(const struct key *k, struct msm_settings *s)
+{
+	struct msm_settings d;
+
+	config_defaults(&d);
+	memcpy(field(s, k), cfield(&d, k), k->size);
+}
+
 int
 config_set_key(struct msm_settings *s, const char *key, const char *value,
     char *msg, size_t msglen)
@@ -527,7 +547,36 @@ config_set_key(struct msm_settings *s, const char *key, const char *value,
 
 	if (k == NULL)
 		return 1;
+	if (value[0] == '\0') {
+		set_key_default(k, s);
+		return 0;
+	}
 	return set_value(k, value, s, msg, msglen);
+}
+
+enum config_rules
+config_key_rules(const char *key, const char **name,
+    const char *const **words)
+{
+	const struct key *k = find_key(key);
+
+	if (k == NULL || k->rules == CONFIG_RULES_NO)
+		return CONFIG_RULES_NO;
+	*name = k->name;
+	*words = k->type == KT_ENUM ? k->words : NULL;
+	return k->rules;
+}
+
+int
+config_set_verdict(struct msm_settings *s, const char *key, int yes)
+{
+	const struct key	*k = find_key(key);
+	int			 v = yes != 0;
+
+	if (k == NULL || k->rules == CONFIG_RULES_NO)
+		return -1;
+	memcpy(field(s, k), &v, sizeof(v));
+	return 0;
 }
 
 const char *
@@ -574,6 +623,7 @@ config_defaults(struct msm_settings *s)
 	SET(milter_reject_text, "Message Blacklisted");
 	s->ms_delivery_method = MSM_MS_BATCH;
 	s->lock_type = MSM_LOCK_FLOCK;
+	s->deliver_cleaned = 1;
 	s->relay_min_retry = 5;
 	s->relay_max_retry = 1800;
 	s->relay_timeout = 300;
@@ -628,6 +678,28 @@ check_qmqp_socket(struct reporter *l, const char *path)
 		    path);
 }
 
+/*
+ * MailScanner quarantines what the relay requeued with the Relay-Reject
+ * header and, with Deliver Cleaned Messages, sends the cleaned copy on
+ * into milterout: the MTA will most likely refuse it again.
+ */
+static void
+warn_deliver_cleaned(struct reporter *l, const struct msm_settings *s)
+{
+	char	 bad[MSM_PATH_LEN];
+
+	config_quarantine_dir(s, bad, sizeof(bad));
+	config_sayf(l, 0, NULL, "Deliver Cleaned Messages", "Deliver Cleaned "
+	    "Messages is yes (MailScanner's default): a message the MTA "
+	    "refuses for good is requeued once, with an X-%.64s-MailScanner-"
+	    "Relay-Reject header, for MailScanner to quarantine, and "
+	    "MailScanner then sends its cleaned copy back to milterout; if "
+	    "the MTA refuses that copy too, the relay moves it to %.900s "
+	    "with a log line instead of requeueing it again (one requeue per "
+	    "rejection).  Set Deliver Cleaned Messages = no to keep such "
+	    "messages in MailScanner's quarantine only", s->org_name, bad);
+}
+
 int
 config_check(const struct msm_settings *s, config_report_fn report,
     void *arg)
@@ -676,6 +748,8 @@ config_check(const struct msm_settings *s, config_report_fn report,
 		config_say(&l, 1, NULL, "Delivery Method", "Delivery Method must be "
 		    "queue: otherwise MailScanner delivers milterout itself "
 		    "and msmilter's relay delivers it again");
+	if (s->deliver_cleaned)
+		warn_deliver_cleaned(&l, s);
 	if (s->relay_min_retry > s->relay_max_retry)
 		config_say(&l, 1, NULL, "Milter Relay Min Retry", "Milter Relay Min "
 		    "Retry is longer than Milter Relay Max Retry");

@@ -56,6 +56,7 @@ struct msm_settings {
 	unsigned whitelist_max_recips;			/* 20 */
 	int	ms_delivery_method;			/* Delivery Method: batch */
 	int	lock_type;				/* flock */
+	int	deliver_cleaned;			/* Deliver Cleaned Messages: yes */
 
 	/* msmilter's own keys, all starting with "Milter" */
 	char	milter_socket[MSM_PATH_LEN];		/* "" = listen on inet */

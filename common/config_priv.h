@@ -43,6 +43,27 @@ int		 config_key_known(const char *key);
 int		 config_set_key(struct msm_settings *s, const char *key,
 		    const char *value, char *msg, size_t msglen);
 
+/*
+ * Keys MailScanner lets be a ruleset (yes/no settings, some with two
+ * words of their own) and what msmilter needs of the ruleset.
+ */
+enum config_rules {
+	CONFIG_RULES_NO,	/* a plain value only */
+	CONFIG_RULES_ALL_YES,	/* every message must get the second word */
+	CONFIG_RULES_ANY_YES,	/* yes when any message may get yes */
+};
+
+/*
+ * How key takes a ruleset; *name gets its spelling in messages, *words
+ * its two words (no, yes), NULL for yes and no.  CONFIG_RULES_NO for keys
+ * that take none.
+ */
+enum config_rules config_key_rules(const char *key, const char **name,
+		    const char *const **words);
+/* Set a ruleset key to its second word (yes) or its first; -1 if none. */
+int		 config_set_verdict(struct msm_settings *, const char *key,
+		    int yes);
+
 /* v for a message: at most 64 bytes, control characters as '?'. */
 const char	*config_show(const char *v, char *buf, size_t len);
 

@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "config_priv.h"
+#include "ruleset.h"
 
 #define MAX_INCLUDE_DEPTH	8	/* include nesting limit */
 #define MAX_EXPANDED		65536	/* after %var% expansion */
@@ -257,12 +258,93 @@ do_var(struct loader *l, const struct pos *p, const char *key,
 	}
 }
 
+/* ---- settings that may be rulesets ---- */
+
+/* Where a ruleset key's value came from, and what its rules say. */
+struct verdicts {
+	struct loader		*l;
+	const struct pos	*at;	/* the key's line in MailScanner.conf */
+	const char		*name;	/* the key, as MailScanner spells it */
+	const char *const	*words;	/* no, yes; NULL: "no", "yes" */
+	enum config_rules	 need;
+	const char		*file;	/* the rules file, or NULL */
+	int			 any_yes, any_no;
+};
+
+/* The ruleset's own problems, at its file:line or at the key's line. */
+static void
+ruleset_said(void *arg, int severity, const char *file, unsigned line,
+    const char *message)
+{
+	struct verdicts	*v = arg;
+	size_t		 n = strlen(v->name);
+
+	/* Its messages start with the setting's name: so do ours. */
+	if (strncmp(message, v->name, n) == 0 && message[n] == ':')
+		message += n + 2;
+	config_say(&v->l->rep, severity == RULESET_ERROR, file != NULL ?
+	    &(struct pos){ file, line } : v->at, v->name, message);
+}
+
+static void
+one_verdict(void *arg, const char *file, unsigned line, int yes)
+{
+	struct verdicts	*v = arg;
+	const char	*no = v->words ? v->words[0] : "no";
+	const char	*want = v->words ? v->words[1] : "yes";
+
+	v->any_yes |= yes;
+	v->any_no |= !yes;
+	if (yes || v->need != CONFIG_RULES_ALL_YES || v->file == NULL)
+		return;		/* a plain value: config_check's business */
+	if (file != NULL)
+		config_sayf(&v->l->rep, 1, &(struct pos){ file, line },
+		    v->name, "this rule says %s: every message must get %s",
+		    no, want);
+	else
+		config_sayf(&v->l->rep, 1, &(struct pos){ v->file, 0 },
+		    v->name, "no default rule: a message no rule matches gets "
+		    "MailScanner's default, %s (add \"FromOrTo: default %s\")",
+		    no, want);
+}
+
+/*
+ * MailScanner reads a yes/no setting as a rules file when its value is a
+ * path (not ending in txt or html), and as a custom function after '&':
+ * check it as a ruleset, then keep the one value msmilter acts on.
+ */
+static void
+set_by_ruleset(struct loader *l, const struct pos *p, const char *key,
+    const char *value)
+{
+	struct verdicts	 v = { .l = l, .at = p,
+			    .file = value[0] == '/' ? value : NULL };
+	struct ruleset	*rs;
+	int		 errors = l->rep.errors;
+
+	v.need = config_key_rules(key, &v.name, &v.words);
+	rs = ruleset_load_words(v.name, value, v.words ? v.words :
+	    (const char *const[2]){ "no", "yes" }, 0, ruleset_said, &v);
+	if (rs == NULL) {
+		if (l->rep.errors == errors)
+			config_say(&l->rep, 1, p, v.name, "cannot read its "
+			    "ruleset (out of memory)");
+		return;
+	}
+	ruleset_verdicts(rs, one_verdict, &v);
+	ruleset_free(rs);
+	config_set_verdict(l->s, key, v.need == CONFIG_RULES_ALL_YES ?
+	    !v.any_no : v.any_yes);
+}
+
 static void
 do_setting(struct loader *l, const struct pos *p, const char *key,
     const char *raw)
 {
-	char	 msg[CONFIG_MSG_LEN];
-	char	*v;
+	char			 msg[CONFIG_MSG_LEN];
+	char			*v;
+	const char		*name;
+	const char *const	*words;
 
 	if (!config_key_known(key))
 		return;	/* MailScanner has hundreds we do not use */
@@ -271,7 +353,10 @@ do_setting(struct loader *l, const struct pos *p, const char *key,
 		    "(at most %d bytes)", MAX_EXPANDED - 1);
 		return;
 	}
-	if (config_set_key(l->s, key, v, msg, sizeof msg) == -1)
+	if (v[0] != '\0' && config_key_rules(key, &name, &words) !=
+	    CONFIG_RULES_NO)
+		set_by_ruleset(l, p, key, v);
+	else if (config_set_key(l->s, key, v, msg, sizeof msg) == -1)
 		config_say(&l->rep, 1, p, key, msg);
 	free(v);
 }

@@ -38,7 +38,7 @@
  * of MSG_PARENT_SETTINGS, MSG_CHILD_READY and MSG_CHILD_LOG: they are how
  * peers of different versions still tell each other why they disagree.
  */
-#define IPC_VERSION		2
+#define IPC_VERSION		3
 #define IPC_MAGIC		0x494d534dU	/* "MSMI" little-endian */
 
 /* A child's exit status when it refuses the parent's protocol. */
@@ -140,9 +140,15 @@ struct ipc_rules {
 	uint32_t	offset;		/* of this piece */
 };
 
+#define IPC_TOKEN_LEN		33	/* 32 hex digits and the NUL */
+
 struct ipc_requeue {
 	char		queue_id[QUEUEID_MAX];	/* preferred milterin name */
 	char		reply[IPC_REPLY_MAX];	/* the MTA's rejection */
+	char		token[IPC_TOKEN_LEN];	/* the relay's name for this
+						 * requeue: asked again after a
+						 * restart, it is answered, not
+						 * written a second time */
 	uint32_t	nrcpt;			/* indexes that follow */
 };
 

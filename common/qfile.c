@@ -336,27 +336,35 @@ qfile_put_rcpt(FILE *f, const char *addr, const char *dsn, const char **why)
 }
 
 int
+qfile_put_lines(FILE *f, const char *sender, const char *method,
+    const struct qrcpt *rcpts, size_t nrcpt, const unsigned char *chosen,
+    const char **why)
+{
+	if (qfile_put_sender(f, sender, why) == -1)
+		return -1;
+	for (size_t i = 0; i < nrcpt; i++)
+		if ((chosen == NULL || chosen[i]) && qfile_put_rcpt(f,
+		    rcpts[i].addr, rcpts[i].dsn, why) == -1)
+			return -1;
+	/* Last: see qfile.h. */
+	if (method != NULL && qfile_put_auth(f, method, why) == -1)
+		return -1;
+	return 0;
+}
+
+int
 qfile_put_envelope(FILE *f, const struct qfile *q,
     const unsigned char *chosen, const char **why)
 {
 	const size_t plen = sizeof(QFILE_AUTH_PREFIX) - 1;
 
-	if (qfile_put_sender(f, q->sender, why) == -1)
+	/* The reader let only "sasl_method=NAME" through. */
+	if (q->auth != NULL && strncmp(q->auth, QFILE_AUTH_PREFIX, plen) != 0) {
+		refuse(why, "A line is not " QFILE_AUTH_PREFIX "NAME");
 		return -1;
-	if (q->auth != NULL) {
-		/* The reader let only "sasl_method=NAME" through. */
-		if (strncmp(q->auth, QFILE_AUTH_PREFIX, plen) != 0) {
-			refuse(why, "A line is not " QFILE_AUTH_PREFIX "NAME");
-			return -1;
-		}
-		if (qfile_put_auth(f, q->auth + plen, why) == -1)
-			return -1;
 	}
-	for (size_t i = 0; i < q->nrcpt; i++)
-		if ((chosen == NULL || chosen[i]) && qfile_put_rcpt(f,
-		    q->rcpts[i].addr, q->rcpts[i].dsn, why) == -1)
-			return -1;
-	return 0;
+	return qfile_put_lines(f, q->sender, q->auth != NULL ? q->auth + plen :
+	    NULL, q->rcpts, q->nrcpt, chosen, why);
 }
 
 static int
@@ -578,6 +586,43 @@ qfile_free(struct qfile *q)
 	free(q->sender);
 	free(q->auth);
 	memset(q, 0, sizeof(*q));
+}
+
+/* Does the line at p (n bytes available) start with "name:"? */
+static int
+field_at(const char *p, size_t n, const char *name, size_t len)
+{
+	return n > len && strncasecmp(p, name, len) == 0 && p[len] == ':';
+}
+
+/*
+ * One read at each line start (only rejected messages are searched, and
+ * their headers are a few dozen lines): a line longer than the buffer is
+ * skipped to its end, never taken for the next line's start.
+ */
+int
+qfile_has_field(int fd, const struct qfile *q, const char *name)
+{
+	char	 buf[4096];
+	size_t	 len = strlen(name);
+	off_t	 off = q->data_offset;
+	int	 start = 1;		/* off is at the start of a line */
+
+	while (off - q->data_offset < QFILE_HEADERS_MAX) {
+		ssize_t	 n = pread(fd, buf, sizeof(buf), off);
+		char	*nl;
+
+		if (n <= 0)
+			return n == 0 ? 0 : -1;
+		if (start && buf[0] == '\n')
+			return 0;	/* the empty line: the body follows */
+		if (start && field_at(buf, (size_t)n, name, len))
+			return 1;
+		nl = memchr(buf, '\n', (size_t)n);
+		start = nl != NULL;
+		off += nl != NULL ? nl - buf + 1 : n;
+	}
+	return 0;
 }
 
 int

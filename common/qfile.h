@@ -75,16 +75,28 @@ int	qfile_dsn_ok(const char *dsn, const char **why);
 int	qfile_auth_ok(const char *method, const char **why);
 
 /*
- * The writer: envelope lines in MailScanner's order (S, A, then E before
- * its O), each checked as above.  0, or -1 with the reason in *why (what
- * was written before the bad line stays in f: write to a buffer).
- * sender "" is the null sender; method is the bare SASL mechanism.
+ * The writer: one line at a time, each checked as above.  0, or -1 with
+ * the reason in *why (what was written before the bad line stays in f:
+ * write to a buffer).  sender "" is the null sender; method is the bare
+ * SASL mechanism.
  */
 int	qfile_put_sender(FILE *f, const char *sender, const char **why);
 int	qfile_put_auth(FILE *f, const char *method, const char **why);
 int	qfile_put_rcpt(FILE *f, const char *addr, const char *dsn,
 	    const char **why);
-/* All of q's envelope; only the recipients i with chosen[i] (NULL: all). */
+/*
+ * A whole envelope, in the one order every writer uses: S, then each
+ * recipient's E (if any) before its O, then A (method NULL: none) last.
+ * MailScanner's ReadQf takes the lines in any order, but its body reader
+ * (quarantine and archive copies) skips only S, O and E lines and keeps
+ * everything from the first other line on: with A last, that line is the
+ * only envelope line such a copy shows, never a recipient.  Only the
+ * recipients i with chosen[i] (chosen NULL: all).
+ */
+int	qfile_put_lines(FILE *f, const char *sender, const char *method,
+	    const struct qrcpt *rcpts, size_t nrcpt,
+	    const unsigned char *chosen, const char **why);
+/* q's envelope by qfile_put_lines (q->auth is "sasl_method=NAME"). */
 int	qfile_put_envelope(FILE *f, const struct qfile *q,
 	    const unsigned char *chosen, const char **why);
 
@@ -95,6 +107,22 @@ int	qfile_put_envelope(FILE *f, const struct qfile *q,
  * room for strlen(addr) + 1 bytes (unquoting only shortens).
  */
 void	qfile_addr_internal(const char *addr, char *out);
+
+/*
+ * The header the spooler puts after the envelope of a message the MTA
+ * refused for good (printf format, %s the %org-name%), and what
+ * MailScanner renames it to when it quarantines the message.
+ */
+#define QFILE_REJECT_FIELD	"X-%s-MailScanner-Relay-Reject"
+#define QFILE_QUARANTINE_FIELD	"X-%s-MailScanner-Relay-Quarantine"
+#define QFILE_HEADERS_MAX	(16 << 20)	/* bytes of headers searched */
+
+/*
+ * Does the message of the queue file on fd (read with qfile_read into q)
+ * have a header field called name (any case) before its first empty
+ * line?  1, 0, or -1 on a read error.
+ */
+int	qfile_has_field(int fd, const struct qfile *q, const char *name);
 
 /* Is name a MailScanner message id: \w+ optionally "." \w+ ? */
 int	qfile_name_ok(const char *name);

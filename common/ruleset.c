@@ -107,6 +107,7 @@ struct build {
 	ruleset_report_fn	 report;
 	void			*arg;
 	ruleset_read_fn		 readfile;	/* NULL: open nothing */
+	const char *const	*words;		/* no, yes; NULL: "no", "yes" */
 	int			 quiet;		/* warnings were given in the parent */
 	unsigned		 errors;
 	size_t			 natoms;
@@ -290,48 +291,60 @@ sb_free(struct sbuf *sb)
 
 /* Values, directions, setting values */
 
+static const char *const yes_no[2] = { "no", "yes" };
+
 /*
  * InternalDataValue for a yes/no setting whose %values are just
- * (no => 0, yes => 1): each word lower-cased, one trailing comma dropped.
- * MailScanner would also take words containing '@' and several words,
- * which make no sense for a yes/no setting (and would be true in Perl
- * whatever they say); we refuse them.  Returns 1, 0, or -1 with why set.
+ * (no => 0, yes => 1), or two words of its own (words[0] for no, words[1]
+ * for yes: Delivery Method's batch and queue): each word lower-cased, one
+ * trailing comma dropped.  MailScanner would also take words containing
+ * '@' and several words, which make no sense for a yes/no setting (and
+ * would be true in Perl whatever they say); we refuse them.  Returns 1,
+ * 0, or -1 with why set.
  */
 static int
-parse_yesno(const char *value, const char **why)
+parse_yesno(const char *value, const char *const *words, const char **why)
 {
-	char		 word[8];
+	char		 word[16];
 	const char	*s = value, *e;
 	size_t		 n;
+
+	if (words == NULL)
+		words = yes_no;
 
 	while (*s != '\0' && is_space((unsigned char)*s))
 		s++;
 	if (*s == '\0') {
-		*why = "no value (want yes or no)";
+		*why = words == yes_no ? "no value (want yes or no)" :
+		    "no value";
 		return -1;
 	}
 	for (e = s; *e != '\0' && !is_space((unsigned char)*e); e++)
 		;
 	for (const char *t = e; *t != '\0'; t++)
 		if (!is_space((unsigned char)*t)) {
-			*why = "more than one word (want yes or no)";
+			*why = words == yes_no ? "more than one word (want "
+			    "yes or no)" : "more than one word";
 			return -1;
 		}
 	n = (size_t)(e - s);
 	if (n > 0 && s[n - 1] == ',')
 		n--;
 	if (n >= sizeof(word)) {
-		*why = "not yes or no";
+		*why = words == yes_no ? "not yes or no" : "not one of its "
+		    "two values";
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++)
 		word[i] = (char)lower((unsigned char)s[i]);
 	word[n] = '\0';
-	if (strcmp(word, "yes") == 0)
+	if (strcmp(word, words[1]) == 0)
 		return 1;
-	if (strcmp(word, "no") == 0)
+	if (strcmp(word, words[0]) == 0)
 		return 0;
-	if (strcmp(word, "1") == 0 || strcmp(word, "0") == 0)
+	if (words != yes_no)
+		*why = "not one of its two values";
+	else if (strcmp(word, "1") == 0 || strcmp(word, "0") == 0)
 		*why = "not yes or no (MailScanner accepts only yes or no for "
 		    "this setting)";
 	else
@@ -1017,9 +1030,14 @@ compile_rule(struct build *b, size_t ri)
 			bad = 1;
 		}
 	}
-	if ((r->verdict = parse_yesno(r->value, &why)) == -1) {
-		say(b, RULESET_ERROR, file, r->line, "value \"%.200s\": %s",
-		    r->value, why);
+	if ((r->verdict = parse_yesno(r->value, b->words, &why)) == -1) {
+		if (b->words != NULL)
+			say(b, RULESET_ERROR, file, r->line, "value \"%.200s\": "
+			    "%s (want %s or %s)", r->value, why, b->words[0],
+			    b->words[1]);
+		else
+			say(b, RULESET_ERROR, file, r->line, "value \"%.200s\": "
+			    "%s", r->value, why);
 		bad = 1;
 	}
 	for (int i = 0; i < r->ncond; i++) {
@@ -1277,7 +1295,7 @@ build_finish(struct build *b)
 static struct ruleset *
 build_text(const char *setting, const char *value, const char *file,
     const char *text, size_t len, int default_yes, ruleset_read_fn readfile,
-    ruleset_report_fn report, void *arg)
+    const char *const *words, ruleset_report_fn report, void *arg)
 {
 	struct build	 b;
 	unsigned	 fi = 0;
@@ -1286,6 +1304,7 @@ build_text(const char *setting, const char *value, const char *file,
 	if (build_start(&b, setting, value, KIND_RULES, default_yes, report,
 	    arg) == 0) {
 		b.readfile = readfile;
+		b.words = words;
 		if (text == NULL)
 			text = owned = read_text(&b, file, file, 0, &len);
 		if (text == NULL)
@@ -1308,13 +1327,13 @@ ruleset_from_text(const char *setting_name, const char *file,
 	if (file == NULL || *file == '\0')
 		file = "(rules)";
 	return build_text(setting_name, file, file, text ? text : "",
-	    text ? len : 0, default_yes, readfile, report, arg);
+	    text ? len : 0, default_yes, readfile, NULL, report, arg);
 }
 
 struct ruleset *
 ruleset_from_setting(const char *setting_name, const char *setting_value,
-    int default_yes, ruleset_read_fn readfile, ruleset_report_fn report,
-    void *arg)
+    int default_yes, const char *const *words, ruleset_read_fn readfile,
+    ruleset_report_fn report, void *arg)
 {
 	struct build	 b;
 	struct ruleset	*rs;
@@ -1342,17 +1361,17 @@ ruleset_from_setting(const char *setting_name, const char *setting_value,
 			    "(the default) and leaves the decision to "
 			    "MailScanner", v, v[0] == '&' ? "custom function" :
 			    "database or LDAP ruleset",
-			    default_yes ? "yes" : "no");
+			    (words ? words : yes_no)[default_yes != 0]);
 		rs = build_finish(&b);
 	} else if (v[0] == '/' && !(n >= 3 && strcmp(v + n - 3, "txt") == 0) &&
 	    !(n >= 4 && strcmp(v + n - 4, "html") == 0)) {
 		/* "Rules ain't called .txt" */
 		rs = build_text(setting_name, v, v, NULL, 0, default_yes,
-		    readfile, report, arg);
+		    readfile, words, report, arg);
 	} else {
 		if (build_start(&b, setting_name, v, KIND_CONST, default_yes,
 		    report, arg) == 0) {
-			if ((verdict = parse_yesno(v, &why)) == -1)
+			if ((verdict = parse_yesno(v, words, &why)) == -1)
 				say(&b, RULESET_ERROR, NULL, 0, "value "
 				    "\"%.200s\": %s%s", v, why, v[0] == '/' ?
 				    " (a file ending in txt or html is not "
@@ -1364,6 +1383,20 @@ ruleset_from_setting(const char *setting_name, const char *setting_value,
 	}
 	free(v);
 	return rs;
+}
+
+void
+ruleset_verdicts(const struct ruleset *rs, ruleset_verdict_fn fn, void *arg)
+{
+	if (rs->kind == KIND_CONST) {
+		fn(arg, NULL, 0, rs->constant);
+		return;
+	}
+	for (size_t i = 0; rs->kind == KIND_RULES && i < rs->nrules; i++)
+		fn(arg, rs->files[rs->rules[i].file], rs->rules[i].line,
+		    rs->rules[i].verdict);
+	if (!rs->has_default)
+		fn(arg, NULL, 0, rs->default_yes);
 }
 
 /* Serialization */
@@ -1821,7 +1854,7 @@ ruleset_parse_serialized(const char *text, size_t len,
 		b.readfile = NULL;	/* self-contained: open nothing */
 		rd.b = &b;
 		if (kind == KIND_CONST) {
-			if ((verdict = parse_yesno(value, &why)) == -1)
+			if ((verdict = parse_yesno(value, NULL, &why)) == -1)
 				bad_serial(&rd, "constant is not yes or no");
 			else
 				b.rs->constant = verdict;

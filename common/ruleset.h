@@ -55,6 +55,28 @@ struct ruleset	*ruleset_load(const char *setting_name,
 		    ruleset_report_fn report, void *arg);
 
 /*
+ * The same for a MailScanner yes/no setting whose two values have names
+ * of their own (Delivery Method: batch and queue): words[0] stands for no,
+ * words[1] for yes.  For the parent's checks of settings it does not
+ * evaluate per message.
+ */
+struct ruleset	*ruleset_load_words(const char *setting_name,
+		    const char *setting_value, const char *const words[2],
+		    int default_yes, ruleset_report_fn report, void *arg);
+
+/*
+ * Every verdict rs can give and where it is written: each rule's (file,
+ * line, verdict) in file order, then, unless a default rule decides what
+ * no other rule matches, (NULL, 0, the setting's default).  A constant
+ * setting gives (NULL, 0, its value), a custom function or database
+ * ruleset (NULL, 0, the default it is answered with).
+ */
+typedef void (*ruleset_verdict_fn)(void *arg, const char *file,
+    unsigned line, int verdict);
+void		 ruleset_verdicts(const struct ruleset *rs,
+		    ruleset_verdict_fn fn, void *arg);
+
+/*
  * The same from a rules file's text already read; file names it for
  * messages and for "where".  Pattern files named in it are read unless
  * flags has RULESET_NO_FILES.

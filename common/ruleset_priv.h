@@ -21,8 +21,8 @@ typedef char *(*ruleset_read_fn)(const char *path, size_t max, size_t *len,
 /* ruleset_load() and ruleset_parse_text(), reading files with readfile. */
 struct ruleset	*ruleset_from_setting(const char *setting_name,
 		    const char *setting_value, int default_yes,
-		    ruleset_read_fn readfile, ruleset_report_fn report,
-		    void *arg);
+		    const char *const *words, ruleset_read_fn readfile,
+		    ruleset_report_fn report, void *arg);
 struct ruleset	*ruleset_from_text(const char *setting_name,
 		    const char *file, const char *text, size_t len,
 		    int default_yes, ruleset_read_fn readfile,

@@ -98,7 +98,16 @@ ruleset_load(const char *setting_name, const char *setting_value,
     int default_yes, ruleset_report_fn report, void *arg)
 {
 	return ruleset_from_setting(setting_name, setting_value, default_yes,
-	    read_file, report, arg);
+	    NULL, read_file, report, arg);
+}
+
+struct ruleset *
+ruleset_load_words(const char *setting_name, const char *setting_value,
+    const char *const words[2], int default_yes, ruleset_report_fn report,
+    void *arg)
+{
+	return ruleset_from_setting(setting_name, setting_value, default_yes,
+	    words, read_file, report, arg);
 }
 
 struct ruleset *

@@ -150,6 +150,16 @@ static const struct sc_rule sc_relay[] = {
 	ALLOW(openat, EQ(2, O_RDWR | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK)),
 	ALLOW(flock, EQ(1, LOCK_EX | LOCK_NB)),
 	ALLOW(fcntl, EQ(1, F_SETLK)),
+	/*
+	 * Its progress files beside them (relay/progress.c): created
+	 * exclusively (mode without x, s or other bits) or opened to append,
+	 * never through a link; synced, with the directory at creation.
+	 */
+	ALLOW(openat, EQ(2, O_WRONLY | O_CREAT | O_EXCL | O_APPEND |
+	    O_NOFOLLOW | O_CLOEXEC), MASKED(3, ~0600u, 0)),
+	ALLOW(openat, EQ(2, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC |
+	    O_NONBLOCK)),
+	ALLOW(fsync),
 	/* is the locked file still the one at that name, still there? */
 	ALLOW(newfstatat, EQ(3, AT_SYMLINK_NOFOLLOW)),
 	ALLOW(faccessat2, EQ(2, F_OK), EQ(3, AT_SYMLINK_NOFOLLOW)),

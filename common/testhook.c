@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -21,6 +22,7 @@
 #include "ipc.h"
 
 static char probe_path[1024];
+static volatile sig_atomic_t armed;	/* a testhook_point, or 0 */
 
 void
 testhook_set_probe(const char *path)
@@ -28,24 +30,33 @@ testhook_set_probe(const char *path)
 	snprintf(probe_path, sizeof(probe_path), "%s", path);
 }
 
-/* The result as a log record, straight to the parent (no locks). */
-static void
-report(const char *what, long rc, int err)
+/* A log record, straight to the parent (no locks). */
+static void __attribute__((format(printf, 1, 2)))
+say(const char *fmt, ...)
 {
 	struct {
 		struct ipc_log	lg;
 		char		text[1200];
 	} rec;
-	int n;
+	va_list	ap;
+	int	n;
 
 	memset(&rec, 0, sizeof(rec));
 	rec.lg.priority = LOG_INFO;
-	n = snprintf(rec.text, sizeof(rec.text), "testhook: %s: %s", what,
-	    rc >= 0 ? "allowed" : strerror(err));
+	va_start(ap, fmt);
+	n = vsnprintf(rec.text, sizeof(rec.text), fmt, ap);
+	va_end(ap);
 	if (n < 0 || (size_t)n >= sizeof(rec.text))
 		n = (int)sizeof(rec.text) - 1;
 	ipc_send(IPC_PARENT_FD, MSG_CHILD_LOG, &rec,
 	    sizeof(rec.lg) + (size_t)n + 1, -1);
+}
+
+/* What came of a forbidden attempt. */
+static void
+report(const char *what, long rc, int err)
+{
+	say("testhook: %s: %s", what, rc >= 0 ? "allowed" : strerror(err));
 }
 
 static void
@@ -122,7 +133,20 @@ on_hook(int sig, siginfo_t *si, void *uctx)
 	case TESTHOOK_CONNECT_PORT:
 		connect_port(si->si_value.sival_int);
 		break;
+	case TESTHOOK_STOP_AT:
+		armed = si->si_value.sival_int;
+		break;
 	}
+}
+
+void
+testhook_at(int point, const char *name)
+{
+	if (armed != point)
+		return;
+	armed = 0;
+	say("testhook: stopped at %s", name);
+	raise(SIGSTOP);
 }
 
 void

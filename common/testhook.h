@@ -20,7 +20,26 @@ enum testhook_action {
 	TESTHOOK_CREATE_OUTSIDE, /* create the probe file (spooler's flags) */
 	TESTHOOK_READ_OUTSIDE,	/* open /etc/passwd as the relay opens files */
 	TESTHOOK_CONNECT_PORT,	/* TCP connect to 127.0.0.1:<sigqueue value> */
+	/*
+	 * Arm the point numbered by the sigqueue value: the next thread to
+	 * reach it logs "testhook: stopped at <name>" and stops the process
+	 * (SIGSTOP), for the test to kill it exactly there.
+	 */
+	TESTHOOK_STOP_AT,
 	TESTHOOK_COUNT
+};
+
+/* Named points in the children's work (tests/integration/test_relay_kill.py). */
+enum testhook_point {
+	TESTHOOK_AT_RECORDED = 1,	/* relay: delivered recipients and the
+					   requeue to come recorded; the
+					   spooler not asked yet */
+	TESTHOOK_AT_REQUEUED,		/* relay: the spooler committed the
+					   requeue; not recorded yet */
+	TESTHOOK_AT_DONE,		/* relay: every recipient done; the
+					   file not removed yet */
+	TESTHOOK_AT_REMOVED,		/* relay: the file removed; its
+					   progress file not yet */
 };
 
 #ifdef MSM_TESTHOOKS
@@ -28,9 +47,12 @@ enum testhook_action {
 void	testhook_install(int proc);
 /* Where TESTHOOK_CREATE_OUTSIDE creates its file. */
 void	testhook_set_probe(const char *path);
+/* A named point (enum testhook_point): stop here when armed. */
+void	testhook_at(int point, const char *name);
 #else
 #define testhook_install(proc)		((void)(proc))
 #define testhook_set_probe(path)	((void)(path))
+#define testhook_at(point, name)	((void)(point), (void)(name))
 #endif
 
 #endif

@@ -19,17 +19,6 @@
 
 /* A file someone else holds locked is looked at again this soon. */
 #define LOCKED_RETRY	2
-/* One we must not deliver and cannot move aside waits for the admin. */
-#define STUCK_RETRY	600
-
-static struct pending *
-find(struct relay *r, const char *name)
-{
-	for (size_t i = 0; i < r->nqueue; i++)
-		if (strcmp(r->queue[i].name, name) == 0)
-			return &r->queue[i];
-	return NULL;
-}
 
 void
 queue_add(struct relay *r, const char *name, time_t due)
@@ -38,34 +27,33 @@ queue_add(struct relay *r, const char *name, time_t due)
 
 	if (!qfile_name_ok(name) || strlen(name) >= sizeof(p->name))
 		return;
-	if ((p = find(r, name)) != NULL) {
-		if (p->backoff == 0 && due < p->due)
-			p->due = due;
+	if ((p = pending_find(r, name)) != NULL) {
+		/* Seen again: sooner, unless it is backing off or busy. */
+		if (p->backoff == 0 && due < p->due && pending_waiting(p))
+			pending_set_due(r, p, due);
 		return;
 	}
-	if (r->nqueue == r->qcap) {
-		size_t	 ncap = r->qcap ? r->qcap * 2 : 64;
-		void	*n = reallocarray(r->queue, ncap, sizeof(*r->queue));
-
-		if (n == NULL) {
-			log_warn("no memory for the queue; %s waits for the "
-			    "next scan", name);
-			return;
-		}
-		r->queue = n;
-		r->qcap = ncap;
-	}
-	p = &r->queue[r->nqueue++];
-	memset(p, 0, sizeof(*p));
-	snprintf(p->name, sizeof(p->name), "%s", name);
-	p->due = due;
+	if (pending_new(r, name, due) == NULL)
+		log_warn("no memory for the queue; %s waits for the next scan",
+		    name);
 }
 
 static void
 forget(struct relay *r, struct pending *p)
 {
-	free(p->done);
-	*p = r->queue[--r->nqueue];
+	free(p->memo);
+	pending_free(r, p);
+}
+
+/* Waiting again, due then; forgotten when even that fails (ENOMEM). */
+static void
+wait_until(struct relay *r, struct pending *p, time_t due)
+{
+	if (pending_set_due(r, p, due) == -1) {
+		log_warn("no memory for the queue; %s waits for the next scan",
+		    p->name);
+		forget(r, p);
+	}
 }
 
 void
@@ -74,6 +62,7 @@ queue_scan(struct relay *r)
 	DIR		*dir;
 	struct dirent	*de;
 	int		 fd;
+	size_t		 names = 0;
 	time_t		 now = time(NULL);
 
 	if ((fd = dup(r->outdir)) == -1 || (dir = fdopendir(fd)) == NULL) {
@@ -83,9 +72,16 @@ queue_scan(struct relay *r)
 		return;
 	}
 	rewinddir(dir);
-	while ((de = readdir(dir)) != NULL)
-		queue_add(r, de->d_name, now);
+	while ((de = readdir(dir)) != NULL) {
+		if (de->d_name[0] == '.')
+			progress_sweep(r, de->d_name);
+		else
+			queue_add(r, de->d_name, now);
+		names++;
+	}
 	closedir(dir);
+	log_debug("rescanned %s: %zu names, %zu queued",
+	    r->set.outgoing_queue_dir, names, r->nqueue);
 }
 
 static unsigned
@@ -101,8 +97,8 @@ static void
 defer(struct relay *r, struct pending *p, time_t now)
 {
 	p->backoff = next_backoff(r, p->backoff);
-	p->due = now + p->backoff + (time_t)randombytes_uniform(p->backoff /
-	    4 + 1);
+	wait_until(r, p, now + p->backoff +
+	    (time_t)randombytes_uniform(p->backoff / 4 + 1));
 }
 
 static void
@@ -121,18 +117,25 @@ note_mta(struct relay *r, const struct job *j, time_t now)
 	    j->reply, r->mta_backoff);
 }
 
-/* Said once per file, not at each look; a rescan does not hurry it. */
+/*
+ * Must not be delivered and cannot be moved aside (or which recipients
+ * are done cannot be told): left in place, and tried again with the
+ * backoff of a deferral, so that it goes soon once the cause is fixed
+ * and costs next to nothing until then.  Said once per file, not at each
+ * look; a rescan does not hurry it.
+ */
 static void
-stuck(const struct relay *r, struct pending *p, const struct job *j,
+stuck(struct relay *r, struct pending *p, const struct job *j,
     time_t now)
 {
+	p->backoff = next_backoff(r, p->backoff);
 	if (!p->stuck)
-		log_warnx("%s: %s; left in place (quarantine directory %s), "
-		    "looking again every %d s", p->name, j->reply, r->badpath,
-		    STUCK_RETRY);
+		log_warnx("%s: %s; left in place, trying again in %u s, then "
+		    "backing off to at most every %u s", p->name, j->reply,
+		    p->backoff, r->set.relay_max_retry);
 	p->stuck = 1;
-	p->backoff = STUCK_RETRY;
-	p->due = now + STUCK_RETRY;
+	wait_until(r, p, now + p->backoff +
+	    (time_t)randombytes_uniform(p->backoff / 4 + 1));
 }
 
 /* Results of finished jobs: the worker's verdict on each file. */
@@ -143,17 +146,15 @@ queue_collect(struct relay *r, time_t now)
 
 	while (j != NULL) {
 		struct job	*next = j->next;
-		struct pending	*p = find(r, j->name);
+		struct pending	*p = pending_find(r, j->name);
 
 		if (p != NULL) {
-			p->busy = 0;
-			p->done = j->done;
-			p->ndone = j->ndone;
-			j->done = NULL;
+			p->memo = j->memo;
+			j->memo = NULL;
 			if (j->result == JOB_GONE)
 				forget(r, p);
 			else if (j->result == JOB_LATER)
-				p->due = now + LOCKED_RETRY;
+				wait_until(r, p, now + LOCKED_RETRY);
 			else if (j->result == JOB_STUCK)
 				stuck(r, p, j, now);
 			else {
@@ -163,7 +164,7 @@ queue_collect(struct relay *r, time_t now)
 				    p->name, p->backoff, j->reply);
 			}
 		}
-		free(j->done);
+		free(j->memo);
 		free(j);
 		j = next;
 	}
@@ -173,23 +174,21 @@ queue_collect(struct relay *r, time_t now)
 void
 queue_run(struct relay *r, time_t now)
 {
-	for (size_t i = 0; i < r->nqueue && !r->terminating; i++) {
-		struct pending	*p = &r->queue[i];
-		struct job	*j;
+	struct pending *p;
 
-		if (r->busy >= 2 * r->nworkers)
-			return;
-		if (p->busy || p->due > now || r->mta_down_until > now)
-			continue;
-		if ((j = calloc(1, sizeof(*j))) == NULL)
+	while (!r->terminating && r->busy < 2 * r->nworkers &&
+	    r->mta_down_until <= now && (p = pending_first(r)) != NULL &&
+	    p->due <= now) {
+		struct job *j = calloc(1, sizeof(*j));
+
+		if (j == NULL)
 			return;
 		snprintf(j->name, sizeof(j->name), "%s", p->name);
 		j->submitted = now;
 		/* Lend the worker what is already done for this file. */
-		j->done = p->done;
-		j->ndone = p->ndone;
-		p->done = NULL;
-		p->busy = 1;
+		j->memo = p->memo;
+		p->memo = NULL;
+		pending_take(r, p);
 		worker_submit(r, j);
 	}
 }
@@ -198,17 +197,13 @@ queue_run(struct relay *r, time_t now)
 int
 queue_next_timeout(const struct relay *r, time_t now)
 {
-	time_t next = r->next_scan;
+	const struct pending	*p = pending_first(r);
+	time_t			 next = r->next_scan;
 
-	if (r->busy >= 2 * r->nworkers)
-		return (int)(next <= now ? 0 : next - now) * 1000;
-	for (size_t i = 0; i < r->nqueue; i++) {
-		time_t due = r->queue[i].due;
+	if (p != NULL && r->busy < 2 * r->nworkers) {
+		time_t due = p->due < r->mta_down_until ? r->mta_down_until :
+		    p->due;
 
-		if (r->queue[i].busy)
-			continue;
-		if (due < r->mta_down_until)
-			due = r->mta_down_until;
 		if (due < next)
 			next = due;
 	}

@@ -183,8 +183,9 @@ relay_loop(struct relay *r)
 
 /*
  * milterout: read, lock (fcntl locks need it open for writing), unlink,
- * and move entries out to the quarantine directory, where they may land.
- * The network: the MTA's TCP port, or the QMQP unix socket.
+ * keep progress files, and move entries out to the quarantine directory,
+ * where they may land.  The network: the MTA's TCP port, or the QMQP
+ * unix socket.
  */
 static void
 confine_by_path(struct relay *r)
@@ -203,10 +204,13 @@ confine_by_path(struct relay *r)
 	const uint64_t	 take_in = LL_MAKE_REG | LL_MAKE_FIFO | LL_MAKE_SOCK |
 			    LL_MAKE_SYM | LL_MAKE_DIR | LL_REFER;
 
+	/*
+	 * Write: the progress files (relay/progress.c), and fcntl locks
+	 * with Lock Type = posix.
+	 */
 	p.dirs[0].path = r->set.outgoing_queue_dir;
 	p.dirs[0].access = LL_READ_FILE | LL_READ_DIR | LL_REMOVE_FILE |
-	    LL_REMOVE_DIR | take_in |
-	    (r->set.lock_type == MSM_LOCK_POSIX ? LL_WRITE_FILE : 0);
+	    LL_REMOVE_DIR | take_in | LL_WRITE_FILE;
 	p.dirs[1].path = r->badpath;
 	p.dirs[1].access = take_in;
 	p.tcp_port = qmqp_unix ? 0 : r->set.relay_port;
@@ -231,6 +235,7 @@ main(void)
 	signal(SIGPIPE, SIG_IGN);
 
 	r.outdir = r.badfd = r.spooler = -1;
+	pending_init(&r);
 	open_dirs(&r);
 	watch(&r);
 	/* Before the first file or reply is read. */

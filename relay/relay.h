@@ -10,23 +10,41 @@
 #include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 #include <time.h>
+
+#include <sodium.h>
 
 #include "config.h"
 #include "ipc.h"
 #include "qfile.h"
 
 
-/* A milterout file we know of, waiting for its next attempt. */
+/*
+ * What the last attempt left done, per recipient (enum rcpt_state), for
+ * the file with that identity only.  The progress file on disk is what
+ * counts; this covers a milterout where it cannot be written (it then
+ * lasts as long as the relay does).
+ */
+struct memo {
+	struct stat	 of;
+	size_t		 n;
+	unsigned char	 state[];
+};
+
+/*
+ * A milterout file we know of: waiting for its next attempt (in the heap
+ * by due time) or with a worker; always in the hash table by name.
+ */
 struct pending {
-	char		 name[72];
+	struct pending	*hnext;		/* hash chain */
+	size_t		 heap_at;	/* place in the heap while waiting */
 	time_t		 due;		/* next attempt */
 	unsigned	 backoff;	/* seconds; 0 before the first failure */
-	int		 busy;		/* a worker has it */
 	int		 stuck;		/* cannot be moved aside; said so once */
-	unsigned char	*done;		/* per recipient: delivered or requeued */
-	size_t		 ndone;
+	struct memo	*memo;		/* or NULL */
+	char		 name[72];
 };
 
 enum job_result {
@@ -41,8 +59,7 @@ enum job_result {
 struct job {
 	struct job	*next;
 	char		 name[72];
-	unsigned char	*done;		/* the pending's, lent to the worker */
-	size_t		 ndone;
+	struct memo	*memo;		/* the pending's, lent to the worker */
 	time_t		 submitted;
 	enum job_result	 result;
 	int		 connect_failed;
@@ -67,8 +84,12 @@ struct relay {
 	int			 confined_without_outdir;
 	int			 inotify;
 	int			 spooler;	/* channel for requeues, or -1 */
-	struct pending		*queue;
-	size_t			 nqueue, qcap;
+	/* The queue (pending.c): by name, and the waiting ones by due. */
+	struct pending		**buckets;
+	size_t			 nbuckets, nqueue;
+	struct pending		**heap;
+	size_t			 nheap, heapcap;
+	unsigned char		 hashkey[crypto_shorthash_KEYBYTES];
 	time_t			 next_scan;
 	time_t			 mta_down_until; /* no connects before this */
 	unsigned		 mta_backoff;
@@ -90,6 +111,57 @@ struct relay {
 	struct worker		*workers;	/* Milter Relay Connections */
 	unsigned		 nworkers;
 };
+
+/* progress.c: which recipients are done, on disk beside the file. */
+#define PROGRESS_PREFIX		".progress."
+#define PROGRESS_TOKEN_LEN	32	/* hex: 128 random bits */
+
+enum rcpt_state { RS_PENDING, RS_DELIVERED, RS_REQUEUED, RS_REFUSED };
+
+/* A requeue asked of the spooler and not answered yet. */
+struct intent {
+	char		 token[PROGRESS_TOKEN_LEN];
+	uint32_t	*idx;
+	size_t		 n;
+	char		 reply[IPC_REPLY_MAX];
+};
+
+struct progress {
+	int		 fd;		/* for appending, or -1 */
+	int		 exists;	/* on disk */
+	char		 file[sizeof(PROGRESS_PREFIX) + 72];
+	struct stat	 of;		/* the milterout file it is about */
+	unsigned char	*state;		/* enum rcpt_state, per recipient */
+	size_t		 nrcpt;
+	struct intent	*open;
+	size_t		 nopen;
+	char		 refused[IPC_REPLY_MAX];	/* last X line's reply */
+};
+
+/* Lines to append in one write (progress_put), then progress_commit. */
+struct progress_rec {
+	FILE		*f;
+	char		*buf;
+	size_t		 len;
+	int		 failed;
+};
+
+/* 0 (pg empty when there is none), -1 with why when it is damaged. */
+int	progress_load(const struct relay *, const char *name,
+	    const struct stat *of, size_t nrcpt, struct progress *pg,
+	    char *why, size_t wlen);
+void	progress_token(char token[PROGRESS_TOKEN_LEN + 1]);
+/* kind 'D', 'X', 'Q', 'q', 'f'; NULL for the parts it has none of. */
+void	progress_put(struct progress_rec *, int kind, const char *token,
+	    const uint32_t *idx, size_t n, const char *text);
+/* Apply the lines to pg, append and fsync them; -1 with why if not on disk. */
+int	progress_commit(const struct relay *, struct progress *,
+	    struct progress_rec *, char *why, size_t wlen);
+/* Apply them to pg only: the step after them records it on disk. */
+void	progress_note(struct progress *, struct progress_rec *);
+void	progress_remove(const struct relay *, struct progress *);
+void	progress_free(struct progress *);
+void	progress_sweep(struct relay *, const char *entry);
 
 /* One SMTP reply, all its lines. */
 struct reply {
@@ -114,12 +186,23 @@ struct delivery {
 	const char		*name;	/* milterout file name */
 	char			 queue_id[QUEUEID_MAX];
 	int			 fd;
+	struct stat		 st;	/* of the locked file */
 	struct qfile		 q;
 	enum rcpt_outcome	*outcome;	/* per recipient */
 	char			 reply[512];	/* last relevant reply */
 	char			 reject[512];	/* first permanent reply */
 	int			 connect_failed;
 };
+
+/* settle.c: before and after a delivery attempt (see there). */
+int	settle_begin(struct relay *, struct job *, struct delivery *,
+	    struct progress *);
+void	settle_end(struct relay *, struct job *, struct delivery *,
+	    struct progress *);
+
+/* worker.c: move a file aside that must not be delivered (j->result). */
+void	relay_quarantine(const struct relay *, struct job *, const char *what,
+	    const char *why);
 
 /* smtp.c */
 struct smtp_conn;
@@ -132,6 +215,16 @@ int	qmqp_deliver(struct worker *, struct delivery *);
 /* net.c: connect to the configured MTA, with timeouts. */
 int	net_connect(const struct msm_settings *, char *err, size_t errlen);
 int	net_write_all(int fd, const void *p, size_t len);
+
+/* pending.c: the queue's two indexes (the main thread's). */
+void	pending_init(struct relay *);
+struct pending *pending_find(const struct relay *, const char *name);
+struct pending *pending_new(struct relay *, const char *name, time_t due);
+void	pending_free(struct relay *, struct pending *);
+void	pending_take(struct relay *, struct pending *);
+int	pending_waiting(const struct pending *);
+int	pending_set_due(struct relay *, struct pending *, time_t due);
+struct pending *pending_first(const struct relay *);
 
 /* queue.c: the main thread's bookkeeping. */
 void	queue_scan(struct relay *);

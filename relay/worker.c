@@ -143,8 +143,8 @@ rename_free(int from, const char *name, int to, const char *base,
  * in j->reply for the main thread to log once (a worker would log it at
  * each look).
  */
-static void
-quarantine(const struct relay *r, struct job *j, const char *what,
+void
+relay_quarantine(const struct relay *r, struct job *j, const char *what,
     const char *why)
 {
 	char	 target[128], hidden[128];
@@ -153,7 +153,7 @@ quarantine(const struct relay *r, struct job *j, const char *what,
 	j->result = JOB_GONE;
 	if (r->badfd == -1) {
 		snprintf(j->reply, sizeof(j->reply), "%s (%s): no quarantine "
-		    "directory", what, why);
+		    "directory (%.200s)", what, why, r->badpath);
 		j->result = JOB_STUCK;
 		return;
 	}
@@ -172,180 +172,14 @@ quarantine(const struct relay *r, struct job *j, const char *what,
 		    target, r->set.outgoing_queue_dir);
 		return;
 	}
-	if (errno == ENOENT)
-		return;		/* gone meanwhile */
-	snprintf(j->reply, sizeof(j->reply), "%s (%s): cannot move it there "
-	    "(%s) nor rename it (%s)", what, why, strerror(e),
+	/* Gone meanwhile?  Only if the name is gone: else it is not done. */
+	if (errno == ENOENT && faccessat(r->outdir, j->name, F_OK,
+	    AT_SYMLINK_NOFOLLOW) == -1 && errno == ENOENT)
+		return;
+	snprintf(j->reply, sizeof(j->reply), "%s (%s): cannot move it to %.200s "
+	    "(%s) nor rename it (%s)", what, why, r->badpath, strerror(e),
 	    strerror(errno));
 	j->result = JOB_STUCK;
-}
-
-/* Recipient indexes per requeue record, well inside IPC_MAX_PAYLOAD. */
-#define REQUEUE_BATCH	8192
-
-/*
- * The descriptor the spooler gets: read-only, so that it can never write
- * milterout (nor need the right to, under SELinux or AppArmor).  With
- * fcntl locks ours is open for writing; a fresh read-only open of the
- * same name must be the inode we hold locked.  -1 when it is not; the
- * caller closes what it gets unless it is d->fd.
- */
-static int
-requeue_fd(const struct relay *r, const struct delivery *d)
-{
-	struct stat	 held, now;
-	int		 fd;
-
-	if ((fcntl(d->fd, F_GETFL) & O_ACCMODE) == O_RDONLY)
-		return d->fd;
-	fd = openat(r->outdir, d->name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC |
-	    O_NONBLOCK);
-	if (fd == -1)
-		return -1;
-	if (fstat(d->fd, &held) == -1 || fstat(fd, &now) == -1 ||
-	    held.st_ino != now.st_ino || held.st_dev != now.st_dev) {
-		close(fd);
-		errno = ESTALE;
-		return -1;
-	}
-	return fd;
-}
-
-/* One requeue round trip; the channel is shared by the workers. */
-static int
-requeue_call(struct relay *r, struct delivery *d, const uint32_t *idx,
-    size_t n, struct ipc_msg *m)
-{
-	struct ipc_requeue	 rq;
-	struct pollfd		 pfd = { r->spooler, POLLIN, 0 };
-	int			 fd;
-
-	memset(&rq, 0, sizeof(rq));
-	snprintf(rq.queue_id, sizeof(rq.queue_id), "%s", d->queue_id);
-	snprintf(rq.reply, sizeof(rq.reply), "%s", d->reject);
-	rq.nrcpt = (uint32_t)n;
-	if (r->spooler == -1)
-		return -1;
-	if ((fd = requeue_fd(r, d)) == -1) {
-		log_warn("%s: no read-only descriptor for the requeue", d->name);
-		return -1;
-	}
-	if (ipc_sendv2(r->spooler, MSG_RELAY_REQUEUE, &rq, sizeof(rq), idx,
-	    n * sizeof(*idx), fd) == -1)
-		fatal("%s: requeue to the spooler", d->name);
-	if (fd != d->fd)
-		close(fd);
-	/*
-	 * Wait for the answer however long the spooler takes (its own steps
-	 * are bounded): giving up early could requeue the same recipients
-	 * twice.  A channel that breaks makes us exit, and the parent starts
-	 * a relay with a fresh one.
-	 */
-	while (poll(&pfd, 1, -1) == -1)
-		;
-	if (ipc_recv(r->spooler, m) != 1)
-		fatalx("%s: the spooler's channel broke during a requeue",
-		    d->name);
-	return 0;
-}
-
-/*
- * Hand rejected recipients back to the spooler, which writes them into
- * milterin with the reject header (only it writes there).  0 when the
- * spooler has committed them.
- */
-static int
-requeue(struct relay *r, struct delivery *d, const uint32_t *idx, size_t n,
-    char *newid, size_t idlen)
-{
-	union {
-		struct ipc_committed	ok;
-		struct ipc_failed	failed;
-	} reply;
-	struct ipc_msg	 m = { .data = (void *)&reply, .cap = sizeof(reply) };
-	int		 rc;
-
-	pthread_mutex_lock(&r->spooler_lock);
-	rc = requeue_call(r, d, idx, n, &m);
-	pthread_mutex_unlock(&r->spooler_lock);
-	if (rc == -1)
-		return -1;
-	if (m.hdr.type == MSG_SPOOLER_REQUEUED &&
-	    m.hdr.len == sizeof(reply.ok) &&
-	    ipc_string_ok(reply.ok.queue_id, sizeof(reply.ok.queue_id)) == 0) {
-		snprintf(newid, idlen, "%s", reply.ok.queue_id);
-		return 0;
-	}
-	if (m.hdr.type == MSG_SPOOLER_FAILED &&
-	    m.hdr.len == sizeof(reply.failed) &&
-	    ipc_string_ok(reply.failed.reason, sizeof(reply.failed.reason)) ==
-	    0)
-		log_warnx("%s: requeue failed: %s", d->name,
-		    reply.failed.reason);
-	else
-		log_warnx("%s: bad answer from the spooler", d->name);
-	return -1;
-}
-
-/* Requeue the recipients rejected in this attempt; mark them done. */
-static void
-requeue_rejected(struct relay *r, struct delivery *d, struct job *j)
-{
-	uint32_t	*idx = calloc(d->q.nrcpt, sizeof(*idx));
-	char		 newid[QUEUEID_MAX];
-	size_t		 n = 0;
-
-	if (idx == NULL)
-		return;
-	for (size_t i = 0; i < d->q.nrcpt; i++)
-		if (d->outcome[i] == RCPT_REJECTED)
-			idx[n++] = (uint32_t)i;
-	/* In batches that fit one record: one milterin file per batch. */
-	for (size_t off = 0; off < n; off += REQUEUE_BATCH) {
-		size_t k = n - off < REQUEUE_BATCH ? n - off : REQUEUE_BATCH;
-
-		if (requeue(r, d, idx + off, k, newid, sizeof(newid)) == -1)
-			break;
-		for (size_t i = off; i < off + k; i++)
-			j->done[idx[i]] = 1;
-		log_notice("%s: %zu recipient%s rejected (%s); requeued to "
-		    "%s/%s for MailScanner to quarantine", d->name, k,
-		    k == 1 ? "" : "s", d->reject, r->set.incoming_queue_dir,
-		    newid);
-	}
-	free(idx);
-}
-
-static void
-log_delivery(const struct relay *r, const struct delivery *d, size_t n,
-    time_t mtime)
-{
-	char	 to[300];
-	size_t	 used = 0;
-
-	/* The recipients this attempt delivered, shortened if many. */
-	to[0] = '\0';
-	for (size_t i = 0; i < d->q.nrcpt && used < sizeof(to); i++) {
-		int k;
-
-		if (d->outcome[i] != RCPT_DELIVERED)
-			continue;
-		k = snprintf(to + used, sizeof(to) - used, "%s<%s>",
-		    used ? "," : "", d->q.rcpts[i].addr);
-		if (k < 0 || (size_t)k >= sizeof(to) - used) {
-			snprintf(to + used, sizeof(to) - used, ",...");
-			break;
-		}
-		used += (size_t)k;
-	}
-	log_info("%s: delivered by %s to %s, from=<%s> to=%s nrcpt=%zu "
-	    "size=%lld delay=%llds reply=\"%s\"", d->name,
-	    r->set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP",
-	    r->set.delivery_method == MSM_DELIVER_QMQP &&
-	    r->set.socket_type == MSM_SOCKET_UNIX ? r->set.socket_dir :
-	    r->set.relay_address, d->q.sender, to, n,
-	    (long long)(d->q.size - d->q.data_offset),
-	    (long long)(time(NULL) - mtime), d->reply);
 }
 
 static void
@@ -359,61 +193,14 @@ choose_queue_id(struct delivery *d, int type)
 		d->queue_id[0] = '\0';
 }
 
-/* Per-recipient memory of what is done, kept across attempts. */
+/* Anything left for the MTA this time? */
 static int
-prepare_outcomes(struct job *j, struct delivery *d)
+any_pending(const struct delivery *d)
 {
-	if (j->done != NULL && j->ndone != d->q.nrcpt) {
-		/* The file was rewritten meanwhile: start afresh. */
-		free(j->done);
-		j->done = NULL;
-	}
-	if (j->done == NULL && (j->done = calloc(d->q.nrcpt, 1)) == NULL)
-		return -1;
-	j->ndone = d->q.nrcpt;
-	if ((d->outcome = calloc(d->q.nrcpt, sizeof(*d->outcome))) == NULL)
-		return -1;
 	for (size_t i = 0; i < d->q.nrcpt; i++)
-		d->outcome[i] = j->done[i] ? RCPT_SKIP : RCPT_PENDING;
+		if (d->outcome[i] == RCPT_PENDING)
+			return 1;
 	return 0;
-}
-
-/* After an attempt: 1 when every recipient is done and the file is gone. */
-static int
-settle(struct relay *r, struct job *j, struct delivery *d, time_t mtime)
-{
-	size_t	 delivered = 0, left = 0;
-
-	for (size_t i = 0; i < d->q.nrcpt; i++) {
-		if (d->outcome[i] == RCPT_DELIVERED) {
-			j->done[i] = 1;
-			delivered++;
-		}
-	}
-	if (delivered > 0)
-		log_delivery(r, d, delivered, mtime);
-	for (size_t i = 0; i < d->q.nrcpt; i++)
-		if (d->outcome[i] == RCPT_REJECTED) {
-			if (d->reject[0] == '\0')
-				snprintf(d->reject, sizeof(d->reject),
-				    "permanent failure without a reason");
-			requeue_rejected(r, d, j);
-			break;
-		}
-	for (size_t i = 0; i < d->q.nrcpt; i++)
-		left += !j->done[i];
-	if (left > 0)
-		return 0;
-	/*
-	 * Every recipient is delivered or requeued: only now unlink.  If we
-	 * cannot, the file stays ours: the next attempt sends nothing (every
-	 * recipient is done) and only tries the unlink again.
-	 */
-	if (unlinkat(r->outdir, d->name, 0) == -1) {
-		log_warn("%s: delivered but cannot unlink it", d->name);
-		return 0;
-	}
-	return 1;
 }
 
 static void
@@ -421,7 +208,7 @@ deliver_locked(struct worker *w, struct job *j, int fd)
 {
 	struct relay	*r = w->r;
 	struct delivery	 d;
-	struct stat	 st;
+	struct progress	 pg = { .fd = -1 };
 	char		 err[256];
 
 	memset(&d, 0, sizeof(d));
@@ -432,7 +219,7 @@ deliver_locked(struct worker *w, struct job *j, int fd)
 	case 0:
 		break;
 	case -1:
-		quarantine(r, j, "unreadable queue file", err);
+		relay_quarantine(r, j, "unreadable queue file", err);
 		return;
 	default:
 		/* A read error or no memory says nothing about the file. */
@@ -444,19 +231,21 @@ deliver_locked(struct worker *w, struct job *j, int fd)
 		    "their DSN parameters are not passed on", j->name,
 		    d.q.dsn_ignored);
 	choose_queue_id(&d, r->set.queue_type);
-	if (prepare_outcomes(j, &d) == -1 || fstat(fd, &st) == -1) {
+	if (fstat(fd, &d.st) == -1) {
 		log_warn("%s", j->name);
 		goto out;
 	}
-	if (r->set.delivery_method == MSM_DELIVER_QMQP)
+	if (settle_begin(r, j, &d, &pg) == -1)
+		goto out;
+	if (any_pending(&d) && r->set.delivery_method == MSM_DELIVER_QMQP)
 		qmqp_deliver(w, &d);
-	else
+	else if (any_pending(&d))
 		smtp_deliver(w, &d);
 	j->connect_failed = d.connect_failed;
 	snprintf(j->reply, sizeof(j->reply), "%s", d.reply);
-	if (settle(r, j, &d, st.st_mtime))
-		j->result = JOB_GONE;
+	settle_end(r, j, &d, &pg);
 out:
+	progress_free(&pg);
 	free(d.outcome);
 	qfile_free(&d.q);
 }
@@ -481,7 +270,7 @@ run_job(struct worker *w, struct job *j)
 		return;
 	}
 	if ((odd = odd_entry(r, &st, why, sizeof(why))) != NULL) {
-		quarantine(r, j, REFUSED, odd);
+		relay_quarantine(r, j, REFUSED, odd);
 		return;
 	}
 	switch ((rc = open_locked(r, j->name, &fd, why, sizeof(why)))) {
@@ -490,7 +279,7 @@ run_job(struct worker *w, struct job *j)
 		close(fd);	/* releases the lock */
 		return;
 	case 2:
-		quarantine(r, j, REFUSED, why);
+		relay_quarantine(r, j, REFUSED, why);
 		return;
 	default:
 		if (faccessat(r->outdir, j->name, F_OK, AT_SYMLINK_NOFOLLOW)

@@ -43,7 +43,7 @@ build_head(const struct qfile *q, const char *org, const char *reply,
 	/* What qfile_read accepted, qfile_put_envelope writes back. */
 	bad = qfile_put_envelope(f, q, chosen, &why) == -1;
 	clean_reply(reply, clean, sizeof(clean));
-	fprintf(f, "X-%s-MailScanner-Relay-Reject: %s\n", org, clean);
+	fprintf(f, QFILE_REJECT_FIELD ": %s\n", org, clean);
 	bad |= ferror(f);
 	if (fclose(f) != 0 || bad) {
 		free(buf);

@@ -49,8 +49,24 @@ struct session {
 	char			 reason[IPC_REASON_MAX];
 };
 
+/*
+ * Requeues committed lately, by the relay's token: a relay killed while
+ * it waited for our answer asks again with the same token once it is
+ * restarted, and gets the first answer instead of a second milterin
+ * file.  In memory only: if the spooler dies in that same moment too, a
+ * rejection may be requeued twice (never lost).
+ */
+#define REQUEUE_MEMORY	1024
+
+struct requeued {
+	char			 token[IPC_TOKEN_LEN];
+	struct ipc_committed	 done;
+};
+
 struct spooler {
 	struct msm_settings	 set;
+	struct requeued		 requeued[REQUEUE_MEMORY];
+	unsigned		 requeued_next;	/* oldest, overwritten next */
 	struct spool_dir	 dir;
 	int			 control;	/* from capture, -1 if none */
 	int			 relay;		/* from the relay, -1 if none */
@@ -436,6 +452,57 @@ control_record(struct spooler *sp)
 	return 0;
 }
 
+/* 32 lower-case hex digits, as the relay makes them. */
+static int
+token_ok(const char *t)
+{
+	return ipc_string_ok(t, IPC_TOKEN_LEN) == 0 &&
+	    strspn(t, "0123456789abcdef") == IPC_TOKEN_LEN - 1;
+}
+
+static const struct ipc_committed *
+requeued_before(const struct spooler *sp, const char *token)
+{
+	for (unsigned i = 0; i < REQUEUE_MEMORY; i++)
+		if (strcmp(sp->requeued[i].token, token) == 0)
+			return &sp->requeued[i].done;
+	return NULL;
+}
+
+/* Commit the requeue (or find it committed); the relay hears either way. */
+static int
+answer_requeue(struct spooler *sp, const struct ipc_requeue *rq,
+    const uint32_t *idx, int fd)
+{
+	const struct ipc_committed	*before = requeued_before(sp, rq->token);
+	struct requeued			*slot;
+	struct ipc_committed		 done;
+	struct ipc_failed		 f;
+	char				 reason[IPC_REASON_MAX];
+
+	if (before != NULL) {
+		log_info("%s: requeued before as %s; the relay asked again",
+		    rq->queue_id, before->queue_id);
+		return ipc_send(sp->relay, MSG_SPOOLER_REQUEUED, before,
+		    sizeof(*before), -1);
+	}
+	if (spool_requeue(&sp->dir, sp->set.org_name, fd, rq, idx, &done,
+	    reason, sizeof(reason)) == 0) {
+		slot = &sp->requeued[sp->requeued_next];
+		memcpy(slot->token, rq->token, IPC_TOKEN_LEN);
+		slot->done = done;
+		sp->requeued_next = (sp->requeued_next + 1) % REQUEUE_MEMORY;
+		log_info("%s: requeued from the relay, %llu bytes",
+		    done.queue_id, (unsigned long long)done.size);
+		return ipc_send(sp->relay, MSG_SPOOLER_REQUEUED, &done,
+		    sizeof(done), -1);
+	}
+	log_warnx("%s: requeue refused: %s", rq->queue_id, reason);
+	memset(&f, 0, sizeof(f));
+	snprintf(f.reason, sizeof(f.reason), "%s", reason);
+	return ipc_send(sp->relay, MSG_SPOOLER_FAILED, &f, sizeof(f), -1);
+}
+
 /*
  * A requeue from the relay: the payload is the fixed struct followed by
  * exactly nrcpt indexes, and the descriptor must be a regular file open
@@ -445,10 +512,7 @@ static void
 relay_record(struct spooler *sp)
 {
 	struct ipc_requeue	 rq;
-	struct ipc_committed	 done;
-	struct ipc_failed	 f;
 	struct stat		 st;
-	char			 reason[IPC_REASON_MAX];
 	int			 r = ipc_recv(sp->relay, &sp->msg);
 
 	if (r == -1 && (errno == EAGAIN || errno == EINTR))
@@ -460,6 +524,7 @@ relay_record(struct spooler *sp)
 	    (sp->msg.hdr.len - sizeof(rq)) % sizeof(uint32_t) != 0 ||
 	    ipc_string_ok(rq.queue_id, sizeof(rq.queue_id)) != 0 ||
 	    ipc_string_ok(rq.reply, sizeof(rq.reply)) != 0 ||
+	    !token_ok(rq.token) ||
 	    fstat(sp->msg.fd, &st) == -1 || !S_ISREG(st.st_mode) ||
 	    (fcntl(sp->msg.fd, F_GETFL) & O_ACCMODE) != O_RDONLY) {
 		if (r == 1 && sp->msg.fd != -1)
@@ -470,19 +535,8 @@ relay_record(struct spooler *sp)
 		sp->relay = -1;
 		return;
 	}
-	if (spool_requeue(&sp->dir, sp->set.org_name, sp->msg.fd, &rq,
-	    (const uint32_t *)(const void *)(sp->msg.data + sizeof(rq)), &done,
-	    reason, sizeof(reason)) == 0) {
-		log_info("%s: requeued from the relay, %llu bytes",
-		    done.queue_id, (unsigned long long)done.size);
-		r = ipc_send(sp->relay, MSG_SPOOLER_REQUEUED, &done,
-		    sizeof(done), -1);
-	} else {
-		log_warnx("%s: requeue refused: %s", rq.queue_id, reason);
-		memset(&f, 0, sizeof(f));
-		snprintf(f.reason, sizeof(f.reason), "%s", reason);
-		r = ipc_send(sp->relay, MSG_SPOOLER_FAILED, &f, sizeof(f), -1);
-	}
+	r = answer_requeue(sp, &rq, (const uint32_t *)(const void *)
+	    (sp->msg.data + sizeof(rq)), sp->msg.fd);
 	close(sp->msg.fd);
 	if (r == -1)
 		log_warn("answering the relay");

@@ -22,7 +22,7 @@ esac
 
 BUILD_PKGS="pkg-config gcc make libc6-dev libmilter-dev libseccomp-dev libcap-ng-dev \
 libsodium-dev libpcre2-dev libcmocka-dev"
-TEST_PKGS="postfix swaks miltertest python3-pytest"
+TEST_PKGS="postfix swaks miltertest python3-pytest openssl"
 # tests/integration/test_package.py: dpkg-buildpackage with debian/'s
 # Build-Depends, systemd-analyze for the unit, man for its Documentation=.
 PACKAGE_PKGS="dpkg-dev debhelper dh-apparmor fakeroot selinux-policy-dev \

@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 struct input {
 	const char	*sender, *method;
 	struct qrcpt	 r[MAXF];
-	struct rcpt	 cr[MAXF];
+	struct qrcpt	 cr[MAXF];
 	size_t		 nrcpt;
 	int		 use_capture;
 };
@@ -138,13 +138,14 @@ naive(const struct input *in, size_t *len, size_t *envlen)
 	if (f == NULL)
 		abort();
 	fprintf(f, "S<%s>\n", in->sender);
-	if (in->method != NULL)
-		fprintf(f, "A<" QFILE_AUTH_PREFIX "%s>\n", in->method);
 	for (size_t i = 0; i < in->nrcpt; i++) {
 		if (in->r[i].dsn != NULL)
 			fprintf(f, "E<%s>\n", in->r[i].dsn);
 		fprintf(f, "O<%s>\n", in->r[i].addr);
 	}
+	/* A last, where MailScanner's body reader shows only it. */
+	if (in->method != NULL)
+		fprintf(f, "A<" QFILE_AUTH_PREFIX "%s>\n", in->method);
 	fflush(f);
 	*envlen = *len;
 	fputs(RCVD BODY, f);
@@ -171,7 +172,7 @@ real(const struct input *in, size_t *len, const char *nenv, size_t nenvlen)
 		e.queue_id = "FUZZ1";
 		e.sender = in->sender;
 		e.auth_type = in->method;
-		e.rcpts = (struct rcpt *)in->cr;
+		e.rcpts = (struct qrcpt *)in->cr;
 		e.nrcpt = in->nrcpt;
 		e.helo = "h.example";
 		e.client_name = "c.example";

@@ -386,6 +386,20 @@ class RawSMTP:
                   else line + b"\r\n")
         return self.reply()
 
+    def starttls(self, helo="client.test.invalid"):
+        """STARTTLS (certificate not checked: tests use a self-signed
+        one), then EHLO again as RFC 3207 wants.  Returns the EHLO reply."""
+        import ssl
+        code, text = self.cmd("STARTTLS")
+        if code != 220:
+            raise SMTPError("STARTTLS refused: %d %s" % (code, text))
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        self.sock = ctx.wrap_socket(self.sock)
+        self.buf = b""
+        return self.cmd("EHLO " + helo)
+
     def message(self, sender, rcpts, data, helo="client.test.invalid",
                 ehlo=True):
         """One transaction.  data is sent as given and must already be

@@ -149,8 +149,9 @@ def test_no_quarantine_dir_left_in_place_logged_once(msmilter_factory,
                                                      postfix_factory,
                                                      test_base):
     """Nowhere to move them: each odd or unreadable file stays, is named
-    in one log line (not one per look, not one per rescan), and the relay
-    sleeps; the good file next to them still goes out once."""
+    in one log line (not one per look, not one per rescan, not one per
+    retry), and the relay sleeps; the good file next to them still goes
+    out once."""
     nowhere = os.path.join(test_base, "no", "such", "dir")
     s = RelayStack(msmilter_factory, postfix_factory, settings={
         "Milter Relay Quarantine Dir": nowhere,
@@ -173,10 +174,9 @@ def test_no_quarantine_dir_left_in_place_logged_once(msmilter_factory,
                        "line)")):
         lines = [l for l in log.splitlines() if name in l]
         assert len(lines) == 1, log
-        assert "%s: %s: no quarantine directory; left in place (quarantine "\
-            "directory %s), looking again every 600 s" % (name, why,
-                                                          nowhere) \
-            in lines[0]
+        assert "%s: %s: no quarantine directory (%s); left in place, "\
+            "trying again in " % (name, why, nowhere) in lines[0]
+        assert "then backing off to at most every 2 s" in lines[0]
     assert [m.recipients for m in s.pf.sink_messages()] == \
         [["bob@example.com"]]
 

@@ -43,7 +43,8 @@ def test_no_macros_short_queue_id(msmilter):
                            b"Received: from helo.example.org "
                            b"(client.example.org [192.0.2.10])\n")
     # No j macro: the host name stands in; the id is ours.
-    assert re.search(rb"\(MailScanner Milter\) with ESMTP id %s\n"
+    # No ESMTP parameter, TLS or AUTH in the script: SMTP.
+    assert re.search(rb"\(MailScanner Milter\) with SMTP id %s\n"
                      % names[0].encode(), data)
     assert data.endswith(b"Subject: no macros\n\nbody\n")
     assert "no usable queue id from Postfix (missing)" in msmilter.stderr()

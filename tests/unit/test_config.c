@@ -507,16 +507,15 @@ test_bad_port(void **state)
 	    "Milter Port = 65536\n"
 	    "Milter Port = 25x\n"
 	    "Milter Port = -1\n"
-	    "Milter Port =\n"
+	    "Milter Port =\n"	/* MailScanner's rule: the default */
 	    "MSMail Relay Port = 99999999999999999999999999\n"
-	    "Milter Port = 65535\n", path, sizeof path), 6);
-	assert_int_equal(f->n, 6);
+	    "Milter Port = 65535\n", path, sizeof path), 5);
+	assert_int_equal(f->n, 5);
 	assert_report(f, 0, 1, path, 1, "milter_port");
 	assert_report(f, 1, 1, path, 2, "Milter Port");
 	assert_report(f, 2, 1, path, 3, "Milter Port");
 	assert_report(f, 3, 1, path, 4, "Milter Port");
-	assert_report(f, 4, 1, path, 5, "Milter Port");
-	assert_report(f, 5, 1, path, 6, "MSMail Relay Port");
+	assert_report(f, 4, 1, path, 6, "MSMail Relay Port");
 	assert_non_null(strstr(f->r[1].msg, "1 to 65535"));
 	assert_int_equal(f->s.milter_port, 65535);
 }
@@ -565,7 +564,7 @@ test_bad_values(void **state)
 	    "Milter Bind = localhost\n"			/* 1 */
 	    "Milter Bind = 127.0.0.1:25\n"		/* 2 */
 	    "Incoming Queue Dir = var/spool/in\n"	/* 3 */
-	    "Outgoing Queue Dir =\n"			/* 4 */
+	    "Outgoing Queue Dir =\n"			/* 4: default */
 	    "Milter Socket = run/milter.sock\n"		/* 5 */
 	    "Milter Socket Mode = 0999\n"		/* 6 */
 	    "Milter Socket Mode = 01000\n"		/* 7 */
@@ -575,7 +574,7 @@ test_bad_values(void **state)
 	    "MSMail Socket Type = tcp\n"		/* 11 */
 	    "Milter Commit Timeout = 0\n"		/* 12 */
 	    "Milter Commit Timeout = 3601\n"		/* 13 */
-	    "Milter User =\n"				/* 14 */
+	    "Milter User =\n"				/* 14: default */
 	    "Milter Chroot = empty\n"			/* 15 */
 	    "MTA = ms\x01mail\n"			/* 16 */
 	    "Milter Socket = /run/msmilter/"
@@ -589,30 +588,31 @@ test_bad_values(void **state)
 	    "Milter Max Envelope Size = 2m\n"		/* ok */
 	    "Milter Idle Timeout = 30\n"		/* ok */
 	    "Milter Socket Mode = 640\n"		/* ok */
-	    "Milter Bind = 0.0.0.0\n", path, sizeof path), 22);
-	assert_int_equal(f->n, 22);
+	    "Milter Bind = 0.0.0.0\n", path, sizeof path), 20);
+	assert_int_equal(f->n, 20);
 	assert_report(f, 0, 1, path, 1, "Milter Bind");
 	assert_report(f, 1, 1, path, 2, "Milter Bind");
 	assert_report(f, 2, 1, path, 3, "Incoming Queue Dir");
-	assert_report(f, 3, 1, path, 4, "Outgoing Queue Dir");
-	assert_report(f, 4, 1, path, 5, "Milter Socket");
-	assert_report(f, 5, 1, path, 6, "Milter Socket Mode");
-	assert_report(f, 6, 1, path, 7, "Milter Socket Mode");
-	assert_report(f, 7, 1, path, 8, "Milter Socket Mode");
-	assert_report(f, 8, 1, path, 9, "Syslog Facility");
-	assert_report(f, 9, 1, path, 10, "MSMail Delivery Method");
-	assert_report(f, 10, 1, path, 11, "MSMail Socket Type");
-	assert_report(f, 11, 1, path, 12, "Milter Commit Timeout");
-	assert_report(f, 12, 1, path, 13, "Milter Commit Timeout");
-	assert_report(f, 13, 1, path, 14, "Milter User");
-	assert_report(f, 14, 1, path, 15, "Milter Chroot");
-	assert_report(f, 15, 1, path, 16, "MTA");
-	assert_report(f, 16, 1, path, 17, "Milter Socket");
-	assert_report(f, 17, 1, path, 18, "Milter Idle Timeout");
-	assert_report(f, 18, 1, path, 19, "Milter Idle Timeout");
-	assert_report(f, 19, 1, path, 20, "Milter Max Envelope Size");
-	assert_report(f, 20, 1, path, 21, "Milter Max Envelope Size");
-	assert_report(f, 21, 1, path, 22, "Milter Max Children");
+	assert_report(f, 3, 1, path, 5, "Milter Socket");
+	assert_report(f, 4, 1, path, 6, "Milter Socket Mode");
+	assert_report(f, 5, 1, path, 7, "Milter Socket Mode");
+	assert_report(f, 6, 1, path, 8, "Milter Socket Mode");
+	assert_report(f, 7, 1, path, 9, "Syslog Facility");
+	assert_report(f, 8, 1, path, 10, "MSMail Delivery Method");
+	assert_report(f, 9, 1, path, 11, "MSMail Socket Type");
+	assert_report(f, 10, 1, path, 12, "Milter Commit Timeout");
+	assert_report(f, 11, 1, path, 13, "Milter Commit Timeout");
+	assert_report(f, 12, 1, path, 15, "Milter Chroot");
+	assert_report(f, 13, 1, path, 16, "MTA");
+	assert_report(f, 14, 1, path, 17, "Milter Socket");
+	assert_report(f, 15, 1, path, 18, "Milter Idle Timeout");
+	assert_report(f, 16, 1, path, 19, "Milter Idle Timeout");
+	assert_report(f, 17, 1, path, 20, "Milter Max Envelope Size");
+	assert_report(f, 18, 1, path, 21, "Milter Max Envelope Size");
+	assert_report(f, 19, 1, path, 22, "Milter Max Children");
+	/* Set to nothing: MailScanner's (and our) defaults, not errors. */
+	assert_string_equal(f->s.outgoing_queue_dir, "/var/spool/mqueue");
+	assert_string_equal(f->s.milter_user, "msmilter");
 	assert_int_equal(f->s.milter_max_envelope, 2u << 20);
 	assert_int_equal(f->s.milter_idle_timeout, 30);
 	assert_int_equal(f->s.milter_socket_mode, 0640);
@@ -678,14 +678,14 @@ test_comments(void **state)
 	    "Incoming Work Group = grp#1\n"
 	    "Run As User = a #b #c\n"
 	    "Run As Group = x\t# tab comment\n"
-	    "Is Definitely Spam = #nothing\n"
+	    "Is Definitely Spam = #nothing\n"		/* the default, no */
 	    "Milter Chroot = /var/empty\r\n", NULL, 0), 0);
 	assert_int_equal(f->s.milter_port, 2);
 	assert_string_equal(f->s.mta, "sendmail");
 	assert_string_equal(f->s.incoming_work_group, "grp#1");
 	assert_string_equal(f->s.run_as_user, "a");
 	assert_string_equal(f->s.run_as_group, "x");
-	assert_string_equal(f->s.spam_blacklist, "");
+	assert_string_equal(f->s.spam_blacklist, "no");
 	assert_string_equal(f->s.milter_chroot, "/var/empty");
 }
 
@@ -889,9 +889,146 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 45);	/* %org-name% and 44 keys */
+	assert_int_equal(lines, 46);	/* %org-name% and 45 keys */
 	free(a);
 	free(b);
+}
+
+/*
+ * MailScanner takes a key set to nothing as its default (its stock
+ * MailScanner.conf says "Lock Type =", which -t refused): every key we
+ * read, written empty, leaves the defaults exactly as they are.
+ */
+static void
+test_empty_values_take_defaults(void **state)
+{
+	struct fixture		*f = *state;
+	struct msm_settings	 want;
+	char			 path[PBUF], *printed, *text, *line, *save;
+	size_t			 n = 0;
+	int			 keys = 0;
+
+	config_defaults(&want);
+	printed = print_to_string(&want);
+	text = calloc(1, strlen(printed) + 1);
+	assert_non_null(text);
+	/* "Key = value" lines of the print, as "Key =". */
+	for (line = strtok_r(printed, "\n", &save); line != NULL;
+	    line = strtok_r(NULL, "\n", &save)) {
+		char *eq = strstr(line, " = ");
+
+		if (line[0] == '#' || line[0] == '%' || eq == NULL)
+			continue;
+		n += (size_t)sprintf(text + n, "%.*s =\n", (int)(eq - line),
+		    line);
+		keys++;
+	}
+	assert_true(keys > 40);
+	assert_int_equal(load_text(f, text, path, sizeof path), 0);
+	assert_int_equal(f->n, 0);
+	snprintf(want.config_file, MSM_PATH_LEN, "%s", path);
+	assert_memory_equal(&want, &f->s, sizeof want);
+	/* Over a value set before, too: the last (empty) one wins. */
+	assert_int_equal(load_text(f, "Lock Type = posix\nLock Type =\n"
+	    "Milter Port = 25\nMilter Port =   \n", NULL, 0), 0);
+	assert_int_equal(f->s.lock_type, MSM_LOCK_FLOCK);
+	assert_int_equal(f->s.milter_port, 33333);
+	free(printed);
+	free(text);
+}
+
+/* Delivery Method as MailScanner documents it: a ruleset. */
+static void
+test_delivery_method_ruleset(void **state)
+{
+	struct fixture	*f = *state;
+	char		 rules[PBUF], conf[PBUF], text[PBUF * 2];
+
+	write_file(f, "delivery.rules", "# every message by queue\n"
+	    "From:\t*@example.com\tqueue\n"
+	    "To: /^x/ and From: 192.0.2. queue\n"
+	    "FromOrTo: default queue\n", rules, sizeof rules);
+	snprintf(text, sizeof text, "Delivery Method = %s\n", rules);
+	assert_int_equal(load_text(f, text, conf, sizeof conf), 0);
+	assert_int_equal(f->n, 0);
+	assert_int_equal(f->s.ms_delivery_method, MSM_MS_QUEUE);
+
+	/* One rule says batch: refused at its file:line. */
+	f->n = 0;
+	write_file(f, "delivery.rules", "From: *@example.com queue\n"
+	    "\n"
+	    "To: *@example.net batch\n"
+	    "FromOrTo: default queue\n", rules, sizeof rules);
+	assert_int_equal(load_text(f, text, conf, sizeof conf), 1);
+	assert_report(f, 0, 1, rules, 3, "Delivery Method");
+	assert_non_null(strstr(f->r[0].msg, "batch"));
+
+	/* No default rule: what matches nothing gets batch. */
+	f->n = 0;
+	write_file(f, "delivery.rules", "From: *@example.com queue\n", rules,
+	    sizeof rules);
+	assert_int_equal(load_text(f, text, conf, sizeof conf), 1);
+	assert_report(f, 0, 1, rules, 0, "Delivery Method");
+	assert_non_null(strstr(f->r[0].msg, "default"));
+
+	/* A value that is neither word, and a missing file. */
+	f->n = 0;
+	write_file(f, "delivery.rules", "From: *@example.com deliver\n"
+	    "FromOrTo: default queue\n", rules, sizeof rules);
+	assert_int_equal(load_text(f, text, conf, sizeof conf), 1);
+	assert_report(f, 0, 1, rules, 1, "Delivery Method");
+	f->n = 0;
+	snprintf(text, sizeof text, "Delivery Method = %s/none.rules\n",
+	    f->dir);
+	assert_int_equal(load_text(f, text, conf, sizeof conf), 1);
+	assert_int_equal(f->r[0].severity, 1);
+	assert_string_equal(f->r[0].key, "Delivery Method");
+
+	/* Plain words as before, in either case. */
+	f->n = 0;
+	assert_int_equal(load_text(f, "Delivery Method = Queue\n", NULL, 0),
+	    0);
+	assert_int_equal(f->s.ms_delivery_method, MSM_MS_QUEUE);
+	assert_int_equal(load_text(f, "Delivery Method = batch\n", NULL, 0),
+	    0);
+	assert_int_equal(f->s.ms_delivery_method, MSM_MS_BATCH);
+}
+
+/*
+ * MailScanner's shipped Deliver Cleaned Messages = yes sends the cleaned
+ * copy of a relay-rejected message back to milterout: -t says what the
+ * relay does then.  A ruleset counts as yes when any of it says yes.
+ */
+static void
+test_deliver_cleaned_messages(void **state)
+{
+	struct fixture	*f = *state;
+	char		 rules[PBUF], text[PBUF * 2];
+	int		 found = 0;
+
+	assert_int_equal(load_text(f, "Delivery Method = queue\n"
+	    "MTA = msmail\nRun As User = postfix\n"
+	    "Milter Socket = /run/m.sock\n", NULL, 0), 0);
+	assert_int_equal(f->s.deliver_cleaned, 1);	/* MailScanner's */
+	assert_int_equal(config_check(&f->s, collect, f), 0);
+	for (int i = 0; i < f->n; i++)
+		if (strcmp(f->r[i].key, "Deliver Cleaned Messages") == 0) {
+			assert_int_equal(f->r[i].severity, 0);
+			assert_non_null(strstr(f->r[i].msg, "once"));
+			assert_non_null(strstr(f->r[i].msg, "quarantine"));
+			found++;
+		}
+	assert_int_equal(found, 1);
+
+	f->n = 0;
+	assert_int_equal(load_text(f, "Deliver Cleaned Messages = no\n",
+	    NULL, 0), 0);
+	assert_int_equal(f->s.deliver_cleaned, 0);
+	write_file(f, "clean.rules", "To: *@example.com yes\n"
+	    "FromOrTo: default no\n", rules, sizeof rules);
+	snprintf(text, sizeof text, "Deliver Cleaned Messages = %s\n", rules);
+	assert_int_equal(load_text(f, text, NULL, 0), 0);
+	assert_int_equal(f->s.deliver_cleaned, 1);
 }
 
 /* What config_print writes, config_load reads back to the same settings. */
@@ -941,6 +1078,7 @@ test_print_round_trip(void **state)
 	snprintf(want.milter_chroot, MSM_PATH_LEN, "/var/empty");
 	want.ms_delivery_method = MSM_MS_QUEUE;
 	want.lock_type = MSM_LOCK_POSIX;
+	want.deliver_cleaned = 0;
 	want.relay_min_retry = 2;
 	want.relay_max_retry = 99;
 	want.relay_timeout = 17;
@@ -969,6 +1107,7 @@ test_check(void **state)
 	 * would deliver milterout a second time.
 	 */
 	config_defaults(&f->s);
+	f->s.deliver_cleaned = 0;	/* test_deliver_cleaned_messages */
 	assert_int_equal(config_check(&f->s, collect, f), 2);
 	assert_int_equal(f->n, 4);
 	assert_int_equal(f->warnings, 2);
@@ -1059,6 +1198,7 @@ test_sample_file(void **state)
 	assert_string_equal(f->s.milter_socket_owner, "postfix");
 	assert_int_equal(f->s.milter_commit_timeout, 120);
 	/* QMQP over a unix socket: the socket must exist to pass. */
+	f->s.deliver_cleaned = 0;	/* test_deliver_cleaned_messages */
 	snprintf(f->s.socket_dir, MSM_PATH_LEN, "/nonexistent/qmqp");
 	assert_int_equal(config_check(&f->s, collect, f), 1);
 	assert_non_null(strstr(f->r[0].msg, "QMQP socket"));
@@ -1115,6 +1255,9 @@ main(void)
 		T(test_validate),
 		T(test_print),
 		T(test_print_round_trip),
+		T(test_empty_values_take_defaults),
+		T(test_delivery_method_ruleset),
+		T(test_deliver_cleaned_messages),
 		T(test_check),
 		T(test_sample_file),
 	};

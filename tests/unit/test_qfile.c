@@ -350,10 +350,12 @@ writer_reader_round_trip(void **state)
 	assert_int_equal(qfile_put_envelope(f, &q, chosen, &why), 0);
 	fputs(HDR, f);
 	assert_int_equal(fclose(f), 0);
-	assert_string_equal(buf, "S<>\nA<sasl_method=CRAM-MD5>\n"
+	/* A last: see auth_line_is_all_that_leaks. */
+	assert_string_equal(buf, "S<>\n"
 	    "E<NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;+22john+20smith+22"
 	    "@example.com>\nO<\"john smith\"@example.com>\n"
-	    "E<NOTIFY=NEVER>\nO<c@example.com>\n" HDR);
+	    "E<NOTIFY=NEVER>\nO<c@example.com>\nA<sasl_method=CRAM-MD5>\n"
+	    HDR);
 	fd = mkfile(buf, len);
 	assert_int_equal(qfile_read(fd, &back, err, sizeof(err)), 0);
 	close(fd);
@@ -367,6 +369,82 @@ writer_reader_round_trip(void **state)
 	assert_int_equal(back.data_offset, strstr(buf, "Received:") - buf);
 	qfile_free(&back);
 	free(buf);
+}
+
+/*
+ * MailScanner's body reader (the one that makes quarantine and archive
+ * copies) skips only lines starting "S<", "O<" or "E<" and keeps the
+ * rest, from the first other line on.  With the A line anywhere but
+ * last, recipients after it would land in those copies: the A line must
+ * be the only envelope line it keeps.
+ */
+static const char *
+mailscanner_body(const char *file)
+{
+	while ((file[0] == 'S' || file[0] == 'O' || file[0] == 'E') &&
+	    file[1] == '<')
+		file = strchr(file, '\n') + 1;
+	return file;
+}
+
+static void
+auth_line_is_all_that_leaks(void **state)
+{
+	struct qfile	 q;
+	struct qrcpt	 rcpts[2] = {
+		{ "a@example.com", "NOTIFY=NEVER" },
+		{ "b@example.com", NULL },
+	};
+	char		*buf = NULL;
+	size_t		 len = 0;
+	const char	*why = NULL;
+	FILE		*f = open_memstream(&buf, &len);
+
+	(void)state;
+	memset(&q, 0, sizeof(q));
+	q.sender = "s@example.org";
+	q.auth = "sasl_method=PLAIN";
+	q.rcpts = rcpts;
+	q.nrcpt = 2;
+	assert_non_null(f);
+	assert_int_equal(qfile_put_envelope(f, &q, NULL, &why), 0);
+	fputs(HDR, f);
+	assert_int_equal(fclose(f), 0);
+	assert_string_equal(mailscanner_body(buf),
+	    "A<sasl_method=PLAIN>\n" HDR);
+	free(buf);
+}
+
+/* Header fields of the message, found in any case, never in the body. */
+static void
+has_field(void **state)
+{
+	struct qfile	 q;
+	char		 err[128], *big, *f;
+	size_t		 n = 20000;
+	int		 fd;
+
+	(void)state;
+	big = malloc(n + 512);
+	assert_non_null(big);
+	/* A header line longer than a read, then the field, then the body. */
+	f = big + sprintf(big, "S<a@x>\nO<b@x>\nReceived: from h (c [192.0.2.9])"
+	    "\nX-Long: ");
+	memset(f, 'x', n);
+	f += n;
+	sprintf(f, "\nx-org-mailscanner-relay-reject: 550 no\n"
+	    "Subject: s\n\nX-Body-MailScanner: not a header\n");
+	fd = mkfile(big, strlen(big));
+	assert_int_equal(qfile_read(fd, &q, err, sizeof(err)), 0);
+	assert_int_equal(qfile_has_field(fd, &q,
+	    "X-Org-MailScanner-Relay-Reject"), 1);
+	assert_int_equal(qfile_has_field(fd, &q, "X-Org-MailScanner"), 0);
+	assert_int_equal(qfile_has_field(fd, &q, "X-Body-MailScanner"), 0);
+	assert_int_equal(qfile_has_field(fd, &q, "Subject"), 1);
+	assert_int_equal(qfile_has_field(fd, &q, "xxxxxxxx"), 0);
+	qfile_free(&q);
+	close(fd);
+	free(big);
 }
 
 /* The writer refuses what the reader would refuse, with the reason. */
@@ -476,6 +554,8 @@ main(void)
 		cmocka_unit_test(addresses),
 		cmocka_unit_test(dsn_parameters),
 		cmocka_unit_test(writer_reader_round_trip),
+		cmocka_unit_test(auth_line_is_all_that_leaks),
+		cmocka_unit_test(has_field),
 		cmocka_unit_test(writer_refuses),
 		cmocka_unit_test(injection_refused),
 		cmocka_unit_test(internal_form),

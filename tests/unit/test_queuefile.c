@@ -62,7 +62,7 @@ check_golden(const struct envelope *e, const char *name)
 }
 
 static struct envelope
-base_envelope(struct rcpt *r, size_t n)
+base_envelope(struct qrcpt *r, size_t n)
 {
 	struct envelope e;
 
@@ -75,14 +75,52 @@ base_envelope(struct rcpt *r, size_t n)
 	e.client_name = "client.example.org";
 	e.client_addr = "192.0.2.1";
 	e.by_host = "mx.example.com";
+	e.ehlo = 1;
 	e.when = WHEN;
 	return e;
+}
+
+/* RFC 3848: ESMTP iff EHLO; S and A only with ESMTP, as Postfix says. */
+static void
+protocol_words(void **state)
+{
+	static const struct {
+		int		 ehlo, tls, auth;
+		const char	*word;
+	} t[] = {
+		{ 0, 0, 0, "SMTP" }, { 0, 1, 0, "SMTP" }, { 0, 0, 1, "SMTP" },
+		{ 0, 1, 1, "SMTP" }, { 1, 0, 0, "ESMTP" }, { 1, 1, 0, "ESMTPS" },
+		{ 1, 0, 1, "ESMTPA" }, { 1, 1, 1, "ESMTPSA" },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		assert_string_equal(received_protocol(t[i].ehlo, t[i].tls,
+		    t[i].auth), t[i].word);
+}
+
+/* A plain HELO session: "with SMTP", not ESMTP. */
+static void
+helo_says_smtp(void **state)
+{
+	struct qrcpt	 r[] = { { "rcpt@example.com", NULL } };
+	struct envelope	 e = base_envelope(r, 1);
+	size_t		 len;
+	char		*got;
+
+	(void)state;
+	e.ehlo = 0;
+	got = received_head(&e, &len);
+	assert_non_null(got);
+	assert_non_null(strstr(got, "(MailScanner Milter) with SMTP id "
+	    "4F2A1B3C\n"));
+	free(got);
 }
 
 static void
 golden_basic(void **state)
 {
-	struct rcpt	r[] = { { "rcpt@example.com", NULL } };
+	struct qrcpt	r[] = { { "rcpt@example.com", NULL } };
 	struct envelope	e = base_envelope(r, 1);
 
 	(void)state;
@@ -92,7 +130,7 @@ golden_basic(void **state)
 static void
 golden_tls_auth_dsn(void **state)
 {
-	struct rcpt r[] = {
+	struct qrcpt r[] = {
 		{ "a@example.com",
 		  "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig@example.com" },
 		{ "b@example.com", NULL },
@@ -112,7 +150,7 @@ golden_tls_auth_dsn(void **state)
 static void
 golden_null_sender_ipv6(void **state)
 {
-	struct rcpt	r[] = { { "postmaster@example.com", NULL } };
+	struct qrcpt	r[] = { { "postmaster@example.com", NULL } };
 	struct envelope	e = base_envelope(r, 1);
 
 	(void)state;
@@ -127,7 +165,7 @@ golden_null_sender_ipv6(void **state)
 static void
 golden_tls_with_client_cert(void **state)
 {
-	struct rcpt	r[] = { { "r@example.com", NULL } };
+	struct qrcpt	r[] = { { "r@example.com", NULL } };
 	struct envelope	e = base_envelope(r, 1);
 
 	(void)state;
@@ -144,7 +182,7 @@ golden_tls_with_client_cert(void **state)
 static void
 line_breaks_refused(void **state)
 {
-	struct rcpt	r[] = { { "rcpt@example.com", NULL } };
+	struct qrcpt	r[] = { { "rcpt@example.com", NULL } };
 	struct envelope	e;
 	size_t		len;
 
@@ -325,6 +363,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(protocol_words),
+		cmocka_unit_test(helo_says_smtp),
 		cmocka_unit_test(golden_basic),
 		cmocka_unit_test(golden_tls_auth_dsn),
 		cmocka_unit_test(golden_null_sender_ipv6),
