@@ -20,6 +20,12 @@ enum testhook_action {
 	TESTHOOK_CREATE_OUTSIDE, /* create the probe file (spooler's flags) */
 	TESTHOOK_READ_OUTSIDE,	/* open /etc/passwd as the relay opens files */
 	TESTHOOK_CONNECT_PORT,	/* TCP connect to 127.0.0.1:<sigqueue value> */
+	/*
+	 * Report another child's audit event: sigqueue value 0 in that
+	 * child's record type, 1 in our own type (the parent must refuse
+	 * both, log it, and write nothing).
+	 */
+	TESTHOOK_FOREIGN_AUDIT,
 	TESTHOOK_COUNT
 };
 

@@ -161,6 +161,7 @@ quarantine(const struct relay *r, struct job *j, const char *what,
 	    sizeof(target)) == 0) {
 		log_warnx("%s: %s (%s); moved to %s/%s", j->name, what, why,
 		    r->badpath, target);
+		relay_audit_quarantined(r, j->name, what, why);
 		return;
 	}
 	e = errno;
@@ -170,6 +171,7 @@ quarantine(const struct relay *r, struct job *j, const char *what,
 		log_warnx("%s: %s (%s) that cannot go to %s (%s); renamed to "
 		    "%s in %s", j->name, what, why, r->badpath, strerror(e),
 		    target, r->set.outgoing_queue_dir);
+		relay_audit_quarantined(r, j->name, what, why);
 		return;
 	}
 	if (errno == ENOENT)
@@ -273,6 +275,7 @@ requeue_rejected(struct relay *r, struct delivery *d, struct job *j)
 			break;
 		for (size_t i = off; i < off + k; i++)
 			j->done[idx[i]] = 1;
+		relay_audit_requeued(r, d, idx + off, k, newid);
 		log_notice("%s: %zu recipient%s rejected (%s); requeued to "
 		    "%s/%s for MailScanner to quarantine", d->name, k,
 		    k == 1 ? "" : "s", d->reject, r->set.incoming_queue_dir,
@@ -355,8 +358,10 @@ settle(struct relay *r, struct job *j, struct delivery *d, time_t mtime)
 			delivered++;
 		}
 	}
-	if (delivered > 0)
+	if (delivered > 0) {
 		log_delivery(r, d, delivered, mtime);
+		relay_audit_delivered(r, d);
+	}
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		if (d->outcome[i] == RCPT_REJECTED) {
 			if (d->reject[0] == '\0')
@@ -367,8 +372,10 @@ settle(struct relay *r, struct job *j, struct delivery *d, time_t mtime)
 		}
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		left += !j->done[i];
-	if (left > 0)
+	if (left > 0) {
+		relay_audit_deferred(r, d, j->done);
 		return 0;
+	}
 	/*
 	 * Every recipient is delivered or requeued: only now unlink.  If we
 	 * cannot, the file stays ours: the next attempt sends nothing (every

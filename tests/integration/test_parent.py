@@ -274,7 +274,7 @@ def test_unix_socket_owner_group_mode(msmilter_factory, postfix_factory,
 # parent of another version before reading anything else, and says so.
 
 IPC_MAGIC = 0x494d534d
-IPC_VERSION = 2            # common/ipc.h
+IPC_VERSION = 3            # common/ipc.h
 MSG_PARENT_SETTINGS = 1    # never renumbered
 MSG_CHILD_LOG = 7          # never renumbered
 CHILD_EXIT_PROTOCOL = 78
@@ -316,16 +316,16 @@ def run_child_with_settings(name, payload):
 @pytest.mark.parametrize("name", ["msmilter-capture", "msmilter-spooler",
                                   "msmilter-relay"])
 @pytest.mark.parametrize("payload,words", [
-    # a newer (or older) parent: version 3 header, settings of any size
-    (struct.pack("=IIII", IPC_MAGIC, 3, 4096, 0) + bytes(4096),
-     ["parent speaks IPC protocol version 3", "this program version 2"]),
+    # a newer (or older) parent: version 4 header, settings of any size
+    (struct.pack("=IIII", IPC_MAGIC, 4, 4096, 0) + bytes(4096),
+     ["parent speaks IPC protocol version 4", "this program version 3"]),
     # a parent from before the version header: the settings come first
     (b"/etc/MailScanner/MailScanner.conf".ljust(30000, b"\0"),
-     ["older than version 2", "this program version 2"]),
+     ["older than version 2", "this program version 3"]),
     # same version, different struct msm_settings
     (struct.pack("=IIII", IPC_MAGIC, IPC_VERSION, 100, 0) + bytes(100),
-     ["version 2 on both sides", "settings are 100 bytes"]),
-], ids=["version-3", "no-header", "other-size"])
+     ["version 3 on both sides", "settings are 100 bytes"]),
+], ids=["version-4", "no-header", "other-size"])
 def test_child_refuses_other_protocol_version(name, payload, words):
     rc, logs = run_child_with_settings(name, payload)
     assert rc == CHILD_EXIT_PROTOCOL, logs
@@ -336,7 +336,7 @@ def test_child_refuses_other_protocol_version(name, payload, words):
 
 
 FAKE_NEW_CHILD = r'''#!/usr/bin/python3
-# A child of protocol version 3, as after an upgrade of the binaries.
+# A child of protocol version 4, as after an upgrade of the binaries.
 import os, socket, struct, sys
 s = socket.socket(fileno=3)
 rec = s.recv(70000)
@@ -345,7 +345,7 @@ magic, version, size, _ = struct.unpack("=IIII", rec[8:24])
 ok = typ == 1 and magic == 0x494d534d and n == len(rec) - 8 and \
     size == n - 16
 text = ("refusing to run: the parent speaks IPC protocol version %d, this "
-        "program version 3 (header %s)" % (version, "ok" if ok else "BAD"))
+        "program version 4 (header %s)" % (version, "ok" if ok else "BAD"))
 body = struct.pack("=i", 4) + text.encode() + b"\0"
 s.send(struct.pack("=II", 7, len(body)) + body)
 sys.exit(78)
@@ -377,9 +377,9 @@ def test_parent_explains_child_of_other_version(test_base):
             time.sleep(0.1)
         log = m.stderr()
         assert ("relay: refusing to run: the parent speaks IPC protocol "
-                "version 2, this program version 3 (header ok)") in log, log
+                "version 3, this program version 4 (header ok)") in log, log
         assert re.search(r"relay \(pid \d+\) exited with status 78: it "
-                         r"refused our IPC protocol version 2", log), log
+                         r"refused our IPC protocol version 3", log), log
         assert "restarting relay in" in log
     finally:
         m.stop()
