@@ -574,6 +574,7 @@ audit_start(const struct msm_settings *s)
 		return;
 	}
 	a->on = 1;
+	a->seq = 1;		/* a new log; audit_open_log continues an old one */
 	snprintf(a->path, sizeof(a->path), "%s", s->milter_audit_log);
 	a->sync_every = s->milter_audit_sync == MSM_AUDIT_SYNC_EVERY;
 	a->rotate_size = s->milter_audit_rotate_size;
