@@ -433,14 +433,21 @@ continue_file(struct audit *a, int fd)
 int
 audit_open_log(struct audit *a)
 {
-	int fd;
+	struct stat	 st;
+	int		 fd;
 
 	make_dir(a->path);
-	fd = open(a->path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	fd = open(a->path, O_RDWR | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
+	    O_CLOEXEC);
 	if (fd == -1 && errno == ENOENT)
 		return open_after_rotated(a);
-	if (fd == -1) {
+	if (fd != -1 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+		log_warnx("audit: %s is not a regular file: not used", a->path);
+		close(fd);
+		fd = -1;
+	} else if (fd == -1)
 		log_warn("audit: cannot open %s", a->path);
+	if (fd == -1) {
 		fresh_epoch(a);
 		return -1;
 	}

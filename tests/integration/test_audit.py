@@ -604,6 +604,46 @@ def test_sync_every(msmilter_factory, postfix_factory):
     assert verify(keys, log_files(m))[0] == 0
 
 
+def test_full_disk_never_stops_mail(msmilter_factory, postfix_factory,
+                                    test_base):
+    logdir = os.path.join(test_base, "small")
+    os.makedirs(logdir)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32k", "tmpfs",
+                    logdir], check=True)
+    try:
+        m, keys = keyed(msmilter_factory, {
+            "Milter Audit Log": os.path.join(logdir, "audit.log")})
+        m.audit_log = os.path.join(logdir, "audit.log")
+        m.start()
+        pf = postfix_factory(milter=m)
+        filler = os.path.join(logdir, "filler")
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"x" * 512)
+        except OSError:
+            pass
+        os.close(fd)
+        for i in range(8):
+            r = pf.send(to=["full%d@example.com" % i], **CLIENT)
+            assert data_reply(r.transcript).startswith("250"), r.transcript
+        assert "AUDIT LOG NOT WRITTEN" in m.stderr()
+        os.unlink(filler)
+        pf.send(to=["after@example.com"], **CLIENT)
+        m.stop()
+        recs = records(m)
+        # Each time writing works again, a record says how many were lost.
+        lost = sum(r["count"] for r in recs if r["event"] == "lost")
+        assert lost >= 1
+        commits = [r for r in recs if r["event"] == "commit"]
+        assert len(commits) + lost >= 9
+        assert commits[-1]["rcpts"] == ["after@example.com"]
+        rc, out = verify(keys, log_files(m))
+        assert rc == 0, out
+    finally:
+        subprocess.run(["umount", "-l", logdir])
+
+
 def test_unkeyed_says_so(msmilter_factory, postfix_factory):
     m = msmilter_factory()
     pf = postfix_factory(milter=m)
