@@ -290,6 +290,9 @@ def test_foreign_event_refused(msmilter_factory, child, own_type):
     libc.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
     m = msmilter_factory(binary=hooks_binary())
     pid = running_children(m)[child]
+    # Its hooks are in place once it is sandboxed, that is ready.
+    wait_for(lambda: "%s started, pid %d" % (child, pid) in m.stderr(), 20,
+             "%s ready" % child)
     assert libc.sigqueue(pid, signal.SIGRTMIN + HOOK_FOREIGN_AUDIT,
                          own_type) == 0
     if own_type:
