@@ -130,6 +130,7 @@ def audit_cases(base, size):
     machine's drift falls on both alike."""
     rates = {"off": [], "on": []}
     cpu = {"off": [], "on": []}
+    procs = {"off": {}, "on": {}}
     extra, counts = None, None
     for rnd in range(AUDIT_ROUNDS):
         for mode in ("off", "on") if rnd % 2 == 0 else ("on", "off"):
@@ -144,10 +145,14 @@ def audit_cases(base, size):
                 m.stop()
             rates[mode].append(rate)
             cpu[mode].append(sum(ex["cpu"].values()))
+            for k, v in ex["cpu"].items():
+                procs[mode].setdefault(k, []).append(v)
             if mode == "on":
                 extra = ex
                 counts = check + audit_log_checks(m, keys)
     extra["total"] = {k: mean(v) for k, v in cpu.items()}
+    extra["procs"] = {mode: {k: mean(v) for k, v in p.items()}
+                      for mode, p in procs.items()}
     return rates, extra, counts
 
 
@@ -302,10 +307,12 @@ def main():
                   "on %.2f (%+.1f%%)" % (tot["off"] * 1000 / MESSAGES,
                                         tot["on"] * 1000 / MESSAGES,
                                         (tot["on"] / tot["off"] - 1) * 100))
-            cpu = extra["cpu"]
-            print("  CPU s per 1000 msgs (audit on): " + ", ".join(
-                "%s %.2f" % (k, v * 1000 / MESSAGES) for k, v in cpu.items())
-                + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
+            for mode in ("off", "on"):
+                cpu = extra["procs"][mode]
+                print("  CPU s per 1000 msgs (audit %s): " % mode + ", ".join(
+                    "%s %.2f" % (k, v * 1000 / MESSAGES)
+                    for k, v in cpu.items()) + " (nullmilter %.2f)" % (
+                        null_cpu * 1000 / MESSAGES))
             print("  peak RSS (VmHWM): " + ", ".join(
                 "%s %d kB" % (k, v) for k, v in extra["hwm"].items()))
             files, temps, small, commits, verified = counts
