@@ -630,6 +630,9 @@ audit_reload(const struct msm_settings *s, int ok)
 	struct audit	*a = &the_audit;
 	struct jbuf	 f = { 0 };
 
+	if (!a->on && ok && s->milter_audit_log[0] != '\0')
+		log_warnx("audit: Milter Audit Log takes effect when msmilter "
+		    "restarts");
 	if (!a->on)
 		return;
 	if (ok) {
