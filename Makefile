@@ -50,15 +50,22 @@ COMMON_SRC	:= $(wildcard common/*.c)
 # so that no sandboxed child carries code that opens them (issue 13;
 # tests/check-child-symbols.sh checks the binaries).
 READER_SRC	:= common/config_read.c common/ruleset_read.c
-COMMON_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(READER_SRC),$(COMMON_SRC)))
+# The audit log's records, keys and Merkle tree: the parent and
+# msmilter-audit only (a child reports events with common/audit_ipc.c).
+AUDIT_SRC	:= common/audit_json.c common/audit_key.c common/audit_merkle.c
+COMMON_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(filter-out $(READER_SRC) \
+		   $(AUDIT_SRC),$(COMMON_SRC)))
 READER_OBJ	:= $(READER_SRC:%.c=$(BUILD)/%.o)
+AUDIT_OBJ	:= $(AUDIT_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard audit/*.c))
 PARENT_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard privsep/*.c))
 CAPTURE_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard capture/*.c))
 SPOOLER_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard spooler/*.c))
 RELAY_OBJ	:= $(patsubst %.c,$(BUILD)/%.o,$(wildcard relay/*.c))
 
 PROGS		:= $(BUILD)/msmilter $(BUILD)/msmilter-capture \
-		   $(BUILD)/msmilter-spooler $(BUILD)/msmilter-relay
+		   $(BUILD)/msmilter-spooler $(BUILD)/msmilter-relay \
+		   $(BUILD)/msmilter-audit
 
 UNIT_SRC	:= $(wildcard tests/unit/test_*.c)
 UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
@@ -110,7 +117,16 @@ $(BUILD)/libmsm-parent.a: $(READER_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
-$(BUILD)/msmilter: $(PARENT_OBJ) $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a
+$(BUILD)/libmsm-audit.a: $(AUDIT_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(BUILD)/msmilter: $(PARENT_OBJ) $(BUILD)/libmsm-parent.a \
+    $(BUILD)/libmsm-audit.a $(BUILD)/libmsm.a
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# The audit log's verifier and key maker (audit/); needs no privilege.
+$(BUILD)/msmilter-audit: $(TOOL_OBJ) $(BUILD)/libmsm-audit.a $(BUILD)/libmsm.a
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 $(BUILD)/msmilter-capture: $(CAPTURE_OBJ) $(BUILD)/libmsm.a
@@ -131,14 +147,15 @@ $(BUILD)/nullmilter: tests/bench/nullmilter.c | deps-check
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
 
 # Unit tests also link the process files they test (no main() in them).
-UNIT_EXTRA	:= $(BUILD)/capture/received.o $(BUILD)/spooler/spool.o
+UNIT_EXTRA	:= $(BUILD)/capture/received.o $(BUILD)/spooler/spool.o \
+		   $(BUILD)/spooler/audit.o
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a \
-    $(UNIT_EXTRA)
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm-parent.a \
+    $(BUILD)/libmsm-audit.a $(BUILD)/libmsm.a $(UNIT_EXTRA)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -Icapture -Ispooler $(ALL_LDFLAGS) -o $@ $< \
-		$(UNIT_EXTRA) $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a \
-		$(LIBS) -lcmocka
+		$(UNIT_EXTRA) $(BUILD)/libmsm-parent.a $(BUILD)/libmsm-audit.a \
+		$(BUILD)/libmsm.a $(LIBS) -lcmocka
 
 unit: $(UNIT_BINS)
 	@rc=0; for t in $(UNIT_BINS); do \
@@ -248,6 +265,10 @@ install: all
 		$(DESTDIR)$(DOCDIR)/examples \
 		$(DESTDIR)$(SYSCONFDIR)/MailScanner/conf.d
 	install -m 0755 $(BUILD)/msmilter $(DESTDIR)$(SBINDIR)/msmilter
+	install -m 0755 $(BUILD)/msmilter-audit \
+		$(DESTDIR)$(SBINDIR)/msmilter-audit
+	install -d $(DESTDIR)$(MANDIR)/man8
+	install -m 0644 audit/msmilter-audit.8 $(DESTDIR)$(MANDIR)/man8/
 	install -m 0755 $(BUILD)/msmilter-capture $(BUILD)/msmilter-spooler \
 		$(BUILD)/msmilter-relay \
 		$(DESTDIR)$(LIBEXECDIR)/msmilter/

@@ -66,10 +66,19 @@ int	capture_transaction(int delta);
 
 /* scanner.c: the Milter Scanner verdict at DATA. */
 struct rule_query;
-/* 1 when the message is blacklisted and must be rejected. */
-int	scanner_blacklisted(const char *queue_id, const struct rule_query *);
+/* 1 when the message is blacklisted and must be rejected; rule names
+ * the rule that decided ("file:line"). */
+int	scanner_blacklisted(const char *queue_id, const struct rule_query *,
+	    char *rule, size_t rulelen);
 /* A piece of a serialized ruleset from the parent; -1 if malformed. */
 int	scanner_piece(const void *data, size_t len);
+
+/* audit.c: the decisions the parent records in the audit log. */
+void	capture_audit_loopback(const char *client_addr);
+void	capture_audit_reject(const char *client_addr, const char *client_name,
+	    const char *helo, const char *sender, const struct qrcpt *rcpts,
+	    size_t nrcpt, const char *rule);
+void	capture_audit_tempfail(const char *queue_id, const char *reason);
 
 /* Start the thread that closes sessions silent for Milter Idle Timeout. */
 int	capture_idle_reaper(void);

@@ -63,6 +63,7 @@ struct txn {
 	int		 pending_cr;	/* a CR ended the previous chunk */
 	int		 blacklisted;	/* Milter Scanner said REJECT */
 	int		 esmtp_args;	/* MAIL or RCPT had ESMTP parameters */
+	char		 rule[512];	/* the rule that decided, file:line */
 };
 
 struct conn {
@@ -571,11 +572,12 @@ mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 	    j != NULL && j[0] != '\0' ? j : capture.hostname);
 	pthread_mutex_unlock(&capture.lock);
 
+	format_addr(hostaddr, c->client_addr, sizeof(c->client_addr));
 	if (hostaddr != NULL && ignore_loopback && is_loopback(hostaddr)) {
 		log_debug("loopback client accepted without spooling");
+		capture_audit_loopback(c->client_addr);
 		return SMFIS_ACCEPT;
 	}
-	format_addr(hostaddr, c->client_addr, sizeof(c->client_addr));
 	/* Postfix sends "[addr]" when the client has no verified name. */
 	snprintf(c->client_name, sizeof(c->client_name), "%s",
 	    hostname == NULL || hostname[0] == '[' || hostname[0] == '\0' ?
@@ -972,7 +974,8 @@ blacklisted(struct conn *c)
 	q.nrcpt = t->nrcpt;
 	q.client_addr = c->client_addr;
 	q.client_name = c->client_name;
-	black = scanner_blacklisted(t->queue_id[0] ? t->queue_id : "-", &q);
+	black = scanner_blacklisted(t->queue_id[0] ? t->queue_id : "-", &q,
+	    t->rule, sizeof(t->rule));
 	free(rcpts);
 	return black;
 }
@@ -987,6 +990,8 @@ reject_blacklisted(SMFICTX *ctx, struct conn *c)
 	pthread_mutex_unlock(&capture.lock);
 	if (smfi_setreply(ctx, "554", "5.7.1", text) != MI_SUCCESS)
 		log_warnx("could not set the 554 reply text");
+	capture_audit_reject(c->client_addr, c->client_name, c->helo,
+	    c->txn->sender, c->txn->rcpts, c->txn->nrcpt, c->txn->rule);
 	txn_abort(c);
 	return SMFIS_REJECT;
 }
@@ -1005,6 +1010,7 @@ mlfi_data(SMFICTX *ctx)
 	if (c->txn->error[0] != '\0' || txn_begin(ctx, c) == -1) {
 		log_warnx("%s: TEMPFAIL at DATA: %s", c->txn->queue_id[0] ?
 		    c->txn->queue_id : "-", c->txn->error);
+		capture_audit_tempfail(c->txn->queue_id, c->txn->error);
 		txn_abort(c);
 		return tempfail(ctx, PUBLIC_TEMPFAIL);
 	}
@@ -1130,6 +1136,7 @@ mlfi_eom(SMFICTX *ctx)
 		return SMFIS_DISCARD;
 	}
 	log_warnx("%s: TEMPFAIL: %s", t->queue_id, t->error);
+	capture_audit_tempfail(t->queue_id, t->error);
 	txn_abort(c);
 	return tempfail(ctx, PUBLIC_TEMPFAIL);
 }

@@ -34,7 +34,8 @@ rcpt_list(const struct rule_query *q, char *buf, size_t len)
 }
 
 int
-scanner_blacklisted(const char *queue_id, const struct rule_query *q)
+scanner_blacklisted(const char *queue_id, const struct rule_query *q,
+    char *rule, size_t rulelen)
 {
 	char			 where[512], rcpts[400];
 	int			 white = 0, black = 0, enabled;
@@ -59,6 +60,7 @@ scanner_blacklisted(const char *queue_id, const struct rule_query *q)
 		    sizeof(where));
 	pthread_rwlock_unlock(&capture.rules_lock);
 
+	snprintf(rule, rulelen, "%s", where);
 	if (black) {
 		rcpt_list(q, rcpts, sizeof(rcpts));
 		log_notice("%s: REJECT blacklisted by %s: client=%s[%s] "

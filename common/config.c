@@ -53,6 +53,7 @@ static const char *const delivery_words[] = { "SMTP", "QMQP", NULL };
 static const char *const socket_words[] = { "inet", "unix", NULL };
 static const char *const ms_delivery_words[] = { "batch", "queue", NULL };
 static const char *const lock_words[] = { "flock", "posix", NULL };
+static const char *const audit_sync_words[] = { "every", "epoch", NULL };
 
 static const char *const facilities[] = {
 	"auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail",
@@ -191,6 +192,19 @@ static const struct key keys[] = {
 	    milter_seccomp_debug),
 	/* Confinement by path where the kernel has Landlock (landlock.h). */
 	KBOOL("milterlandlock", "Milter Landlock", milter_landlock),
+	/* The audit log: empty turns it off (SECURITY.md, Audit log). */
+	KSTR("milterauditlog", "Milter Audit Log", milter_audit_log,
+	    check_absolute_or_empty, 0),
+	KSTR("milterauditkeydir", "Milter Audit Key Dir", milter_audit_key_dir,
+	    check_absolute, 0),
+	KUINT("milterauditepoch", "Milter Audit Epoch", milter_audit_epoch,
+	    1, 86400),
+	{ .norm = "milterauditsync", .name = "Milter Audit Sync",
+	  .type = KT_ENUM, AT(milter_audit_sync, int), .words = audit_sync_words,
+	  .note = "every: fsync each record and the commit path waits for it; "
+	  "epoch: fsync when an epoch is sealed" },
+	KUINT("milterauditrotatesize", "Milter Audit Rotate Size",
+	    milter_audit_rotate_size, 0, 2147483647),
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
@@ -631,6 +645,11 @@ config_defaults(struct msm_settings *s)
 	s->relay_connections = 16;
 	s->milter_seccomp_debug = 0;
 	s->milter_landlock = 1;
+	SET(milter_audit_log, "/var/log/msmilter/audit.log");
+	SET(milter_audit_key_dir, "/etc/msmilter/audit");
+	s->milter_audit_epoch = 60;
+	s->milter_audit_sync = MSM_AUDIT_SYNC_EPOCH;
+	s->milter_audit_rotate_size = 64 * 1024 * 1024;
 #undef SET
 }
 

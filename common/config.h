@@ -24,6 +24,7 @@ enum msm_delivery { MSM_DELIVER_SMTP = 0, MSM_DELIVER_QMQP = 1 };
 enum msm_socket_type { MSM_SOCKET_INET = 0, MSM_SOCKET_UNIX = 1 };
 enum msm_ms_delivery { MSM_MS_BATCH = 0, MSM_MS_QUEUE = 1 };
 enum msm_lock_type { MSM_LOCK_FLOCK = 0, MSM_LOCK_POSIX = 1 };
+enum msm_audit_sync { MSM_AUDIT_SYNC_EVERY = 0, MSM_AUDIT_SYNC_EPOCH = 1 };
 
 struct msm_settings {
 	char	config_file[MSM_PATH_LEN];
@@ -77,6 +78,13 @@ struct msm_settings {
 	char	relay_quarantine_dir[MSM_PATH_LEN];	/* "" = <milterout>/../milterout-invalid */
 	int	milter_seccomp_debug;			/* no: forbidden calls kill */
 	int	milter_landlock;			/* yes: confine children by path */
+
+	/* The audit log (privsep/audit.c; the key dir is the parent's only) */
+	char	milter_audit_log[MSM_PATH_LEN];		/* /var/log/msmilter/audit.log, "" = off */
+	char	milter_audit_key_dir[MSM_PATH_LEN];	/* /etc/msmilter/audit */
+	unsigned milter_audit_epoch;			/* 60 s per key epoch */
+	int	milter_audit_sync;			/* epoch: fsync at each seal */
+	unsigned milter_audit_rotate_size;		/* 64m; 0 = only on SIGHUP */
 };
 
 /*

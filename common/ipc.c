@@ -52,6 +52,13 @@ static const struct type_rule rules[MSG_TYPE_COUNT] = {
 	    EXACTLY(struct ipc_failed), 0 },
 	[MSG_SPOOLER_REQUEUED] = { "SPOOLER_REQUEUED",
 	    EXACTLY(struct ipc_committed), 0 },
+	[MSG_CAPTURE_AUDIT] = { "CAPTURE_AUDIT",
+	    AT_LEAST(sizeof(struct ipc_audit)), 0 },
+	[MSG_SPOOLER_AUDIT] = { "SPOOLER_AUDIT",
+	    AT_LEAST(sizeof(struct ipc_audit)), 0 },
+	[MSG_RELAY_AUDIT] = { "RELAY_AUDIT",
+	    AT_LEAST(sizeof(struct ipc_audit)), 0 },
+	[MSG_PARENT_AUDIT_SYNCED] = { "PARENT_AUDIT_SYNCED", EMPTY, 0 },
 };
 
 /* Known type, payload within its bounds, a descriptor exactly where due. */

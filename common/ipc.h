@@ -38,7 +38,7 @@
  * of MSG_PARENT_SETTINGS, MSG_CHILD_READY and MSG_CHILD_LOG: they are how
  * peers of different versions still tell each other why they disagree.
  */
-#define IPC_VERSION		3
+#define IPC_VERSION		4	/* 3: requeue tokens; 4: audit events, settings keys */
 #define IPC_MAGIC		0x494d534dU	/* "MSMI" little-endian */
 
 /* A child's exit status when it refuses the parent's protocol. */
@@ -106,7 +106,19 @@ enum msg_type {
 	/* spooler -> relay, on the requeue channel */
 	MSG_SPOOLER_REQUEUED = 17,	/* struct ipc_committed */
 
-	MSG_TYPE_COUNT = 20
+	/*
+	 * child -> parent: one audit event each (struct ipc_audit and its
+	 * strings).  The type names the sender, and each sender has its own
+	 * events (audit_ipc_parse checks both; the broker the pair).
+	 */
+	MSG_CAPTURE_AUDIT = 20,		/* accept_loopback, reject, tempfail */
+	MSG_SPOOLER_AUDIT = 21,		/* commit */
+	MSG_RELAY_AUDIT = 22,		/* delivered, deferred, requeued,
+					 * quarantined */
+	/* parent -> spooler: the event asked for AUDIT_F_ACK is on disk */
+	MSG_PARENT_AUDIT_SYNCED = 23,	/* empty */
+
+	MSG_TYPE_COUNT = 24
 };
 
 struct ipc_hdr {
@@ -154,6 +166,40 @@ struct ipc_requeue {
 
 struct ipc_failed {
 	char		reason[IPC_REASON_MAX];
+};
+
+/* The audit events children report; which child may send which. */
+enum ipc_audit_event {
+	AUDIT_EV_NONE = 0,
+	AUDIT_EV_ACCEPT_LOOPBACK = 1,	/* capture */
+	AUDIT_EV_REJECT = 2,		/* capture */
+	AUDIT_EV_TEMPFAIL = 3,		/* capture */
+	AUDIT_EV_COMMIT = 4,		/* spooler */
+	AUDIT_EV_DELIVERED = 5,		/* relay */
+	AUDIT_EV_DEFERRED = 6,		/* relay */
+	AUDIT_EV_REQUEUED = 7,		/* relay */
+	AUDIT_EV_QUARANTINED = 8,	/* relay */
+	AUDIT_EV_COUNT = 9
+};
+
+/* Answer with MSG_PARENT_AUDIT_SYNCED once the record is on disk. */
+#define AUDIT_F_ACK		0x1u
+/* Most strings one event carries (common/audit_ipc.c has the lists). */
+#define AUDIT_IPC_MAX_STRINGS	5
+
+/*
+ * struct ipc_audit, then exactly the NUL-terminated strings of its event
+ * (audit_ipc_fields), then nrcpt recipients, each NUL-terminated, and
+ * nothing after.  Recipients that did not fit the record are counted in
+ * omitted.  size and digest only for commit (else 0).
+ */
+struct ipc_audit {
+	uint32_t	event;		/* enum ipc_audit_event */
+	uint32_t	flags;		/* AUDIT_F_* */
+	uint32_t	nrcpt;
+	uint32_t	omitted;
+	uint64_t	size;
+	unsigned char	digest[32];	/* BLAKE2b-256 of the committed file */
 };
 
 struct ipc_msg {

@@ -26,6 +26,12 @@ enum testhook_action {
 	 * (SIGSTOP), for the test to kill it exactly there.
 	 */
 	TESTHOOK_STOP_AT,
+	/*
+	 * Report another child's audit event: sigqueue value 0 in that
+	 * child's record type, 1 in our own type (the parent must refuse
+	 * both, log it, and write nothing).
+	 */
+	TESTHOOK_FOREIGN_AUDIT,
 	TESTHOOK_COUNT
 };
 

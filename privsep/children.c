@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit_hooks.h"
 #include "caps.h"
 #include "ipc.h"
 #include "log.h"
@@ -166,6 +167,10 @@ static const struct {
 	{ CHILD_CAPTURE, MSG_CHILD_LOG, child_log },
 	{ CHILD_RELAY, MSG_CHILD_READY, child_ready_record },
 	{ CHILD_RELAY, MSG_CHILD_LOG, child_log },
+	/* audit events: each child its own kinds (privsep/audit.c) */
+	{ CHILD_CAPTURE, MSG_CAPTURE_AUDIT, audit_child_record },
+	{ CHILD_SPOOLER, MSG_SPOOLER_AUDIT, audit_child_record },
+	{ CHILD_RELAY, MSG_RELAY_AUDIT, audit_child_record },
 };
 
 /* Handle one record from a child; -1 if the child broke the protocol. */
@@ -183,7 +188,7 @@ child_record(const struct parent *p, struct child *c, struct ipc_msg *m)
 void
 child_read(struct parent *p, struct child *c)
 {
-	static unsigned char	 buf[LOG_LINE_MAX + 64];
+	static unsigned char	 buf[IPC_MAX_PAYLOAD];	/* audit records */
 	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
 	int			 r = ipc_recv(c->chan, &m);
 
@@ -404,6 +409,7 @@ child_reaped(struct parent *p, pid_t pid, int status)
 		if (c->pid != pid)
 			continue;
 		describe_death(status, why, sizeof(why));
+		audit_child_exit(c->name, status);
 		if (c->stopping && !c->restart_now)
 			log_info("%s (pid %d) %s", c->name, (int)pid, why);
 		else if (!c->restart_now)

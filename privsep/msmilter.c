@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit_hooks.h"
 #include "caps.h"
 #include "ipc.h"
 #include "landlock.h"
@@ -401,11 +402,13 @@ reload(struct parent *p)
 	int			 errors;
 
 	log_info("SIGHUP: reloading %s", p->config_path);
+	audit_rotate();		/* a new file; the reload record goes there */
 	if ((errors = load_config(p->config_path, &next, &rules)) != 0) {
 		rules_free(&rules);
 		log_warnx("reload refused: %d error%s in %s; the running "
 		    "configuration stays in force", errors,
 		    errors == 1 ? "" : "s", p->config_path);
+		audit_reload(&p->set, 0);
 		return;
 	}
 	if (p->cmdline_debug)
@@ -426,6 +429,7 @@ reload(struct parent *p)
 	} else
 		rules_free(&rules);
 	log_info("configuration reloaded");
+	audit_reload(&p->set, 1);
 }
 
 /* Stop accepting mail first, then let the spooler finish and go. */
@@ -515,9 +519,11 @@ parent_loop(struct parent *p)
 		for (int i = 0; i < CHILD_COUNT; i++)
 			pfd[i + 1] = (struct pollfd){ p->children[i].chan,
 			    POLLIN, 0 };
-		if (poll(pfd, 1 + CHILD_COUNT, poll_timeout(p, now)) == -1 &&
+		if (poll(pfd, 1 + CHILD_COUNT,
+		    audit_poll_timeout(poll_timeout(p, now))) == -1 &&
 		    errno != EINTR)
 			fatal("poll");
+		audit_tick();
 		for (int i = 0; i < CHILD_COUNT; i++)
 			if (pfd[i + 1].revents && p->children[i].chan != -1)
 				child_read(p, &p->children[i]);
@@ -600,6 +606,7 @@ main(int argc, char *argv[])
 	if (test_only) {
 		config_print(&p.set, stdout);
 		print_postfix_advice(&p.set, stdout);
+		audit_doctor(&p.set, stdout);
 		if (errors)
 			fprintf(stderr, "%s: %d error%s\n", path, errors,
 			    errors == 1 ? "" : "s");
@@ -627,6 +634,7 @@ main(int argc, char *argv[])
 	/* Before any child: a second instance must not touch our spool. */
 	write_pidfile(&p);
 	prepare_quarantine(&p.set);
+	audit_start(&p.set);	/* before any child can report an event */
 	raise_nofile(&p.set);
 	{
 		/* Root's own work is done: keep what starting children takes. */
@@ -644,6 +652,7 @@ main(int argc, char *argv[])
 	log_info("msmilter ready (config %s)", p.config_path);
 
 	parent_loop(&p);
+	audit_stop();
 	if (p.pidfd != -1)
 		unlink(p.set.milter_pid_file);
 	log_info("msmilter stopped");

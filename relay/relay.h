@@ -233,6 +233,15 @@ void	queue_run(struct relay *, time_t now);
 void	queue_collect(struct relay *, time_t now);
 int	queue_next_timeout(const struct relay *, time_t now);
 
+/* audit.c: what became of each file, for the parent's audit log. */
+void	relay_audit_delivered(const struct relay *, const struct delivery *);
+void	relay_audit_deferred(const struct relay *, const struct delivery *,
+	    const unsigned char *done);
+void	relay_audit_requeued(const struct relay *, const struct delivery *,
+	    const uint32_t *idx, size_t k, const char *reply, const char *newid);
+void	relay_audit_quarantined(const struct relay *, const char *name,
+	    const char *what, const char *why);
+
 /* worker.c: the deliveries. */
 int	workers_start(struct relay *);
 void	workers_stop(struct relay *);

@@ -175,6 +175,7 @@ ask_spooler(struct relay *r, struct delivery *d, struct progress *pg)
 		    "%s/%s for MailScanner to quarantine", d->name, in->n,
 		    in->n == 1 ? "" : "s", in->reply,
 		    r->set.incoming_queue_dir, newid);
+		relay_audit_requeued(r, d, in->idx, in->n, in->reply, newid);
 	}
 	memcpy(token, in->token, sizeof(token));
 	progress_put(&w, rc == 0 ? 'q' : 'f', token, NULL, 0, rc == 0 ?
@@ -351,8 +352,10 @@ record_attempt(struct relay *r, struct delivery *d, struct progress *pg,
 		commit(r, d, pg, &w);
 	else
 		progress_note(pg, &w);	/* removing the file will say it */
-	if (ndel > 0)
+	if (ndel > 0) {
 		log_delivery(r, d, ndel, mtime);
+		relay_audit_delivered(r, d);
+	}
 	free(idx);
 }
 
@@ -402,6 +405,21 @@ save_memo(struct job *j, const struct delivery *d, const struct progress *pg)
 	j->memo = m;
 }
 
+/* The recipients still pending after this attempt, for the audit log. */
+static void
+audit_deferred(const struct relay *r, const struct delivery *d,
+    const struct progress *pg)
+{
+	unsigned char *done = calloc(d->q.nrcpt ? d->q.nrcpt : 1, 1);
+
+	if (done == NULL)
+		return;
+	for (size_t i = 0; i < d->q.nrcpt; i++)
+		done[i] = pg->state[i] != RS_PENDING;
+	relay_audit_deferred(r, d, done);
+	free(done);
+}
+
 void
 settle_end(struct relay *r, struct job *j, struct delivery *d,
     struct progress *pg)
@@ -415,6 +433,8 @@ settle_end(struct relay *r, struct job *j, struct delivery *d,
 			left += pg->state[i] == RS_PENDING;
 		if (left == 0)
 			finish(r, j, d, pg);
+		else
+			audit_deferred(r, d, pg);
 	}
 	if (j->result != JOB_GONE)
 		save_memo(j, d, pg);

@@ -161,6 +161,7 @@ relay_quarantine(const struct relay *r, struct job *j, const char *what,
 	    sizeof(target)) == 0) {
 		log_warnx("%s: %s (%s); moved to %s/%s", j->name, what, why,
 		    r->badpath, target);
+		relay_audit_quarantined(r, j->name, what, why);
 		return;
 	}
 	e = errno;
@@ -170,6 +171,7 @@ relay_quarantine(const struct relay *r, struct job *j, const char *what,
 		log_warnx("%s: %s (%s) that cannot go to %s (%s); renamed to "
 		    "%s in %s", j->name, what, why, r->badpath, strerror(e),
 		    target, r->set.outgoing_queue_dir);
+		relay_audit_quarantined(r, j->name, what, why);
 		return;
 	}
 	/* Gone meanwhile?  Only if the name is gone: else it is not done. */

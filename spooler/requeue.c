@@ -113,6 +113,7 @@ spool_requeue(struct spool_dir *d, const char *org, int fd,
 	memset(done, 0, sizeof(*done));
 	snprintf(done->queue_id, sizeof(done->queue_id), "%s", sf.queue_id);
 	done->size = sf.size;
+	spool_audit_commit(d, &sf);		/* audit.c */
 	spool_done(&sf);
 	free(head);
 	free(chosen);

@@ -91,6 +91,8 @@ spool_create(struct spool_dir *d, struct spool_file *f, const char *queue_id,
 		    f->temp_name, strerror(errno));
 		return -1;
 	}
+	if (d->audit != SPOOL_AUDIT_OFF)
+		f->tap = spool_tap_new();	/* audit.c */
 	return 0;
 }
 
@@ -99,6 +101,7 @@ spool_write(struct spool_file *f, const void *p, size_t len, char *reason,
     size_t rlen)
 {
 	const char	*cp = p;
+	size_t		 total = len;
 
 	while (len > 0) {
 		ssize_t n = write(f->fd, cp, len);
@@ -114,6 +117,7 @@ spool_write(struct spool_file *f, const void *p, size_t len, char *reason,
 		len -= (size_t)n;
 		f->size += (uint64_t)n;
 	}
+	spool_tap_update(f->tap, p, total);	/* the bytes as written */
 	return 0;
 }
 
@@ -184,6 +188,8 @@ spool_discard(struct spool_dir *d, struct spool_file *f)
 		log_warn("cannot remove %s/%s", d->path, name);
 	f->temp_name[0] = '\0';
 	f->renamed = 0;
+	spool_tap_free(f->tap);
+	f->tap = NULL;
 }
 
 void
@@ -194,4 +200,6 @@ spool_done(struct spool_file *f)
 	f->fd = -1;
 	f->temp_name[0] = '\0';
 	f->renamed = 0;
+	spool_tap_free(f->tap);
+	f->tap = NULL;
 }

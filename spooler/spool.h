@@ -18,7 +18,10 @@ struct spool_dir {
 	char	 path[MSM_PATH_LEN];
 	int	 queue_type;
 	unsigned mode;			/* 0600, or 0640 with a work group */
+	int	 audit;			/* SPOOL_AUDIT_*: commit records */
 };
+
+struct spool_tap;
 
 struct spool_file {
 	int	 fd;			/* temp file; -1 when none */
@@ -26,6 +29,7 @@ struct spool_file {
 	char	 queue_id[QUEUEID_MAX];
 	uint64_t size;
 	int	 renamed;		/* visible under queue_id, not yet synced */
+	struct spool_tap *tap;		/* digest and envelope, for the audit */
 };
 
 /* (Re)open the directory; 0 or -1 with errno. */
@@ -59,5 +63,21 @@ void	spool_done(struct spool_file *f);
 int	spool_requeue(struct spool_dir *d, const char *org, int fd,
 	    const struct ipc_requeue *rq, const uint32_t *idx,
 	    struct ipc_committed *done, char *reason, size_t rlen);
+
+/*
+ * audit.c: the commit record.  A tap follows what spool_write writes
+ * (digest, envelope, Received header); spool_audit_commit sends the
+ * record for a file that is durable, and with SPOOL_AUDIT_ACK (Milter
+ * Audit Sync = every) waits until the parent has it on disk, handling the
+ * parent's other records with the function given to spool_audit_init.
+ */
+enum { SPOOL_AUDIT_OFF, SPOOL_AUDIT_ON, SPOOL_AUDIT_ACK };
+int	spool_audit_mode(const struct msm_settings *s);
+void	spool_audit_init(int (*parent_record)(void *), void *arg);
+void	spool_audit_acked(void);
+struct spool_tap *spool_tap_new(void);
+void	spool_tap_update(struct spool_tap *t, const void *p, size_t len);
+void	spool_tap_free(struct spool_tap *t);
+void	spool_audit_commit(const struct spool_dir *d, struct spool_file *f);
 
 #endif

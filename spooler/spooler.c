@@ -312,6 +312,7 @@ commit_round(struct spooler *sp)
 		memset(&c, 0, sizeof(c));
 		snprintf(c.queue_id, sizeof(c.queue_id), "%s", s->file.queue_id);
 		c.size = s->file.size;
+		spool_audit_commit(&sp->dir, &s->file);	/* audit.c */
 		spool_done(&s->file);
 		s->state = S_IDLE;
 		log_debug("%s: committed to %s, %llu bytes", c.queue_id,
@@ -370,6 +371,7 @@ apply_settings(struct spooler *sp, int at_start)
 {
 	sp->dir.queue_type = sp->set.queue_type;
 	sp->dir.mode = sp->set.incoming_work_group[0] ? 0640 : 0600;
+	sp->dir.audit = spool_audit_mode(&sp->set);
 	if (!at_start)
 		return;
 	snprintf(sp->dir.path, sizeof(sp->dir.path), "%s",
@@ -382,8 +384,9 @@ apply_settings(struct spooler *sp, int at_start)
 }
 
 static int
-parent_record(struct spooler *sp)
+parent_record(void *arg)
 {
+	struct spooler *sp = arg;
 	int r = ipc_recv(IPC_PARENT_FD, &sp->msg);
 
 	if (r <= 0)
@@ -399,6 +402,11 @@ parent_record(struct spooler *sp)
 		if (sp->msg.hdr.len != 0)
 			return -1;
 		sp->terminating = 1;
+		return 0;
+	case MSG_PARENT_AUDIT_SYNCED:	/* see spool_audit_commit */
+		if (sp->msg.hdr.len != 0)
+			return -1;
+		spool_audit_acked();
 		return 0;
 	case MSG_PARENT_CAPTURE_CHANNEL:
 	case MSG_PARENT_RELAY_CHANNEL:
@@ -665,6 +673,7 @@ main(void)
 	if ((sp.pfds = calloc(3, sizeof(*sp.pfds))) == NULL)
 		fatal("calloc");
 	apply_settings(&sp, 1);
+	spool_audit_init(parent_record, &sp);
 
 	the_spooler = &sp;
 	memset(&sa, 0, sizeof(sa));

@@ -6,8 +6,10 @@
 # [BUILD_DIR]; prints every offending symbol and exits 1 on any.
 build=${1:-build}
 
-# Defined by common/config_read.c and common/ruleset_read.c.
-readers='config_load ruleset_load ruleset_parse_text'
+# Defined by common/config_read.c and common/ruleset_read.c; and the
+# audit log's keys, records and tree (common/audit_*.c, parent only).
+readers='config_load ruleset_load ruleset_parse_text audit_key_read
+audit_key_evolve audit_key_sign_pair audit_line_parse audit_merkle_path'
 # Imported only by those readers: include globs, stdio on config files.
 imports='glob glob64 globfree globfree64 fopen fopen64 fdopen getline getdelim __getdelim opendir'
 

@@ -6,8 +6,11 @@ messages) through a private Postfix (in_flow_delay = 0) three times:
   (a) no milter: Postfix queues and relays to smtp-sink;
   (b) nullmilter: a do-nothing libmilter milter that DISCARDs, the
       ceiling of any discarding milter;
-  (c) msmilter: every message spooled durably into milterin.
-Prints messages per second, the ratios c/a and c/b, CPU seconds per 1000
+  (c) msmilter: every message spooled durably into milterin, with the
+      audit log off;
+  (d) the same with the audit log on and keyed (as installed), (c) and
+      (d) alternating BENCH_AUDIT_ROUNDS times (default 2).
+Prints messages per second, the ratios c/a, c/b and d/c, CPU seconds per 1000
 messages and peak RSS of msmilter's processes, and checks that every
 message of (c) is in milterin exactly once.  Timings vary on shared
 cores: compare within one run.  Nothing here fails on a timing."""
@@ -83,6 +86,74 @@ def check_milterin(m, size):
     small = [n for n in names
              if os.path.getsize(os.path.join(m.milterin, n)) < size * 0.95]
     return len(names), len(temps), len(small)
+
+
+AUDIT_ROUNDS = int(os.environ.get("BENCH_AUDIT_ROUNDS", "2"))
+AUDIT = os.path.join(P.build_dir(), "msmilter-audit")
+
+
+def mean(xs):
+    return sum(xs) / len(xs)
+
+
+def audit_msmilter(base, size, mode, rnd):
+    """msmilter with the audit log off, or on with a key (as installed)."""
+    name = os.path.join(base, "msm-%d-%s-%d" % (size, mode, rnd))
+    if mode == "off":
+        return P.MsMilter(name, settings={"Milter Audit Log": ""}), None
+    m = P.MsMilter(name)
+    os.makedirs(m.base, exist_ok=True)
+    out = os.path.join(m.base, "audit-out")
+    subprocess.run([AUDIT, "keygen", "-k", m.audit_keydir, "-o", out,
+                    "--lifetime", "1"], check=True, stdout=subprocess.DEVNULL)
+    return m, out
+
+
+def audit_log_checks(m, keys):
+    """Commit records in the log, and whether verify -p accepts it."""
+    logs = sorted(os.path.join(m.base, f) for f in os.listdir(m.base)
+                  if f.startswith("audit.log"))
+    commits = 0
+    for path in logs:
+        with open(path, "rb") as f:
+            commits += f.read().count(b'"event":"commit"')
+    p = subprocess.run([AUDIT, "verify", "-p",
+                        os.path.join(keys, "audit.pub")] + logs,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    if p.returncode != 0:
+        print(p.stdout.decode())
+    return commits, p.returncode == 0
+
+
+def audit_cases(base, size):
+    """(c) and (d) in alternating order, AUDIT_ROUNDS times each: the
+    machine's drift falls on both alike."""
+    rates = {"off": [], "on": []}
+    cpu = {"off": [], "on": []}
+    procs = {"off": {}, "on": {}}
+    extra, counts = None, None
+    for rnd in range(AUDIT_ROUNDS):
+        for mode in ("off", "on") if rnd % 2 == 0 else ("on", "off"):
+            m, keys = audit_msmilter(base, size, mode, rnd)
+            m.start()
+            try:
+                rate, ex = run_case(base, "c-%s-%d" % (mode, rnd), size,
+                                    milter=m, msm=m)
+                time.sleep(0.5)
+                check = check_milterin(m, size)
+            finally:
+                m.stop()
+            rates[mode].append(rate)
+            cpu[mode].append(sum(ex["cpu"].values()))
+            for k, v in ex["cpu"].items():
+                procs[mode].setdefault(k, []).append(v)
+            if mode == "on":
+                extra = ex
+                counts = check + audit_log_checks(m, keys)
+    extra["total"] = {k: mean(v) for k, v in cpu.items()}
+    extra["procs"] = {mode: {k: mean(v) for k, v in p.items()}
+                      for mode, p in procs.items()}
+    return rates, extra, counts
 
 
 RELAY_SIZE = 4 * 1024
@@ -218,32 +289,41 @@ def main():
             null_cpu = proc_cpu(null.pid)
             b, _ = run_case(base, "b", size, milter=null_port)
             null_cpu = proc_cpu(null.pid) - null_cpu
-            m = P.MsMilter(os.path.join(base, "msm-%d" % size))
-            m.start()
-            try:
-                c, extra = run_case(base, "c", size, milter=m, msm=m)
-                time.sleep(0.5)
-                files, temps, small = check_milterin(m, size)
-            finally:
-                m.stop()
+            rates, extra, counts = audit_cases(base, size)
+            c, d = mean(rates["off"]), mean(rates["on"])
             print()
             print("message size %d KB" % (size // 1024))
             print("  (a) Postfix, no milter   %8.1f msg/s" % a)
             print("  (b) nullmilter           %8.1f msg/s" % b)
-            print("  (c) msmilter             %8.1f msg/s" % c)
-            print("  c/a = %.2f   c/b = %.2f" % (c / a, c / b))
-            cpu = extra["cpu"]
-            print("  CPU s per 1000 msgs: " + ", ".join(
-                "%s %.2f" % (k, v * 1000 / MESSAGES) for k, v in cpu.items())
-                + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
+            print("  (c) msmilter, audit off  %8.1f msg/s  (%s)" % (
+                c, ", ".join("%.1f" % r for r in rates["off"])))
+            print("  (d) msmilter, audit on   %8.1f msg/s  (%s; keyed, "
+                  "60 s epochs, Milter Audit Sync = epoch)" % (
+                      d, ", ".join("%.1f" % r for r in rates["on"])))
+            print("  c/a = %.2f   c/b = %.2f   audit on/off d/c = %.3f "
+                  "(%+.1f%%)" % (c / a, c / b, d / c, (d / c - 1) * 100))
+            tot = extra["total"]
+            print("  CPU s per 1000 msgs, all of msmilter: audit off %.2f, "
+                  "on %.2f (%+.1f%%)" % (tot["off"] * 1000 / MESSAGES,
+                                        tot["on"] * 1000 / MESSAGES,
+                                        (tot["on"] / tot["off"] - 1) * 100))
+            for mode in ("off", "on"):
+                cpu = extra["procs"][mode]
+                print("  CPU s per 1000 msgs (audit %s): " % mode + ", ".join(
+                    "%s %.2f" % (k, v * 1000 / MESSAGES)
+                    for k, v in cpu.items()) + " (nullmilter %.2f)" % (
+                        null_cpu * 1000 / MESSAGES))
             print("  peak RSS (VmHWM): " + ", ".join(
                 "%s %d kB" % (k, v) for k, v in extra["hwm"].items()))
+            files, temps, small, commits, verified = counts
             print("  milterin: %d files (expected %d), %d temp files, "
-                  "%d shorter than the message" % (files, MESSAGES, temps,
-                                                   small))
-            if files != MESSAGES or temps or small:
+                  "%d shorter than the message; audit: %d commit records, "
+                  "verify %s" % (files, MESSAGES, temps, small, commits,
+                                 "ok" if verified else "FAILED"))
+            if files != MESSAGES or temps or small or \
+                    commits != MESSAGES or not verified:
                 ok = False
-                print("  ERROR: (c) did not account for every message")
+                print("  ERROR: (c)/(d) did not account for every message")
             sys.stdout.flush()
         if os.environ.get("BENCH_RELAY", "1") != "0":
             ok = relay_bench(base) and ok

@@ -23,6 +23,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "audit_ipc.h"
 #include "child.h"
 #include "config.h"
 #include "ipc.h"
@@ -68,6 +69,12 @@ expect_ok(const struct ipc_hdr *h, int has_fd)
 		return h->len >= sizeof(struct ipc_begin) && !has_fd;
 	case MSG_CAPTURE_DATA:
 		return h->len > 0 && !has_fd;
+	case MSG_CAPTURE_AUDIT:
+	case MSG_SPOOLER_AUDIT:
+	case MSG_RELAY_AUDIT:
+		return h->len >= sizeof(struct ipc_audit) && !has_fd;
+	case MSG_PARENT_AUDIT_SYNCED:
+		return h->len == 0 && !has_fd;
 	default:
 		return 0;	/* MSG_NONE, unknown */
 	}
@@ -133,6 +140,37 @@ send_with_fds(int sock, const void *rec, size_t len, const int *fds, int n)
 	return sendmsg(sock, &msg, MSG_DONTWAIT) == (ssize_t)len ? 0 : -1;
 }
 
+/*
+ * An audit event the parent takes: its sender's event, every string and
+ * recipient inside the record and terminated.
+ */
+static void
+check_audit(const struct ipc_msg *m)
+{
+	const char		*end = (const char *)m->data + m->hdr.len;
+	const char *const	*keys;
+	struct audit_event	 ev;
+	const char		*why, *r;
+	size_t			 n;
+
+	if (audit_ipc_parse(m->hdr.type, m->data, m->hdr.len, &ev, &why) ==
+	    -1)
+		return;
+	if (audit_event_type(ev.event) != m->hdr.type ||
+	    (n = audit_ipc_fields(ev.event, &keys)) == 0)
+		abort();
+	for (size_t i = 0; i < n; i++)
+		if (ev.str[i] < (const char *)m->data || ev.str[i] >= end ||
+		    memchr(ev.str[i], '\0', (size_t)(end - ev.str[i])) == NULL)
+			abort();
+	r = ev.rcpts;
+	for (uint32_t i = 0; i < ev.nrcpt; i++, r += strlen(r) + 1)
+		if (r >= end || memchr(r, '\0', (size_t)(end - r)) == NULL)
+			abort();
+	if (r != end)
+		abort();
+}
+
 static void
 check_record(const struct ipc_msg *m, size_t reclen, int nfd)
 {
@@ -148,6 +186,9 @@ check_record(const struct ipc_msg *m, size_t reclen, int nfd)
 	    child_take_settings(m->data, m->hdr.len, &s) == 0 &&
 	    config_validate(&s) != 0)
 		abort();
+	if (m->hdr.type == MSG_CAPTURE_AUDIT ||
+	    m->hdr.type == MSG_SPOOLER_AUDIT || m->hdr.type == MSG_RELAY_AUDIT)
+		check_audit(m);
 }
 
 int

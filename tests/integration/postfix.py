@@ -1045,6 +1045,10 @@ class MsMilter:
         self.milterout = os.path.join(base, "milterout")
         self.pidfile = os.path.join(base, "msmilter.pid")
         self.chroot = os.path.join(base, "empty")
+        # The audit log is on in every test: unkeyed unless a test runs
+        # msmilter-audit keygen into audit_keydir.
+        self.audit_log = os.path.join(base, "audit.log")
+        self.audit_keydir = os.path.join(base, "audit-key")
         self.stderr_path = os.path.join(base, "msmilter.stderr")
         self.binary = binary or os.path.join(build_dir(), "msmilter")
         self.args = list(args)
@@ -1063,6 +1067,8 @@ class MsMilter:
             "Milter Scanner": "no",
             "Milter Chroot": self.chroot,
             "Milter User": "nobody",
+            "Milter Audit Log": self.audit_log,
+            "Milter Audit Key Dir": self.audit_keydir,
         }
         for k, v in (settings or {}).items():
             # keys compare case- and space-insensitively: replace a default

@@ -249,11 +249,14 @@ def test_descriptors(stack):
             assert all(k in ("unix", "tcp", "gone") for k, _ in socks), \
                 socks
             assert all(o.startswith("anon_inode:") for o in others), got
-    # The parent: signalfd, the pid file, one channel per child.
+    # The parent: signalfd, the pid file, the audit log (no key in this
+    # fixture), one channel per child.  No child holds the audit log.
     got = fds(m.pid)
     rest = {fd: t for fd, t in got.items() if fd > 2}
     assert sorted(t for t in rest.values() if t.startswith("/")) == \
-        [m.pidfile], got
+        sorted([m.pidfile, m.audit_log]), got
+    for pid in pids.values():
+        assert m.audit_log not in fds(pid).values()
     assert len([t for t in rest.values() if t.startswith("socket:")]) == 3
     assert [t for t in rest.values() if t.startswith("anon_inode:")] == \
         ["anon_inode:[signalfd]"], got

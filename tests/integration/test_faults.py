@@ -164,7 +164,9 @@ def test_full_disk_tempfails_and_leaves_nothing(msmilter_factory,
         c.close()
         assert code == 451 and "4.3.0" in text, text
         assert os.listdir(mnt) == []
-        assert "No space left on device" in m.stderr()
+        # The children's log lines reach the parent's stderr a moment later.
+        wait_for(lambda: "No space left on device" in m.stderr(), 10,
+                 "the spooler's log line")
         with RawSMTP(pf.smtp_port) as c:
             xclient(c)
             code, text = c.message("s@example.org", ["a@example.com"],

@@ -23,6 +23,8 @@ GOOD = "A0A0A0A0A.GOOD1"
 
 def relay_cpu(m):
     """Seconds of CPU the relay used so far (utime + stime)."""
+    # Started last: under load it may not be there yet.
+    wait_for(lambda: child_pids(m.pid)["relay"], 20, "the relay")
     pid = child_pids(m.pid)["relay"]
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()

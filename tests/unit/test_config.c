@@ -889,7 +889,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 46);	/* %org-name% and 45 keys */
+	assert_int_equal(lines, 51);	/* %org-name% and 50 keys */
 	free(a);
 	free(b);
 }
@@ -1088,6 +1088,11 @@ test_print_round_trip(void **state)
 	snprintf(want.milter_reject_text, MSM_NAME_LEN, "Go away");
 	want.milter_seccomp_debug = 1;
 	want.milter_landlock = 0;
+	snprintf(want.milter_audit_log, MSM_PATH_LEN, "/var/log/a.log");
+	snprintf(want.milter_audit_key_dir, MSM_PATH_LEN, "/etc/a-keys");
+	want.milter_audit_epoch = 3600;
+	want.milter_audit_sync = MSM_AUDIT_SYNC_EVERY;
+	want.milter_audit_rotate_size = 0;
 	assert_all_lines_differ(&want);
 	out = print_to_string(&want);
 	assert_int_equal(load_text(f, out, path, sizeof path), 0);
