@@ -553,6 +553,12 @@ set_key_default(const struct key *k, struct msm_settings *s)
 	memcpy(field(s, k), cfield(&d, k), k->size);
 }
 
+static int
+empty_is_a_setting(const struct key *k)
+{
+	return k->type == KT_STR && k->check != NULL && k->check("") == NULL;
+}
+
 int
 config_set_key(struct msm_settings *s, const char *key, const char *value,
     char *msg, size_t msglen)
@@ -561,7 +567,12 @@ config_set_key(struct msm_settings *s, const char *key, const char *value,
 
 	if (k == NULL)
 		return 1;
-	if (value[0] == '\0') {
+	/*
+	 * MailScanner's rule: a key set to nothing takes its default.  Not
+	 * where nothing is itself a setting (Milter Audit Log = turns the
+	 * log off): those keys' checks accept the empty value.
+	 */
+	if (value[0] == '\0' && !empty_is_a_setting(k)) {
 		set_key_default(k, s);
 		return 0;
 	}

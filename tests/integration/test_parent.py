@@ -277,7 +277,11 @@ def test_unix_socket_owner_group_mode(msmilter_factory, postfix_factory,
 # parent of another version before reading anything else, and says so.
 
 IPC_MAGIC = 0x494d534d
-IPC_VERSION = 3            # common/ipc.h
+# Read from common/ipc.h, so that a bump there cannot leave this behind.
+with open(os.path.join(os.path.dirname(__file__), "..", "..", "common",
+                       "ipc.h")) as _f:
+    IPC_VERSION = int(re.search(r"^#define IPC_VERSION\s+(\d+)", _f.read(),
+                                re.M).group(1))
 MSG_PARENT_SETTINGS = 1    # never renumbered
 MSG_CHILD_LOG = 7          # never renumbered
 CHILD_EXIT_PROTOCOL = 78
