@@ -57,6 +57,8 @@ BASE_TREE = {
     "/usr/share/doc/msmilter/examples/postfix-main.cf",
     "/usr/share/man/man5/msmilter.conf.5.gz",
     "/usr/share/man/man8/msmilter.8.gz",
+    "/usr/sbin/msmilter-audit",
+    "/usr/share/man/man8/msmilter-audit.8.gz",
 }
 
 # Trees whose msmilter entries the package or its scripts may touch; in
