@@ -24,6 +24,7 @@
 
 #include "audit_hooks.h"
 #include "caps.h"
+#include "doctor.h"
 #include "ipc.h"
 #include "landlock.h"
 #include "log.h"
@@ -35,13 +36,17 @@
 static void __attribute__((noreturn))
 usage(void)
 {
-	fprintf(stderr, "usage: msmilter [-dFt] [-f config] [config]\n"
+	fprintf(stderr, "usage: msmilter [-dFt] [-f config] [--postfix-config DIR] "
+	    "[config]\n"
 	    "       msmilter -t [-f config] --rule-test FROM TO[,TO...] IP "
 	    "[NAME]\n"
 	    "  -f FILE  MailScanner.conf to read (default %s)\n"
 	    "  -F       stay in the foreground, log to stderr\n"
 	    "  -d       debug logging\n"
-	    "  -t       check the configuration, print the settings, exit\n",
+	    "  -t       check the configuration, the machine and Postfix, "
+	    "print the settings, exit\n"
+	    "  --postfix-config DIR  with -t: the Postfix instance to check "
+	    "(postconf -c DIR)\n",
 	    MSM_DEFAULT_CONFIG);
 	exit(2);
 }
@@ -571,11 +576,13 @@ main(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "rule-test", no_argument, NULL, 'R' },
+		{ "postfix-config", required_argument, NULL, 'P' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct parent	 p;
 	int			 ch, test_only = 0, rule_test = 0, errors;
 	const char		*path = MSM_DEFAULT_CONFIG;
+	const char		*postfix_dir = NULL;
 
 	log_init_parent("msmilter", 1, LOG_MAIL, 0);
 	while ((ch = getopt_long(argc, argv, "dFf:th", longopts, NULL)) != -1) {
@@ -585,6 +592,7 @@ main(int argc, char *argv[])
 		case 'f': path = optarg; break;
 		case 't': test_only = 1; break;
 		case 'R': rule_test = 1; break;
+		case 'P': postfix_dir = optarg; break;
 		default: usage();
 		}
 	}
@@ -607,6 +615,8 @@ main(int argc, char *argv[])
 		config_print(&p.set, stdout);
 		print_postfix_advice(&p.set, stdout);
 		audit_doctor(&p.set, stdout);
+		if (errors == 0)
+			errors = doctor_run(&p.set, postfix_dir);
 		if (errors)
 			fprintf(stderr, "%s: %d error%s\n", path, errors,
 			    errors == 1 ? "" : "s");
