@@ -28,6 +28,7 @@
 #include "ipc.h"
 #include "landlock.h"
 #include "log.h"
+#include "metrics.h"
 #include "parent.h"
 #include "sandbox.h"
 
@@ -525,10 +526,11 @@ parent_loop(struct parent *p)
 			pfd[i + 1] = (struct pollfd){ p->children[i].chan,
 			    POLLIN, 0 };
 		if (poll(pfd, 1 + CHILD_COUNT,
-		    audit_poll_timeout(poll_timeout(p, now))) == -1 &&
-		    errno != EINTR)
+		    metrics_poll_timeout(audit_poll_timeout(poll_timeout(p,
+		    now)))) == -1 && errno != EINTR)
 			fatal("poll");
 		audit_tick();
+		metrics_tick();
 		for (int i = 0; i < CHILD_COUNT; i++)
 			if (pfd[i + 1].revents && p->children[i].chan != -1)
 				child_read(p, &p->children[i]);
@@ -645,6 +647,7 @@ main(int argc, char *argv[])
 	write_pidfile(&p);
 	prepare_quarantine(&p.set);
 	audit_start(&p.set);	/* before any child can report an event */
+	metrics_start(&p);	/* opens the queues while we are root */
 	raise_nofile(&p.set);
 	{
 		/* Root's own work is done: keep what starting children takes. */
@@ -662,6 +665,7 @@ main(int argc, char *argv[])
 	log_info("msmilter ready (config %s)", p.config_path);
 
 	parent_loop(&p);
+	metrics_stop();
 	audit_stop();
 	if (p.pidfd != -1)
 		unlink(p.set.milter_pid_file);
