@@ -119,8 +119,9 @@ status_text(FILE *f, const struct metrics_counts *c, time_t now)
 	fputc('\n', f);
 	for (int i = 0; i < 2; i++)
 		if (c->queue_files[i] >= 0)
-			fprintf(f, "%s: %ld files\n", queue_names[i],
-			    c->queue_files[i]);
+			fprintf(f, "%s: %ld files, oldest %ld s\n",
+			    queue_names[i], c->queue_files[i],
+			    c->queue_oldest[i]);
 		else
 			fprintf(f, "%s: unknown\n", queue_names[i]);
 }
@@ -154,10 +155,13 @@ status_json(FILE *f, const struct metrics_counts *c, time_t now)
 	fputs("},\"queues\":{", f);
 	for (int i = 0; i < 2; i++)
 		if (c->queue_files[i] >= 0)
-			fprintf(f, "%s\"%s\":{\"files\":%ld}", i ? "," : "",
-			    queue_names[i], c->queue_files[i]);
+			fprintf(f, "%s\"%s\":{\"files\":%ld,"
+			    "\"oldest_seconds\":%ld}", i ? "," : "",
+			    queue_names[i], c->queue_files[i],
+			    c->queue_oldest[i]);
 		else
-			fprintf(f, "%s\"%s\":{\"files\":null}", i ? "," : "",
+			fprintf(f, "%s\"%s\":{\"files\":null,"
+			    "\"oldest_seconds\":null}", i ? "," : "",
 			    queue_names[i]);
 	fputs("}}\n", f);
 }

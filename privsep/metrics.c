@@ -10,8 +10,7 @@
  * (common/caps.c), so it opens milterin and milterout at start, while it
  * is still fully root, and counts their entries through those descriptors
  * (reading an open directory needs no permission).  Looking a name up in
- * them would, so the age of the oldest file is not known here and not
- * written.
+ * them would, so a file's age counts from the first scan that saw it.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -109,33 +108,102 @@ metrics_child_exit(const char *child)
 	}
 }
 
-/* Queue files: names of word characters, regular files (d_type). */
-static long
-count_queue(int fd)
-{
-	char	 buf[8192];
-	long	 n = 0, r;
+/*
+ * Queue files: names of word characters, regular files (d_type).  The
+ * parent cannot stat them, so a file's age counts from the scan that
+ * first saw it (within one interval of its arrival; a file already there
+ * when msmilter started counts from then): the names seen are kept,
+ * sorted, with that time.
+ */
+struct qent {
+	char	*name;
+	time_t	 seen;
+};
 
+static struct qent	*seen[2];
+static size_t		 nseen[2];
+
+static int
+qent_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct qent *)a)->name,
+	    ((const struct qent *)b)->name);
+}
+
+static void
+free_seen(int q)
+{
+	for (size_t i = 0; i < nseen[q]; i++)
+		free(seen[q][i].name);
+	free(seen[q]);
+	seen[q] = NULL;
+	nseen[q] = 0;
+}
+
+static int
+is_word(const char *s)
+{
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!(*s == '_' || (*s >= '0' && *s <= '9') ||
+		    (*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z')))
+			return 0;
+	return 1;
+}
+
+static void
+scan_queue(int q, int fd, time_t now, long *files, long *oldest)
+{
+	struct qent	*v = NULL, *nv;
+	size_t		 n = 0, cap = 0, j = 0;
+	char		 buf[8192];
+	long		 r;
+	time_t		 first = now;
+
+	*files = *oldest = -1;
 	if (fd == -1 || lseek(fd, 0, SEEK_SET) == -1)
-		return -1;
+		return;
 	while ((r = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0) {
 		for (long off = 0; off < r; ) {
 			struct dirent64 *d = (struct dirent64 *)(buf + off);
-			const char *s = d->d_name;
-			int word = *s != '\0';
 
-			for (; *s != '\0'; s++)
-				if (!(*s == '_' || (*s >= '0' && *s <= '9') ||
-				    (*s >= 'a' && *s <= 'z') ||
-				    (*s >= 'A' && *s <= 'Z')))
-					word = 0;
-			if (word && (d->d_type == DT_REG ||
-			    d->d_type == DT_UNKNOWN))
-				n++;
 			off += d->d_reclen;
+			if (!is_word(d->d_name) || (d->d_type != DT_REG &&
+			    d->d_type != DT_UNKNOWN))
+				continue;
+			if (n == cap) {
+				cap = cap ? cap * 2 : 256;
+				if ((nv = realloc(v, cap * sizeof(*v))) == NULL)
+					goto fail;
+				v = nv;
+			}
+			if ((v[n].name = strdup(d->d_name)) == NULL)
+				goto fail;
+			v[n++].seen = now;
 		}
 	}
-	return r < 0 ? -1 : n;
+	if (r < 0)
+		goto fail;
+	qsort(v, n, sizeof(*v), qent_cmp);
+	for (size_t i = 0; i < n; i++) {	/* carry the times over */
+		while (j < nseen[q] && strcmp(seen[q][j].name, v[i].name) < 0)
+			j++;
+		if (j < nseen[q] && strcmp(seen[q][j].name, v[i].name) == 0)
+			v[i].seen = seen[q][j].seen;
+		if (v[i].seen < first)
+			first = v[i].seen;
+	}
+	free_seen(q);
+	seen[q] = v;
+	nseen[q] = n;
+	*files = (long)n;
+	*oldest = (long)(now - first);
+	return;
+fail:
+	while (n > 0)
+		free(v[--n].name);
+	free(v);
 }
 
 void
@@ -143,8 +211,11 @@ metrics_snapshot(struct metrics_counts *out)
 {
 	if (m.p != NULL) {
 		open_queues();
+		time_t now = time(NULL);
+
 		for (int i = 0; i < 2; i++)
-			m.c.queue_files[i] = count_queue(m.qfd[i]);
+			scan_queue(i, m.qfd[i], now, &m.c.queue_files[i],
+			    &m.c.queue_oldest[i]);
 		for (int i = 0; i < CHILD_COUNT; i++)
 			m.c.child_names[i] = m.p->children[i].name;
 	}
@@ -174,6 +245,13 @@ metrics_format(FILE *f, const struct metrics_counts *c, int up)
 		if (c->queue_files[i] >= 0)
 			fprintf(f, "msmilter_queue_files{queue=\"%s\"} %ld\n",
 			    queue_names[i], c->queue_files[i]);
+	fputs("# HELP msmilter_queue_oldest_seconds Age of the oldest queue "
+	    "file, counted from the scan that first saw it.\n"
+	    "# TYPE msmilter_queue_oldest_seconds gauge\n", f);
+	for (int i = 0; i < 2; i++)
+		if (c->queue_oldest[i] >= 0)
+			fprintf(f, "msmilter_queue_oldest_seconds{queue=\"%s\"} "
+			    "%ld\n", queue_names[i], c->queue_oldest[i]);
 	fputs("# HELP msmilter_child_restarts_total Times a child died and "
 	    "was started again.\n"
 	    "# TYPE msmilter_child_restarts_total counter\n", f);
@@ -252,9 +330,11 @@ metrics_stop(void)
 {
 	if (m.p != NULL && m.p->set.milter_metrics_file[0] != '\0')
 		write_file(0);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
 		if (m.qfd[i] != -1)
 			close(m.qfd[i]);
+		free_seen(i);
+	}
 	m.qfd[0] = m.qfd[1] = -1;
 	m.on = 0;
 }

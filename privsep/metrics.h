@@ -19,6 +19,7 @@ struct metrics_counts {
 	uint64_t	 restarts[CHILD_COUNT];
 	const char	*child_names[CHILD_COUNT];
 	long		 queue_files[2];	/* milterin milterout; -1 */
+	long		 queue_oldest[2];	/* seconds, from first seen; -1 */
 	time_t		 started;
 };
 

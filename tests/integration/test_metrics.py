@@ -20,10 +20,11 @@ NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE = re.compile(r"(%s)(?:\{(.*)\})? (\S+)$" % NAME)
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
 
-# The names DESIGN.md lists (the histogram msmilter_commit_seconds and
-# msmilter_queue_oldest_seconds are not written yet).
+# The names DESIGN.md lists (the histogram msmilter_commit_seconds is not
+# written yet).
 WRITTEN = {"msmilter_up", "msmilter_messages_total", "msmilter_relay_total",
-           "msmilter_queue_files", "msmilter_child_restarts_total"}
+           "msmilter_queue_files", "msmilter_queue_oldest_seconds",
+           "msmilter_child_restarts_total"}
 
 
 def parse(text):
@@ -179,6 +180,17 @@ def test_counts_after_known_traffic(stacks):
     for r in ("deferred", "requeued", "quarantined"):
         assert value(samples, "msmilter_relay_total", result=r) == 0
     assert value(samples, "msmilter_queue_files", queue="milterin") == 3
+    assert value(samples, "msmilter_queue_oldest_seconds",
+                 queue="milterout") == 0
+    # The oldest file's age, from the scan that first saw it, grows.
+    age = value(samples, "msmilter_queue_oldest_seconds", queue="milterin")
+    assert 0 <= age <= 30
+
+    def older():
+        _, smp = read_metrics(path)
+        return value(smp, "msmilter_queue_oldest_seconds",
+                     queue="milterin") >= age + 2
+    wait_for(older, 10, "milterin's oldest age to grow")
     for c in ("spooler", "capture", "relay"):
         assert value(samples, "msmilter_child_restarts_total", child=c) == 0
 
