@@ -299,7 +299,9 @@ control_client(const struct msm_settings *s, int json)
 			close(fd);
 		return 1;
 	}
-	if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+	/* A refused client may find the socket closed: no SIGPIPE. */
+	if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req) &&
+	    errno != EPIPE && errno != ECONNRESET) {
 		fprintf(stderr, "msmilter: %s: %s\n", path, strerror(errno));
 		close(fd);
 		return 1;
