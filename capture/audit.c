@@ -18,7 +18,8 @@ audit_on(void)
 	int on;
 
 	pthread_mutex_lock(&capture.lock);
-	on = capture.set.milter_audit_log[0] != '\0';
+	on = capture.set.milter_audit_log[0] != '\0' ||
+	    capture.set.milter_metrics_file[0] != '\0';	/* counted */
 	pthread_mutex_unlock(&capture.lock);
 	return on;
 }

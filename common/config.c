@@ -65,6 +65,7 @@ static const char *check_absolute(const char *v);
 static const char *check_absolute_or_empty(const char *v);
 static const char *check_reply_text(const char *v);
 static const char *check_socket_path(const char *v);
+static const char *check_control_socket(const char *v);
 static const char *check_address(const char *v);
 static const char *check_facility(const char *v);
 static const char *check_nonempty(const char *v);
@@ -205,6 +206,14 @@ static const struct key keys[] = {
 	  "epoch: fsync when an epoch is sealed" },
 	KUINT("milterauditrotatesize", "Milter Audit Rotate Size",
 	    milter_audit_rotate_size, 0, 2147483647),
+	/* Prometheus textfile metrics: empty turns them off. */
+	KSTR("miltermetricsfile", "Milter Metrics File", milter_metrics_file,
+	    check_absolute_or_empty, 0),
+	KUINT("miltermetricsinterval", "Milter Metrics Interval",
+	    milter_metrics_interval, 1, 3600),
+	/* msmilter -s asks the parent here (root only). */
+	KSTR("miltercontrolsocket", "Milter Control Socket",
+	    milter_control_socket, check_control_socket, 0),
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
@@ -341,6 +350,19 @@ check_socket_path(const char *v)
 	if (v[0] != '/')
 		return "expected an absolute path for the milter's unix "
 		    "socket, or nothing to listen on Milter Bind/Milter Port";
+	if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return "path too long for a unix socket (at most 107 bytes)";
+	return NULL;
+}
+
+static const char *
+check_control_socket(const char *v)
+{
+	if (v[0] == '\0')
+		return NULL;	/* no control socket: msmilter -s cannot ask */
+	if (v[0] != '/')
+		return "expected an absolute path for the control socket, or "
+		    "nothing for none";
 	if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return "path too long for a unix socket (at most 107 bytes)";
 	return NULL;
@@ -661,6 +683,9 @@ config_defaults(struct msm_settings *s)
 	s->milter_audit_epoch = 60;
 	s->milter_audit_sync = MSM_AUDIT_SYNC_EPOCH;
 	s->milter_audit_rotate_size = 64 * 1024 * 1024;
+	SET(milter_metrics_file, "");
+	s->milter_metrics_interval = 15;
+	SET(milter_control_socket, "/run/msmilter/control");
 #undef SET
 }
 

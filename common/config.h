@@ -85,6 +85,11 @@ struct msm_settings {
 	unsigned milter_audit_epoch;			/* 60 s per key epoch */
 	int	milter_audit_sync;			/* epoch: fsync at each seal */
 	unsigned milter_audit_rotate_size;		/* 64m; 0 = only on SIGHUP */
+
+	/* Operations (privsep/metrics.c, control.c) */
+	char	milter_metrics_file[MSM_PATH_LEN];	/* "" = off */
+	unsigned milter_metrics_interval;		/* 15 s */
+	char	milter_control_socket[MSM_PATH_LEN];	/* /run/msmilter/control */
 };
 
 /*

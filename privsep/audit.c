@@ -28,6 +28,7 @@
 #include "audit_ipc.h"
 #include "log.h"
 #include "audit_hooks.h"
+#include "metrics.h"
 
 #define REOPEN_SECONDS	1	/* between tries to open a log we lost */
 #define LOST_LOG_SECONDS 60	/* between loud lines while nothing is written */
@@ -530,6 +531,7 @@ audit_child_record(struct child *c, struct ipc_msg *m)
 		    (int)c->pid, why);
 		return -1;
 	}
+	metrics_event(ev.event);
 	jb_reset(&a->fields);
 	for (size_t i = 0; i < 10 && order[ev.event][i] != NULL; i++)
 		event_field(&a->fields, &ev, order[ev.event][i]);
@@ -656,6 +658,7 @@ audit_child_exit(const char *child, int status)
 	struct jbuf	 f = { 0 };
 	char		 how[32];
 
+	metrics_child_exit(child);
 	if (!a->on)
 		return;
 	if (WIFSIGNALED(status))

@@ -24,9 +24,12 @@
 
 #include "audit_hooks.h"
 #include "caps.h"
+#include "control.h"
+#include "doctor.h"
 #include "ipc.h"
 #include "landlock.h"
 #include "log.h"
+#include "metrics.h"
 #include "parent.h"
 #include "sandbox.h"
 
@@ -35,13 +38,20 @@
 static void __attribute__((noreturn))
 usage(void)
 {
-	fprintf(stderr, "usage: msmilter [-dFt] [-f config] [config]\n"
+	fprintf(stderr, "usage: msmilter [-dFt] [-f config] [--postfix-config DIR] "
+	    "[config]\n       msmilter -s [--json] [-f config] "
+	    "[config]\n"
 	    "       msmilter -t [-f config] --rule-test FROM TO[,TO...] IP "
 	    "[NAME]\n"
 	    "  -f FILE  MailScanner.conf to read (default %s)\n"
 	    "  -F       stay in the foreground, log to stderr\n"
 	    "  -d       debug logging\n"
-	    "  -t       check the configuration, print the settings, exit\n",
+	    "  -s       print the running msmilter's status (--json: as "
+	    "JSON)\n"
+	    "  -t       check the configuration, the machine and Postfix, "
+	    "print the settings, exit\n"
+	    "  --postfix-config DIR  with -t: the Postfix instance to check "
+	    "(postconf -c DIR)\n",
 	    MSM_DEFAULT_CONFIG);
 	exit(2);
 }
@@ -510,7 +520,7 @@ poll_timeout(const struct parent *p, time_t now)
 static void
 parent_loop(struct parent *p)
 {
-	struct pollfd pfd[1 + CHILD_COUNT];
+	struct pollfd pfd[2 + CHILD_COUNT];	/* + the control socket */
 
 	while (!p->terminating || children_running(p) > 0) {
 		time_t now = time(NULL);
@@ -519,11 +529,16 @@ parent_loop(struct parent *p)
 		for (int i = 0; i < CHILD_COUNT; i++)
 			pfd[i + 1] = (struct pollfd){ p->children[i].chan,
 			    POLLIN, 0 };
-		if (poll(pfd, 1 + CHILD_COUNT,
-		    audit_poll_timeout(poll_timeout(p, now))) == -1 &&
-		    errno != EINTR)
+		pfd[1 + CHILD_COUNT] = (struct pollfd){ control_fd(), POLLIN,
+		    0 };
+		if (poll(pfd, 2 + CHILD_COUNT,
+		    metrics_poll_timeout(audit_poll_timeout(poll_timeout(p,
+		    now)))) == -1 && errno != EINTR)
 			fatal("poll");
 		audit_tick();
+		metrics_tick();
+		if (pfd[1 + CHILD_COUNT].revents)
+			control_handle();
 		for (int i = 0; i < CHILD_COUNT; i++)
 			if (pfd[i + 1].revents && p->children[i].chan != -1)
 				child_read(p, &p->children[i]);
@@ -571,20 +586,27 @@ main(int argc, char *argv[])
 {
 	static const struct option longopts[] = {
 		{ "rule-test", no_argument, NULL, 'R' },
+		{ "postfix-config", required_argument, NULL, 'P' },
+		{ "json", no_argument, NULL, 'J' },
 		{ NULL, 0, NULL, 0 },
 	};
 	static struct parent	 p;
 	int			 ch, test_only = 0, rule_test = 0, errors;
+	int			 status = 0, json = 0;
 	const char		*path = MSM_DEFAULT_CONFIG;
+	const char		*postfix_dir = NULL;
 
 	log_init_parent("msmilter", 1, LOG_MAIL, 0);
-	while ((ch = getopt_long(argc, argv, "dFf:th", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "dFf:sth", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': p.cmdline_debug = 1; break;
 		case 'F': p.foreground = 1; break;
 		case 'f': path = optarg; break;
 		case 't': test_only = 1; break;
 		case 'R': rule_test = 1; break;
+		case 'P': postfix_dir = optarg; break;
+		case 's': status = 1; break;
+		case 'J': json = 1; break;
 		default: usage();
 		}
 	}
@@ -596,6 +618,14 @@ main(int argc, char *argv[])
 		usage();
 	snprintf(p.config_path, sizeof(p.config_path), "%s", path);
 
+	if (json && !status)
+		usage();
+	if (status) {
+		config_defaults(&p.set);
+		if (config_load(path, &p.set, report_line, NULL) != 0)
+			return 1;
+		return control_client(&p.set, json);
+	}
 	errors = load_config(path, &p.set, &p.rules);
 	if (rule_test) {
 		if (errors)
@@ -607,6 +637,8 @@ main(int argc, char *argv[])
 		config_print(&p.set, stdout);
 		print_postfix_advice(&p.set, stdout);
 		audit_doctor(&p.set, stdout);
+		if (errors == 0)
+			errors = doctor_run(&p.set, postfix_dir);
 		if (errors)
 			fprintf(stderr, "%s: %d error%s\n", path, errors,
 			    errors == 1 ? "" : "s");
@@ -635,6 +667,8 @@ main(int argc, char *argv[])
 	write_pidfile(&p);
 	prepare_quarantine(&p.set);
 	audit_start(&p.set);	/* before any child can report an event */
+	metrics_start(&p);	/* opens the queues while we are root */
+	control_start(&p);
 	raise_nofile(&p.set);
 	{
 		/* Root's own work is done: keep what starting children takes. */
@@ -652,6 +686,8 @@ main(int argc, char *argv[])
 	log_info("msmilter ready (config %s)", p.config_path);
 
 	parent_loop(&p);
+	control_stop();
+	metrics_stop();
 	audit_stop();
 	if (p.pidfd != -1)
 		unlink(p.set.milter_pid_file);

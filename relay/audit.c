@@ -25,8 +25,9 @@ send_event(const struct relay *r, uint32_t event, const char *name,
 {
 	struct audit_msg m = { .event = event };
 
-	if (r->set.milter_audit_log[0] == '\0')
-		return;
+	if (r->set.milter_audit_log[0] == '\0' &&
+	    r->set.milter_metrics_file[0] == '\0')
+		return;		/* neither logged nor counted */
 	m.str[0] = name;
 	m.str[1] = method(r);
 	m.str[2] = reply;

@@ -46,8 +46,9 @@ static unsigned acks;
 int
 spool_audit_mode(const struct msm_settings *s)
 {
-	if (s->milter_audit_log[0] == '\0')
-		return SPOOL_AUDIT_OFF;
+	if (s->milter_audit_log[0] == '\0')	/* metrics count commits */
+		return s->milter_metrics_file[0] != '\0' ? SPOOL_AUDIT_ON :
+		    SPOOL_AUDIT_OFF;
 	return s->milter_audit_sync == MSM_AUDIT_SYNC_EVERY ?
 	    SPOOL_AUDIT_ACK : SPOOL_AUDIT_ON;
 }

@@ -1049,6 +1049,7 @@ class MsMilter:
         # msmilter-audit keygen into audit_keydir.
         self.audit_log = os.path.join(base, "audit.log")
         self.audit_keydir = os.path.join(base, "audit-key")
+        self.control = os.path.join(base, "control")
         self.stderr_path = os.path.join(base, "msmilter.stderr")
         self.binary = binary or os.path.join(build_dir(), "msmilter")
         self.args = list(args)
@@ -1069,6 +1070,8 @@ class MsMilter:
             "Milter User": "nobody",
             "Milter Audit Log": self.audit_log,
             "Milter Audit Key Dir": self.audit_keydir,
+            # Its own, not /run/msmilter/control: tests run side by side.
+            "Milter Control Socket": self.control,
         }
         for k, v in (settings or {}).items():
             # keys compare case- and space-insensitively: replace a default

@@ -250,14 +250,16 @@ def test_descriptors(stack):
                 socks
             assert all(o.startswith("anon_inode:") for o in others), got
     # The parent: signalfd, the pid file, the audit log (no key in this
-    # fixture), one channel per child.  No child holds the audit log.
+    # fixture), milterin and milterout read-only (opened at start to count
+    # their files: privsep/metrics.c), one channel per child and the
+    # control socket.  No child holds the audit log.
     got = fds(m.pid)
     rest = {fd: t for fd, t in got.items() if fd > 2}
     assert sorted(t for t in rest.values() if t.startswith("/")) == \
-        sorted([m.pidfile, m.audit_log]), got
+        sorted([m.pidfile, m.audit_log, m.milterin, m.milterout]), got
     for pid in pids.values():
         assert m.audit_log not in fds(pid).values()
-    assert len([t for t in rest.values() if t.startswith("socket:")]) == 3
+    assert len([t for t in rest.values() if t.startswith("socket:")]) == 4
     assert [t for t in rest.values() if t.startswith("anon_inode:")] == \
         ["anon_inode:[signalfd]"], got
 

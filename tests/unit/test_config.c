@@ -889,7 +889,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 51);	/* %org-name% and 50 keys */
+	assert_int_equal(lines, 54);	/* %org-name% and 53 keys */
 	free(a);
 	free(b);
 }
@@ -929,6 +929,7 @@ test_empty_values_take_defaults(void **state)
 	snprintf(want.config_file, MSM_PATH_LEN, "%s", path);
 	/* Where nothing is itself a setting, it stays nothing: no audit log. */
 	want.milter_audit_log[0] = '\0';
+	want.milter_control_socket[0] = '\0';
 	assert_memory_equal(&want, &f->s, sizeof want);
 	/* Over a value set before, too: the last (empty) one wins. */
 	assert_int_equal(load_text(f, "Lock Type = posix\nLock Type =\n"
@@ -1095,6 +1096,9 @@ test_print_round_trip(void **state)
 	want.milter_audit_epoch = 3600;
 	want.milter_audit_sync = MSM_AUDIT_SYNC_EVERY;
 	want.milter_audit_rotate_size = 0;
+	snprintf(want.milter_metrics_file, MSM_PATH_LEN, "/m/ms.prom");
+	want.milter_metrics_interval = 60;
+	snprintf(want.milter_control_socket, MSM_PATH_LEN, "/run/c");
 	assert_all_lines_differ(&want);
 	out = print_to_string(&want);
 	assert_int_equal(load_text(f, out, path, sizeof path), 0);
