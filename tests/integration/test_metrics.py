@@ -4,7 +4,6 @@ valid text format (a small parser here, promtool when installed), is
 replaced atomically and says msmilter_up 0 at stop."""
 
 import os
-import pwd
 import re
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ import pytest
 
 from postfix import MsMilter, Postfix, child_pids
 from test_capture import wait_for
-from test_relay import queue_file
+from test_relay import RelayStack, queue_file
 from queuefile import real_files
 
 NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
@@ -108,17 +107,9 @@ class Stack:
         wait_for(lambda: child_pids(self.m.pid)["relay"], 20,
                  "the relay to start")
 
-    def drop(self, name, data):
-        pw = pwd.getpwnam("postfix")
-        tmp = os.path.join(self.m.milterout, "temp-" + name)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.chown(tmp, pw.pw_uid, pw.pw_gid)
-        os.rename(tmp, os.path.join(self.m.milterout, name))
-
-    def wait_gone(self, name, timeout=20):
-        wait_for(lambda: name not in os.listdir(self.m.milterout), timeout,
-                 "%s to leave milterout" % name)
+    # Dropping into milterout and waiting for the relay, as RelayStack does.
+    drop = RelayStack.drop
+    wait_gone = RelayStack.wait_gone
 
     def close(self):
         self.pf.stop()
