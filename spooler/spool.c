@@ -134,14 +134,20 @@ rename_noreplace(int dirfd, const char *from, const char *to)
 }
 
 int
-spool_publish(struct spool_dir *d, struct spool_file *f, char *reason,
-    size_t rlen)
+spool_sync_file(struct spool_file *f, char *reason, size_t rlen)
 {
 	if (fsync(f->fd) == -1) {
 		snprintf(reason, rlen, "fsync %s: %s", f->temp_name,
 		    strerror(errno));
 		return -1;
 	}
+	return 0;
+}
+
+int
+spool_rename(struct spool_dir *d, struct spool_file *f, char *reason,
+    size_t rlen)
+{
 	for (int i = 0; i < PUBLISH_TRIES; i++) {
 		if (rename_noreplace(d->fd, f->temp_name, f->queue_id) == 0) {
 			f->renamed = 1;
@@ -158,6 +164,15 @@ spool_publish(struct spool_dir *d, struct spool_file *f, char *reason,
 	snprintf(reason, rlen, "rename %s to %s: %s", f->temp_name, f->queue_id,
 	    strerror(errno));
 	return -1;
+}
+
+int
+spool_publish(struct spool_dir *d, struct spool_file *f, char *reason,
+    size_t rlen)
+{
+	if (spool_sync_file(f, reason, rlen) == -1)
+		return -1;
+	return spool_rename(d, f, reason, rlen);
 }
 
 int

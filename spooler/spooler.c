@@ -28,6 +28,7 @@
 #include "sandbox.h"
 #include "seccomp.h"
 #include "spool.h"
+#include "stats.h"
 #include "testhook.h"
 
 /* Sessions at once: each holds a descriptor, maybe two. */
@@ -46,6 +47,8 @@ struct session {
 	int			 broken;	/* capture stopped reading */
 	struct spool_file	 file;
 	char			 reason[IPC_REASON_MAX];
+	uint64_t		 t_write;	/* us in write(2), this message */
+	uint64_t		 t_commit;	/* when COMMIT was read */
 };
 
 struct spooler {
@@ -58,16 +61,32 @@ struct spooler {
 	struct pollfd		*pfds;
 	struct ipc_msg		 msg;
 	int			 confined_without_dir;	/* see on_begin */
+	struct spool_stats	 stats;
 	volatile sig_atomic_t	 terminating;
+	volatile sig_atomic_t	 report;	/* SIGUSR1: log the stats */
 };
 
 static struct spooler *the_spooler;	/* for the signal handler only */
 
 static void
-on_term(int sig)
+on_signal(int sig)
 {
-	(void)sig;
-	the_spooler->terminating = 1;
+	if (sig == SIGUSR1)
+		the_spooler->report = 1;
+	else
+		the_spooler->terminating = 1;
+}
+
+/* spool_write, timed for the stats. */
+static int
+session_write(struct session *s, const void *p, size_t len, char *reason,
+    size_t rlen)
+{
+	uint64_t	 t0 = stats_now_us();
+	int		 r = spool_write(&s->file, p, len, reason, rlen);
+
+	s->t_write += stats_now_us() - t0;
+	return r;
 }
 
 static void
@@ -189,9 +208,10 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	    !queueid_valid(b.queue_id))
 		return -1;
 	s->reason[0] = '\0';
+	s->t_write = 0;
 	if (spool_create(&sp->dir, &s->file, b.queue_id, reason,
 	    sizeof(reason)) == -1 ||
-	    spool_write(&s->file, m->data + sizeof(b), m->hdr.len - sizeof(b),
+	    session_write(s, m->data + sizeof(b), m->hdr.len - sizeof(b),
 	    reason, sizeof(reason)) == -1) {
 		session_fail(s, sp, reason);
 		reply_failed(s);	/* capture answers 451 at DATA */
@@ -217,7 +237,7 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 			return 0;	/* reported at COMMIT */
 		if (s->state != S_WRITING)
 			return -1;
-		if (spool_write(&s->file, m->data, m->hdr.len, reason,
+		if (session_write(s, m->data, m->hdr.len, reason,
 		    sizeof(reason)) == -1)
 			session_fail(s, sp, reason);
 		return 0;
@@ -226,6 +246,7 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		    (s->state != S_WRITING && s->state != S_FAILED))
 			return -1;
 		s->state = S_COMMITTING;
+		s->t_commit = stats_now_us();
 		return 0;
 	case MSG_CAPTURE_ABORT:
 		if (m->hdr.len != 0)
@@ -250,6 +271,7 @@ commit_round(struct spooler *sp)
 	char	 reason[IPC_REASON_MAX];
 	size_t	 published = 0;
 	int	 sync_err = 0;
+	uint64_t t0, t1;
 
 	for (size_t i = 0; i < sp->nsessions; i++) {
 		struct session *s = sp->sessions[i];
@@ -257,23 +279,38 @@ commit_round(struct spooler *sp)
 		if (s->state != S_COMMITTING)
 			continue;
 		if (s->file.fd == -1) {
+			sp->stats.failed++;
 			reply_failed(s);
 			continue;
 		}
-		if (spool_publish(&sp->dir, &s->file, reason,
-		    sizeof(reason)) == -1) {
+		t0 = stats_now_us();
+		if (spool_sync_file(&s->file, reason, sizeof(reason)) == -1) {
+			sp->stats.failed++;
 			session_fail(s, sp, reason);
 			reply_failed(s);
 			continue;
 		}
+		t1 = stats_now_us();
+		hist_add(&sp->stats.fsync, t1 - t0);
+		if (spool_rename(&sp->dir, &s->file, reason,
+		    sizeof(reason)) == -1) {
+			sp->stats.failed++;
+			session_fail(s, sp, reason);
+			reply_failed(s);
+			continue;
+		}
+		hist_add(&sp->stats.rename, stats_now_us() - t1);
 		published++;
 	}
 	if (published == 0)
 		return;
+	t0 = stats_now_us();
 	if (spool_sync_dir(&sp->dir, reason, sizeof(reason)) == 0)
 		reason[0] = '\0';
 	else
 		sync_err = errno;
+	hist_add(&sp->stats.dirsync, stats_now_us() - t0);
+	hist_add(&sp->stats.round, published);
 
 	for (size_t i = 0; i < sp->nsessions; i++) {
 		struct session		*s = sp->sessions[i];
@@ -288,6 +325,7 @@ commit_round(struct spooler *sp)
 			 * the client's retry makes a duplicate, never a loss.
 			 */
 			errno = sync_err;
+			sp->stats.failed++;
 			session_fail(s, sp, reason);
 			reply_failed(s);
 			continue;
@@ -305,6 +343,8 @@ commit_round(struct spooler *sp)
 		 * never a loss.
 		 */
 		answer(s, MSG_SPOOLER_COMMITTED, &c, sizeof(c));
+		hist_add(&sp->stats.commit, stats_now_us() - s->t_commit);
+		hist_add(&sp->stats.write, s->t_write);
 	}
 }
 
@@ -526,6 +566,10 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 	for (;;) {
 		size_t	 n;
 
+		if (sp->report) {
+			sp->report = 0;
+			stats_log(&sp->stats);
+		}
 		if (sp->terminating && drain(sp, &deadline))
 			return;
 		n = sp->nsessions;
@@ -611,17 +655,21 @@ main(void)
 
 	the_spooler = &sp;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_term;
+	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, &waitmask);
 	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGUSR1);
 
 	log_info("ready, writing %s", sp.dir.path);
 	child_ready();
 	spooler_loop(&sp, &waitmask);
+	stats_log(&sp.stats);
 	log_info("stopped");
 	return 0;
 }

@@ -1,19 +1,31 @@
 #!/usr/bin/python3
 """make bench: throughput of msmilter against Postfix alone, in one run.
 
-For each message size, smtp-source sends the same load (20 sessions, 2000
-messages) through a private Postfix (in_flow_delay = 0) three times:
+For each message size (4 KB, 100 KB) and number of smtp-source sessions
+(20, and 100: Postfix's default_process_limit), the same load (2000
+messages) goes through a private Postfix (in_flow_delay = 0) four times:
   (a) no milter: Postfix queues and relays to smtp-sink;
   (b) nullmilter: a do-nothing libmilter milter that DISCARDs, the
       ceiling of any discarding milter;
-  (c) msmilter: every message spooled durably into milterin.
+  (c) msmilter: every message spooled durably into milterin (ext4 here,
+      or wherever /tmp is);
+  (t) msmilter with milterin on a tmpfs, where fsync costs nothing: c/t
+      is the physical cost of durability.
 Prints messages per second, the ratios c/a and c/b, CPU seconds per 1000
-messages and peak RSS of msmilter's processes, and checks that every
-message of (c) is in milterin exactly once.  Timings vary on shared
-cores: compare within one run.  Nothing here fails on a timing."""
+messages and peak RSS of msmilter's processes, capture's RSS per session,
+and the spooler's own figures (its "stats:" line, asked for with
+SIGUSR1): microseconds from reading a session's COMMIT record to sending
+the answer (spooler side: the IPC hop and capture's wait are not in it),
+in write(2), fsync, rename and directory fsync, and files per directory
+fsync (the round).  pNN is the upper bound of the histogram bucket that
+holds it (within 12.5 %).  It checks that every message of (c) is in
+milterin exactly once.  Timings vary on shared cores: compare within one
+run (BENCH_ROUNDS=3 repeats each case back to back and prints the
+spread).  Nothing here fails on a timing."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -23,15 +35,22 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import postfix as P  # noqa: E402
 
-SESSIONS = int(os.environ.get("BENCH_SESSIONS", "20"))
+# Sessions of smtp-source: 20, and Postfix's default_process_limit.
+SESSIONS_LIST = [int(x) for x in
+                 os.environ.get("BENCH_SESSIONS", "20,100").split(",")]
+SESSIONS = SESSIONS_LIST[0]     # the relay's ceiling runs
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "2000"))
-SIZES = [4 * 1024, 100 * 1024]
+SIZES = [int(x) * 1024 for x in
+         os.environ.get("BENCH_SIZES_KB", "4,100").split(",")]
+# Each (size, sessions) runs a, b, c and c on tmpfs this many times in a
+# row, so the ratios compare runs made seconds apart.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def smtp_source(port, size):
-    args = [SMTP_SOURCE, "-s", str(SESSIONS), "-m", str(MESSAGES),
+def smtp_source(port, size, sessions):
+    args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES),
             "-l", str(size), "-f", "bench@example.org",
             "-t", "sink@example.com", "-M", "bench.example.org",
             "127.0.0.1:%d" % port]
@@ -50,14 +69,45 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def msmilter_pids(parent):
     pids = {"parent": parent}
     pids.update((k, v) for k, v in P.child_pids(parent).items() if v)
     return pids
 
 
-def run_case(base, label, size, milter=None, msm=None):
-    pf = P.Postfix(os.path.join(base, "%s-%d" % (label, size)), milter=milter,
+STATS_RE = re.compile(r"(\w+) n=(\d+) p50=(\d+) p99=(\d+) max=(\d+)")
+
+
+def spooler_stats(m, pid):
+    """The spooler's "stats:" line, asked for with SIGUSR1: {stage: (n,
+    p50, p99, max)} plus "round_mean"."""
+    before = m.stderr().count("stats: ")
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = m.stderr()
+        if text.count("stats: ") > before:
+            line = text[text.rindex("stats: "):].split("\n", 1)[0]
+            st = {k: tuple(int(x) for x in v)
+                  for k, *v in STATS_RE.findall(line)}
+            mm = re.search(r"mean=([\d.]+)", line)
+            st["round_mean"] = float(mm.group(1)) if mm else 0.0
+            return st
+        time.sleep(0.05)
+    return {}
+
+
+def run_case(base, label, size, sessions, milter=None, msm=None):
+    pf = P.Postfix(os.path.join(base, "%s-%d-%d" % (label, size, sessions)),
+                   milter=milter,
                    main_cf={"in_flow_delay": "0",
                             "smtpd_client_connection_count_limit": "0"})
     pf.start()
@@ -66,11 +116,14 @@ def run_case(base, label, size, milter=None, msm=None):
         if msm is not None:
             pids = msmilter_pids(msm.pid)
             cpu0 = {k: proc_cpu(p) for k, p in pids.items()}
-        elapsed = smtp_source(pf.smtp_port, size)
+            rss0 = vm_rss_kb(pids["capture"])
+        elapsed = smtp_source(pf.smtp_port, size, sessions)
         extra = {}
         if msm is not None:
             extra["cpu"] = {k: proc_cpu(p) - cpu0[k] for k, p in pids.items()}
             extra["hwm"] = {k: P.vm_hwm_kb(p) for k, p in pids.items()}
+            extra["rss_session"] = (extra["hwm"]["capture"] - rss0) / sessions
+            extra["stats"] = spooler_stats(msm, pids["spooler"])
         return MESSAGES / elapsed, extra
     finally:
         pf.stop()
@@ -83,6 +136,131 @@ def check_milterin(m, size):
     small = [n for n in names
              if os.path.getsize(os.path.join(m.milterin, n)) < size * 0.95]
     return len(names), len(temps), len(small)
+
+
+def msmilter_case(base, label, size, sessions, tmpfs=False):
+    """(c), or (t) with milterin on a tmpfs.  Returns (rate, extra, ok)."""
+    m = P.MsMilter(os.path.join(base, "%s-msm-%d-%d" % (label, size,
+                                                         sessions)))
+    mounted = False
+    if tmpfs:
+        os.makedirs(m.milterin)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g",
+                           "tmpfs", m.milterin]).returncode != 0:
+            return None, {}, True
+        mounted = True
+    try:
+        m.start()
+        try:
+            rate, extra = run_case(base, label, size, sessions, milter=m,
+                                   msm=m)
+            time.sleep(0.5)
+            extra["milterin"] = check_milterin(m, size)
+        finally:
+            m.stop()
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", m.milterin])
+    files, temps, small = extra["milterin"]
+    return rate, extra, files == MESSAGES and not temps and not small
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def spread(xs):
+    xs = [x for x in xs if x is not None]
+    return "%.0f-%.0f" % (min(xs), max(xs)) if xs else "-"
+
+
+def milter_bench(base, null):
+    ok = True
+    table = []
+    for sessions in SESSIONS_LIST:
+        for size in SIZES:
+            rows = []
+            for r in range(ROUNDS):
+                a, _ = run_case(base, "a%d" % r, size, sessions)
+                null_cpu = proc_cpu(null.pid)
+                b, _ = run_case(base, "b%d" % r, size, sessions,
+                                milter=null_port_of(null))
+                null_cpu = proc_cpu(null.pid) - null_cpu
+                c, extra, c_ok = msmilter_case(base, "c%d" % r, size,
+                                               sessions)
+                t, _, t_ok = msmilter_case(base, "t%d" % r, size, sessions,
+                                           tmpfs=True)
+                st = extra.get("stats", {})
+                rows.append((a, b, c, t, st))
+                print()
+                print("message size %d KB, %d sessions%s" % (
+                    size // 1024, sessions,
+                    ", round %d of %d" % (r + 1, ROUNDS) if ROUNDS > 1
+                    else ""))
+                print("  (a) Postfix, no milter   %8.1f msg/s" % a)
+                print("  (b) nullmilter           %8.1f msg/s" % b)
+                print("  (c) msmilter             %8.1f msg/s" % c)
+                if t is not None:
+                    print("  (t) msmilter, tmpfs      %8.1f msg/s   "
+                          "c/t = %.2f" % (t, c / t))
+                print("  c/a = %.2f   c/b = %.2f" % (c / a, c / b))
+                cpu = extra["cpu"]
+                print("  CPU s per 1000 msgs: " + ", ".join(
+                    "%s %.2f" % (k, v * 1000 / MESSAGES)
+                    for k, v in cpu.items())
+                    + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
+                print("  peak RSS (VmHWM): " + ", ".join(
+                    "%s %d kB" % (k, v) for k, v in extra["hwm"].items())
+                    + "; capture %.0f kB per session" %
+                    extra["rss_session"])
+                print("  spooler, us (p50/p99/max): " + ", ".join(
+                    "%s %d/%d/%d" % (k, st[k][1], st[k][2], st[k][3])
+                    for k in ("commit", "write", "fsync", "rename",
+                              "dirsync") if k in st))
+                if "round" in st:
+                    print("  files per directory fsync: mean %.1f, p50 %d, "
+                          "p99 %d, max %d (%d directory fsyncs)" % (
+                              st["round_mean"], st["round"][1],
+                              st["round"][2], st["round"][3],
+                              st["round"][0]))
+                files, temps, small = extra["milterin"]
+                print("  milterin: %d files (expected %d), %d temp files, "
+                      "%d shorter than the message" % (files, MESSAGES, temps,
+                                                       small))
+                if not c_ok or not t_ok:
+                    ok = False
+                    print("  ERROR: (c) or (t) did not account for every "
+                          "message")
+                sys.stdout.flush()
+            table.append((size, sessions, rows))
+    print()
+    print("summary (median of %d; spread min-max)" % ROUNDS)
+    print("  size sessions      a      b      c      t   c/a   c/b  "
+          "commit p50/p99 us  round")
+    for size, sessions, rows in table:
+        a = median(r[0] for r in rows)
+        b = median(r[1] for r in rows)
+        c = median(r[2] for r in rows)
+        t = median(r[3] for r in rows)
+        ca = median(r[2] / r[0] for r in rows)
+        cb = median(r[2] / r[1] for r in rows)
+        p50 = median(r[4].get("commit", (0, 0, 0, 0))[1] for r in rows)
+        p99 = median(r[4].get("commit", (0, 0, 0, 0))[2] for r in rows)
+        rnd = median(r[4].get("round_mean", 0.0) for r in rows)
+        print("  %3dK %8d %6.0f %6.0f %6.0f %6s %5.2f %5.2f %8d/%-8d %5.1f"
+              % (size // 1024, sessions, a, b, c,
+                 "%.0f" % t if t else "-", ca, cb, p50, p99, rnd))
+        if ROUNDS > 1:
+            print("       spread  %s %s %s %s  c/a %.2f-%.2f  c/b %.2f-%.2f"
+                  % (spread(r[0] for r in rows), spread(r[1] for r in rows),
+                     spread(r[2] for r in rows), spread(r[3] for r in rows),
+                     min(r[2] / r[0] for r in rows),
+                     max(r[2] / r[0] for r in rows),
+                     min(r[2] / r[1] for r in rows),
+                     max(r[2] / r[1] for r in rows)))
+    sys.stdout.flush()
+    return ok
 
 
 RELAY_SIZE = 4 * 1024
@@ -195,6 +373,13 @@ def relay_bench(base):
     return ok
 
 
+_null_ports = {}
+
+
+def null_port_of(null):
+    return _null_ports[null.pid]
+
+
 def main():
     reason = P.skip_reason()
     if reason:
@@ -205,46 +390,17 @@ def main():
     null_port = P.free_port()
     null = subprocess.Popen([os.path.join(build, "nullmilter"),
                              "inet:%d@127.0.0.1" % null_port])
-    print("msmilter bench: %d sessions, %d messages per case, smtp-source "
-          "through a private Postfix with in_flow_delay = 0" %
-          (SESSIONS, MESSAGES), flush=True)
+    _null_ports[null.pid] = null_port
+    print("msmilter bench: %s sessions, %d messages per case, smtp-source "
+          "through a private Postfix with in_flow_delay = 0; /tmp is %s" %
+          (" and ".join(str(s) for s in SESSIONS_LIST), MESSAGES,
+           fs_type("/tmp")), flush=True)
     ok = True
     try:
         if not P.wait_port(null_port, proc=null):
             raise RuntimeError("nullmilter did not start")
-        for size in SIZES if os.environ.get("BENCH_MILTER", "1") != "0" \
-                else []:
-            a, _ = run_case(base, "a", size)
-            null_cpu = proc_cpu(null.pid)
-            b, _ = run_case(base, "b", size, milter=null_port)
-            null_cpu = proc_cpu(null.pid) - null_cpu
-            m = P.MsMilter(os.path.join(base, "msm-%d" % size))
-            m.start()
-            try:
-                c, extra = run_case(base, "c", size, milter=m, msm=m)
-                time.sleep(0.5)
-                files, temps, small = check_milterin(m, size)
-            finally:
-                m.stop()
-            print()
-            print("message size %d KB" % (size // 1024))
-            print("  (a) Postfix, no milter   %8.1f msg/s" % a)
-            print("  (b) nullmilter           %8.1f msg/s" % b)
-            print("  (c) msmilter             %8.1f msg/s" % c)
-            print("  c/a = %.2f   c/b = %.2f" % (c / a, c / b))
-            cpu = extra["cpu"]
-            print("  CPU s per 1000 msgs: " + ", ".join(
-                "%s %.2f" % (k, v * 1000 / MESSAGES) for k, v in cpu.items())
-                + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
-            print("  peak RSS (VmHWM): " + ", ".join(
-                "%s %d kB" % (k, v) for k, v in extra["hwm"].items()))
-            print("  milterin: %d files (expected %d), %d temp files, "
-                  "%d shorter than the message" % (files, MESSAGES, temps,
-                                                   small))
-            if files != MESSAGES or temps or small:
-                ok = False
-                print("  ERROR: (c) did not account for every message")
-            sys.stdout.flush()
+        if os.environ.get("BENCH_MILTER", "1") != "0":
+            ok = milter_bench(base, null) and ok
         if os.environ.get("BENCH_RELAY", "1") != "0":
             ok = relay_bench(base) and ok
     finally:
@@ -252,6 +408,12 @@ def main():
         null.wait(10)
         P.remove_base(base)
     return 0 if ok else 1
+
+
+def fs_type(path):
+    p = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", path],
+                       stdout=subprocess.PIPE, universal_newlines=True)
+    return p.stdout.strip() or "?"
 
 
 if __name__ == "__main__":
