@@ -7,7 +7,9 @@
  * Not part of msmilter; `make bench` does not run it.
  *   fsyncbench DIR THREADS FILES SIZE fsync|fdatasync|sfr
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
