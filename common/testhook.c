@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -21,6 +22,30 @@
 #include "ipc.h"
 
 static char probe_path[1024];
+
+/* Set by the signal handler, read by any thread: lock-free atomics. */
+static atomic_uint faults[TESTHOOK_COUNT];
+
+unsigned
+testhook_stall_ms(int action)
+{
+	return action > 0 && action < TESTHOOK_COUNT ?
+	    atomic_load(&faults[action]) : 0;
+}
+
+int
+testhook_fail(int action)
+{
+	unsigned n;
+
+	if (action <= 0 || action >= TESTHOOK_COUNT)
+		return 0;
+	n = atomic_load(&faults[action]);
+	while (n > 0)
+		if (atomic_compare_exchange_weak(&faults[action], &n, n - 1))
+			return 1;
+	return 0;
+}
 
 void
 testhook_set_probe(const char *path)
@@ -121,6 +146,18 @@ on_hook(int sig, siginfo_t *si, void *uctx)
 		break;
 	case TESTHOOK_CONNECT_PORT:
 		connect_port(si->si_value.sival_int);
+		break;
+	case TESTHOOK_STALL_COMMIT:
+	case TESTHOOK_STALL_DIRSYNC:
+	case TESTHOOK_FAIL_FSYNC:
+	case TESTHOOK_FAIL_DIRSYNC:
+		atomic_store(&faults[sig - SIGRTMIN],
+		    si->si_value.sival_int > 0 ?
+		    (unsigned)si->si_value.sival_int : 0u);
+		rc = 0;
+		snprintf(what, sizeof(what), "fault %d set to %d",
+		    sig - SIGRTMIN, si->si_value.sival_int);
+		report(what, rc, 0);
 		break;
 	}
 }

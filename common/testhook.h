@@ -20,6 +20,15 @@ enum testhook_action {
 	TESTHOOK_CREATE_OUTSIDE, /* create the probe file (spooler's flags) */
 	TESTHOOK_READ_OUTSIDE,	/* open /etc/passwd as the relay opens files */
 	TESTHOOK_CONNECT_PORT,	/* TCP connect to 127.0.0.1:<sigqueue value> */
+	/*
+	 * Faults in the spooler's commit path (tests/integration/
+	 * test_commit.py); the sigqueue value says how long or how many, 0
+	 * turns the fault off.
+	 */
+	TESTHOOK_STALL_COMMIT,	/* wait <value> ms before each file fsync */
+	TESTHOOK_STALL_DIRSYNC,	/* wait <value> ms before each directory fsync */
+	TESTHOOK_FAIL_FSYNC,	/* the next <value> file fsyncs fail, EIO */
+	TESTHOOK_FAIL_DIRSYNC,	/* the next <value> directory fsyncs fail, EIO */
 	TESTHOOK_COUNT
 };
 
@@ -28,9 +37,15 @@ enum testhook_action {
 void	testhook_install(int proc);
 /* Where TESTHOOK_CREATE_OUTSIDE creates its file. */
 void	testhook_set_probe(const char *path);
+/* TESTHOOK_STALL_*: milliseconds to wait now (any thread). */
+unsigned testhook_stall_ms(int action);
+/* TESTHOOK_FAIL_*: 1 if this call is to fail (counts one down). */
+int	testhook_fail(int action);
 #else
 #define testhook_install(proc)		((void)(proc))
 #define testhook_set_probe(path)	((void)(path))
+#define testhook_stall_ms(action)	((void)(action), 0u)
+#define testhook_fail(action)		((void)(action), 0)
 #endif
 
 #endif

@@ -3,9 +3,12 @@
  * Trusts capture for nothing but the bytes of the message: records arrive
  * on one channel per SMTP session and must follow BEGIN DATA* COMMIT|ABORT.
  *
- * The loop reads every ready session, then commits all the messages whose
- * COMMIT arrived in this round together: one fsync per file and a single
- * directory fsync for the lot (group commit), and only then the replies.
+ * The event loop reads the records of every ready session and writes them
+ * to the session's temp file.  A COMMIT hands the file to the commit pool
+ * (commit.c): its threads fsync files concurrently and one directory fsync
+ * covers every file renamed before it (group commit), while the loop goes
+ * on reading other sessions.  The pool hands finished jobs back, and only
+ * then does the loop answer capture.
  */
 #include <errno.h>
 #include <poll.h>
@@ -21,6 +24,7 @@
 #include <sodium.h>
 
 #include "child.h"
+#include "commit.h"
 #include "landlock.h"
 #include "ipc.h"
 #include "log.h"
@@ -39,13 +43,25 @@
 /* How many records one session may hand us per round: fairness. */
 #define RECORDS_PER_ROUND	8
 
+/* Threads that fsync files at once (plus one for the directory). */
+#define COMMIT_WORKERS		8
+
+/* Our descriptors in front of the sessions' in pfds[]. */
+enum { PFD_PARENT, PFD_CONTROL, PFD_RELAY, PFD_COMMIT, PFD_SESSIONS };
+
+/*
+ * S_COMMITTING: the file and the job are the commit pool's until it hands
+ * the job back; the session is not freed before (see commit_done).
+ */
 enum session_state { S_IDLE, S_WRITING, S_FAILED, S_COMMITTING };
 
 struct session {
 	int			 chan;
 	enum session_state	 state;
 	int			 broken;	/* capture stopped reading */
+	int			 hangup;	/* capture closed mid-commit */
 	struct spool_file	 file;
+	struct commit_job	 job;
 	char			 reason[IPC_REASON_MAX];
 	uint64_t		 t_write;	/* us in write(2), this message */
 	uint64_t		 t_commit;	/* when COMMIT was read */
@@ -59,6 +75,7 @@ struct spooler {
 	struct session		**sessions;
 	size_t			 nsessions, cap;
 	struct pollfd		*pfds;
+	struct commit_pool	 pool;
 	struct ipc_msg		 msg;
 	int			 confined_without_dir;	/* see on_begin */
 	struct spool_stats	 stats;
@@ -102,7 +119,8 @@ session_add(struct spooler *sp, int chan)
 		if (n1 == NULL)
 			goto fail;
 		sp->sessions = n1;
-		n2 = reallocarray(sp->pfds, ncap + 3, sizeof(*sp->pfds));
+		n2 = reallocarray(sp->pfds, ncap + PFD_SESSIONS,
+		    sizeof(*sp->pfds));
 		if (n2 == NULL)
 			goto fail;
 		sp->pfds = n2;
@@ -127,6 +145,11 @@ session_close(struct spooler *sp, size_t i)
 {
 	struct session *s = sp->sessions[i];
 
+	/* The pool still holds its file: freeing it here would be a bug. */
+	if (s->state == S_COMMITTING) {
+		log_warnx("session_close: session still committing");
+		abort();
+	}
 	if (s->file.fd != -1 || s->file.renamed)
 		spool_discard(&sp->dir, &s->file);
 	close(s->chan);
@@ -245,8 +268,16 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		if (m->hdr.len != 0 ||
 		    (s->state != S_WRITING && s->state != S_FAILED))
 			return -1;
+		if (s->state == S_FAILED || s->file.fd == -1) {
+			sp->stats.failed++;
+			reply_failed(s);
+			return 0;
+		}
 		s->state = S_COMMITTING;
 		s->t_commit = stats_now_us();
+		s->job.file = &s->file;
+		s->job.owner = s;
+		commit_submit(&sp->pool, &s->job);
 		return 0;
 	case MSG_CAPTURE_ABORT:
 		if (m->hdr.len != 0)
@@ -261,90 +292,85 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 }
 
 /*
- * Group commit: publish every message whose COMMIT came in this round,
- * one directory fsync for all of them, then answer.  A message is only
- * reported committed after the directory fsync succeeded.
+ * The file is durable but capture can no longer hear so: it closed the
+ * channel (its commit timeout, or it died) and answered TEMPFAIL, so
+ * Postfix kept the message.  Take the file back: "either the complete file
+ * or no file plus a TEMPFAIL".  The removal is not fsynced; should the
+ * name come back after a crash, that is a duplicate, never a loss.
  */
 static void
-commit_round(struct spooler *sp)
+withdraw(struct spooler *sp, struct session *s)
 {
-	char	 reason[IPC_REASON_MAX];
-	size_t	 published = 0;
-	int	 sync_err = 0;
-	uint64_t t0, t1;
+	log_notice("%s: capture gave up while the file was committed; "
+	    "removed it (the client was told to retry)", s->file.queue_id);
+	spool_discard(&sp->dir, &s->file);
+	sp->stats.withdrawn++;
+	s->broken = 1;
+}
 
-	for (size_t i = 0; i < sp->nsessions; i++) {
-		struct session *s = sp->sessions[i];
+/*
+ * A job the pool handed back.  Answer COMMITTED only for a file whose
+ * fsync, rename and directory fsync all succeeded; any failure removes it
+ * (temp or renamed) and capture answers 451.
+ */
+static void
+commit_done(struct spooler *sp, struct commit_job *j)
+{
+	struct session		*s = j->owner;
+	struct ipc_committed	 c;
 
-		if (s->state != S_COMMITTING)
-			continue;
-		if (s->file.fd == -1) {
-			sp->stats.failed++;
-			reply_failed(s);
-			continue;
-		}
-		t0 = stats_now_us();
-		if (spool_sync_file(&s->file, reason, sizeof(reason)) == -1) {
-			sp->stats.failed++;
-			session_fail(s, sp, reason);
-			reply_failed(s);
-			continue;
-		}
-		t1 = stats_now_us();
-		hist_add(&sp->stats.fsync, t1 - t0);
-		if (spool_rename(&sp->dir, &s->file, reason,
-		    sizeof(reason)) == -1) {
-			sp->stats.failed++;
-			session_fail(s, sp, reason);
-			reply_failed(s);
-			continue;
-		}
-		hist_add(&sp->stats.rename, stats_now_us() - t1);
-		published++;
+	if (j->t_fsync)
+		hist_add(&sp->stats.fsync, j->t_fsync);
+	if (j->t_rename)
+		hist_add(&sp->stats.rename, j->t_rename);
+	if (j->round) {
+		hist_add(&sp->stats.round, j->round);
+		hist_add(&sp->stats.dirsync, j->t_dirsync);
 	}
-	if (published == 0)
-		return;
-	t0 = stats_now_us();
-	if (spool_sync_dir(&sp->dir, reason, sizeof(reason)) == 0)
-		reason[0] = '\0';
-	else
-		sync_err = errno;
-	hist_add(&sp->stats.dirsync, stats_now_us() - t0);
-	hist_add(&sp->stats.round, published);
-
-	for (size_t i = 0; i < sp->nsessions; i++) {
-		struct session		*s = sp->sessions[i];
-		struct ipc_committed	 c;
-
-		if (s->state != S_COMMITTING)
-			continue;
-		if (reason[0] != '\0') {
-			/*
-			 * Not durable: take it back, Postfix keeps its copy.
-			 * MailScanner may have seen the name already; then
-			 * the client's retry makes a duplicate, never a loss.
-			 */
-			errno = sync_err;
-			sp->stats.failed++;
-			session_fail(s, sp, reason);
-			reply_failed(s);
-			continue;
-		}
-		memset(&c, 0, sizeof(c));
-		snprintf(c.queue_id, sizeof(c.queue_id), "%s", s->file.queue_id);
-		c.size = s->file.size;
-		spool_done(&s->file);
-		s->state = S_IDLE;
-		log_debug("%s: committed to %s, %llu bytes", c.queue_id,
-		    sp->dir.path, (unsigned long long)c.size);
+	s->state = S_IDLE;
+	if (j->err != 0) {
 		/*
-		 * The file is durable.  If capture cannot hear it, it
-		 * answers TEMPFAIL and the client retries: a duplicate,
-		 * never a loss.
+		 * Not durable: take it back, Postfix keeps its copy.
+		 * MailScanner may have seen the name already; then the
+		 * client's retry makes a duplicate, never a loss.
 		 */
-		answer(s, MSG_SPOOLER_COMMITTED, &c, sizeof(c));
-		hist_add(&sp->stats.commit, stats_now_us() - s->t_commit);
-		hist_add(&sp->stats.write, s->t_write);
+		sp->stats.failed++;
+		errno = j->err;
+		session_fail(s, sp, j->reason);
+		if (s->hangup)
+			s->broken = 1;
+		else
+			reply_failed(s);
+		return;
+	}
+	if (s->hangup) {
+		withdraw(sp, s);
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	snprintf(c.queue_id, sizeof(c.queue_id), "%s", s->file.queue_id);
+	c.size = s->file.size;
+	answer(s, MSG_SPOOLER_COMMITTED, &c, sizeof(c));
+	if (s->broken) {
+		/* Not sent: capture will time out and answer TEMPFAIL. */
+		withdraw(sp, s);
+		return;
+	}
+	spool_done(&s->file);
+	log_debug("%s: committed to %s, %llu bytes", c.queue_id, sp->dir.path,
+	    (unsigned long long)c.size);
+	hist_add(&sp->stats.commit, stats_now_us() - s->t_commit);
+	hist_add(&sp->stats.write, s->t_write);
+}
+
+static void
+commit_collect_all(struct spooler *sp)
+{
+	struct commit_job *j, *next;
+
+	for (j = commit_collect(&sp->pool); j != NULL; j = next) {
+		next = j->next;
+		commit_done(sp, j);
 	}
 }
 
@@ -573,34 +599,54 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 		if (sp->terminating && drain(sp, &deadline))
 			return;
 		n = sp->nsessions;
-		sp->pfds[0] = (struct pollfd){ IPC_PARENT_FD, POLLIN, 0 };
-		sp->pfds[1] = (struct pollfd){ sp->control, POLLIN, 0 };
-		sp->pfds[2] = (struct pollfd){ sp->relay, POLLIN, 0 };
-		for (size_t i = 0; i < n; i++)
-			sp->pfds[i + 3] = (struct pollfd){
-			    sp->sessions[i]->chan, POLLIN, 0 };
-		if (ppoll(sp->pfds, n + 3, sp->terminating ? &second : NULL,
-		    waitmask) == -1) {
+		sp->pfds[PFD_PARENT] = (struct pollfd){ IPC_PARENT_FD, POLLIN,
+		    0 };
+		sp->pfds[PFD_CONTROL] = (struct pollfd){ sp->control, POLLIN,
+		    0 };
+		sp->pfds[PFD_RELAY] = (struct pollfd){ sp->relay, POLLIN, 0 };
+		sp->pfds[PFD_COMMIT] = (struct pollfd){ sp->pool.wake, POLLIN,
+		    0 };
+		for (size_t i = 0; i < n; i++) {
+			struct session *s = sp->sessions[i];
+
+			/*
+			 * While its file is committed a session is only
+			 * watched for a hang-up (poll reports it unasked),
+			 * and once seen, no longer: it stays until the pool
+			 * is done with it.
+			 */
+			sp->pfds[i + PFD_SESSIONS] = (struct pollfd){
+			    s->hangup ? -1 : s->chan,
+			    s->state == S_COMMITTING ? 0 : POLLIN, 0 };
+		}
+		if (ppoll(sp->pfds, n + PFD_SESSIONS, sp->terminating ?
+		    &second : NULL, waitmask) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("poll");
 		}
-		if (sp->pfds[0].revents && parent_record(sp) == -1)
+		if (sp->pfds[PFD_PARENT].revents && parent_record(sp) == -1)
 			fatalx("parent channel closed or broken");
-		if (sp->pfds[1].revents && sp->control != -1)
+		if (sp->pfds[PFD_CONTROL].revents && sp->control != -1)
 			control_record(sp);
-		if (sp->pfds[2].revents && sp->relay != -1)
+		if (sp->pfds[PFD_RELAY].revents && sp->relay != -1)
 			relay_record(sp);
 		/* Walk backwards: session_close moves the last one here. */
 		for (size_t i = n; i-- > 0;) {
-			if (sp->pfds[i + 3].revents == 0)
+			struct session *s = sp->sessions[i];
+
+			if (sp->pfds[i + PFD_SESSIONS].revents == 0)
 				continue;
-			if (session_read(sp, sp->sessions[i]) == -1)
+			if (s->state == S_COMMITTING)
+				s->hangup = 1;
+			else if (session_read(sp, s) == -1)
 				session_close(sp, i);
 		}
-		commit_round(sp);
+		if (sp->pfds[PFD_COMMIT].revents)
+			commit_collect_all(sp);
 		for (size_t i = sp->nsessions; i-- > 0;)
-			if (sp->sessions[i]->broken)
+			if (sp->sessions[i]->broken &&
+			    sp->sessions[i]->state != S_COMMITTING)
 				session_close(sp, i);
 	}
 }
@@ -649,9 +695,12 @@ main(void)
 	sp.control = -1;
 	sp.dir.fd = -1;
 	sp.relay = -1;
-	if ((sp.pfds = calloc(3, sizeof(*sp.pfds))) == NULL)
+	if ((sp.pfds = calloc(PFD_SESSIONS, sizeof(*sp.pfds))) == NULL)
 		fatal("calloc");
 	apply_settings(&sp, 1);
+	/* After seccomp (TSYNC) and Landlock: the threads are born confined. */
+	if (commit_start(&sp.pool, &sp.dir, COMMIT_WORKERS) == -1)
+		fatal("starting the commit threads");
 
 	the_spooler = &sp;
 	memset(&sa, 0, sizeof(sa));

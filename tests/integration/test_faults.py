@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from postfix import RawSMTP, reply_to
 from queuefile import parse, real_files, temp_files
 from test_capture import child_pids, queued_id, wait_for, xclient
@@ -195,3 +197,39 @@ def test_full_disk_tempfails_and_leaves_nothing(msmilter_factory,
         assert pf.sink_messages() == []
     finally:
         subprocess.run(["umount", "-l", mnt])
+
+
+@pytest.mark.parametrize("stage", ["file fsync", "directory fsync"])
+def test_spooler_killed_with_commits_in_flight(msmilter_factory,
+                                               postfix_factory, stage):
+    """kill -9 of the spooler while ten commits wait in its commit pool
+    (held there by a test hook): every client gets a 4xx, and milterin
+    keeps complete files or none, never a temp or partial file.  Killed
+    before the directory fsync, the renamed files stay: duplicates of
+    what the clients will send again, never a loss."""
+    from test_commit import (HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC,
+                             check_outcome, hook, hooked_stack, join,
+                             send_all)
+    m, pf = hooked_stack(msmilter_factory, postfix_factory)
+    before_fsync = stage == "file fsync"
+    hook(m, HOOK_STALL_COMMIT if before_fsync else HOOK_STALL_DIRSYNC, 8000)
+    threads, res = send_all(pf.smtp_port, 10)
+    if before_fsync:
+        wait_for(lambda: len(temp_files(m.milterin)) == 10, 20,
+                 "ten temp files")
+        time.sleep(1)       # the last COMMIT records reach the pool
+    else:
+        wait_for(lambda: len(real_files(m.milterin)) == 10, 20,
+                 "ten renamed files")
+    old = child_pids(m.pid)["spooler"]
+    os.kill(old, signal.SIGKILL)
+    join(threads)
+    assert sorted(r[0] // 100 for r in res) == [4] * 10, res
+    wait_for(lambda: child_pids(m.pid)["spooler"] not in (None, old),
+             20, "spooler restart")
+    wait_for(lambda: temp_files(m.milterin) == [], 10,
+             "leftover temp file removal")
+    kept = check_outcome(m, res)
+    assert len(kept) == (0 if before_fsync else 10)
+    pf.wait_queue_empty(timeout=10)
+    assert pf.sink_messages() == []
