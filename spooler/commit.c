@@ -1,9 +1,9 @@
 /*
  * See commit.h; the durability argument is at the top of spool.c.  The
  * threads run under the spooler's seccomp filter (loaded with TSYNC before
- * they exist) and Landlock domain, and touch nothing but the files and the
- * directory descriptor of the jobs they are handed: no allocation, no IPC
- * except log lines.
+ * they exist) and Landlock domain, and touch nothing but the files, the
+ * directory descriptor and the session channels of the jobs they are
+ * handed: no allocation; they send only COMMITTED and log lines.
  */
 #include <errno.h>
 #include <signal.h>
@@ -57,11 +57,15 @@ queue_take_all(struct commit_queue *q)
 
 /* With p->lock held: the event loop wakes up to collect. */
 static void
-finish(struct commit_pool *p, struct commit_job *j)
+finish(struct commit_pool *p, struct commit_job *list)
 {
-	uint64_t one = 1;
+	struct commit_job	*j, *next;
+	uint64_t		 one = 1;
 
-	queue_put(&p->done, j);
+	for (j = list; j != NULL; j = next) {
+		next = j->next;
+		queue_put(&p->done, j);
+	}
 	/* Only fails when the counter would overflow: it is read first. */
 	if (write(p->wake, &one, sizeof(one)) != sizeof(one))
 		log_warn("commit: waking the event loop");
@@ -107,10 +111,71 @@ sync_dir(struct commit_pool *p, char *reason, size_t rlen)
 }
 
 /*
+ * The file is durable: tell capture, which then says DISCARD.  Sent here,
+ * not by the event loop, to spare a thread switch.  The channel stays open
+ * while the job is ours (the event loop closes no committing session).
+ * Not sent (capture closed the channel: it gave up and answered TEMPFAIL,
+ * or it is not reading): answered stays 0 and the event loop removes the
+ * file again.
+ */
+static void
+answer(struct commit_job *j)
+{
+	struct ipc_committed c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.queue_id, sizeof(c.queue_id), "%s", j->file->queue_id);
+	c.size = j->file->size;
+	j->answered = ipc_send_nowait(j->chan, MSG_SPOOLER_COMMITTED, &c,
+	    sizeof(c)) == 0;
+	j->t_answer = stats_now_us();
+}
+
+/*
+ * Step 5 for every file renamed so far, then the answers; again while
+ * more were renamed meanwhile.  With p->lock held and p->syncing set by
+ * the caller.  A job is on the renamed queue only after its rename
+ * returned, and the queue is taken before the fsync begins, so the fsync
+ * covers every rename in the batch; renames that finish during it wait
+ * for the next round.
+ */
+static void
+sync_rounds(struct commit_pool *p)
+{
+	struct commit_job	*batch, *j;
+	char			 reason[IPC_REASON_MAX];
+	uint64_t		 t0, t;
+	uint32_t		 n;
+	int			 err;
+
+	while ((batch = queue_take_all(&p->renamed)) != NULL) {
+		pthread_mutex_unlock(&p->lock);
+		t0 = stats_now_us();
+		err = sync_dir(p, reason, sizeof(reason)) == 0 ? 0 :
+		    errno != 0 ? errno : EIO;
+		t = stats_now_us() - t0;
+		n = 0;
+		for (j = batch; j != NULL; j = j->next, n++) {
+			if (err != 0) {
+				j->err = err;
+				snprintf(j->reason, sizeof(j->reason), "%s",
+				    reason);
+			} else
+				answer(j);
+		}
+		batch->round = n;
+		batch->t_dirsync = t;
+		pthread_mutex_lock(&p->lock);
+		finish(p, batch);
+	}
+}
+
+/*
  * Workers: fsync one file, rename it into place.  Many at once: the file
  * system commits concurrent fsyncs together, which one thread cannot ask
- * for.  A failure goes straight back (the event loop removes the file);
- * a renamed file waits for the directory fsync.
+ * for.  A failure goes straight back (the event loop removes the file and
+ * answers FAILED).  A renamed file waits for a directory fsync: the worker
+ * that finds none running does it; the others go on with their next file.
  */
 static void *
 worker(void *arg)
@@ -138,56 +203,16 @@ worker(void *arg)
 		j->err = r == 0 ? 0 : errno != 0 ? errno : EIO;
 
 		pthread_mutex_lock(&p->lock);
-		if (r == 0) {
-			queue_put(&p->renamed, j);
-			pthread_cond_signal(&p->to_dirsync);
-		} else
+		if (r != 0) {
+			j->next = NULL;
 			finish(p, j);
-	}
-	return NULL;
-}
-
-/*
- * The syncer: one directory fsync for every file renamed so far.  A job is
- * on the renamed queue only after its rename returned, and the queue is
- * taken before the fsync begins, so the fsync covers every rename in the
- * batch; renames that finish meanwhile wait for the next one.
- */
-static void *
-syncer(void *arg)
-{
-	struct commit_pool	*p = arg;
-	struct commit_job	*batch, *j, *next;
-	char			 reason[IPC_REASON_MAX];
-	uint64_t		 t0, t;
-	uint32_t		 n;
-	int			 err;
-
-	pthread_mutex_lock(&p->lock);
-	for (;;) {
-		while ((batch = queue_take_all(&p->renamed)) == NULL)
-			pthread_cond_wait(&p->to_dirsync, &p->lock);
-		pthread_mutex_unlock(&p->lock);
-
-		t0 = stats_now_us();
-		err = sync_dir(p, reason, sizeof(reason)) == 0 ? 0 :
-		    errno != 0 ? errno : EIO;
-		t = stats_now_us() - t0;
-
-		n = 0;
-		for (j = batch; j != NULL; j = j->next)
-			n++;
-		batch->round = n;
-		batch->t_dirsync = t;
-		pthread_mutex_lock(&p->lock);
-		for (j = batch; j != NULL; j = next) {
-			next = j->next;
-			if (err != 0) {
-				j->err = err;
-				snprintf(j->reason, sizeof(j->reason), "%s",
-				    reason);
-			}
-			finish(p, j);
+			continue;
+		}
+		queue_put(&p->renamed, j);
+		if (!p->syncing) {
+			p->syncing = 1;
+			sync_rounds(p);
+			p->syncing = 0;
 		}
 	}
 	return NULL;
@@ -212,7 +237,6 @@ commit_start(struct commit_pool *p, struct spool_dir *dir, int workers)
 		return -1;
 	if ((r = pthread_mutex_init(&p->lock, NULL)) != 0 ||
 	    (r = pthread_cond_init(&p->to_sync, NULL)) != 0 ||
-	    (r = pthread_cond_init(&p->to_dirsync, NULL)) != 0 ||
 	    (r = pthread_attr_init(&attr)) != 0) {
 		errno = r;
 		return -1;
@@ -230,8 +254,6 @@ commit_start(struct commit_pool *p, struct spool_dir *dir, int workers)
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	for (int i = 0; i < workers && r == 0; i++)
 		r = pthread_create(&t, &attr, worker, p);
-	if (r == 0)
-		r = pthread_create(&t, &attr, syncer, p);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (r != 0) {
@@ -245,8 +267,9 @@ void
 commit_submit(struct commit_pool *p, struct commit_job *j)
 {
 	j->err = 0;
+	j->answered = 0;
 	j->reason[0] = '\0';
-	j->t_fsync = j->t_rename = j->t_dirsync = 0;
+	j->t_fsync = j->t_rename = j->t_dirsync = j->t_answer = 0;
 	j->round = 0;
 	pthread_mutex_lock(&p->lock);
 	queue_put(&p->todo, j);

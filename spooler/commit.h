@@ -1,10 +1,11 @@
 /*
- * The commit pool: steps 3 to 5 of spool.c's commit path, off the event
- * loop.  Worker threads fsync files concurrently (the journal batches
- * them) and rename each into place; one syncer thread fsyncs the directory
- * once for every file renamed before it began (group commit) and hands the
- * jobs back to the event loop, which alone answers capture.  Trusts the
- * event loop, and nothing else reaches it.
+ * The commit pool: steps 3 to 5 of spool.c's commit path and the answer,
+ * off the event loop.  Worker threads fsync files concurrently (the
+ * journal batches them) and rename each into place; whichever worker
+ * finds no directory fsync running does one for every file renamed so far
+ * (group commit), answers COMMITTED on their session channels, and hands
+ * the jobs back to the event loop.  Trusts the event loop, and nothing
+ * else reaches it.
  */
 #ifndef MSM_SPOOL_COMMIT_H
 #define MSM_SPOOL_COMMIT_H
@@ -23,12 +24,15 @@
  */
 struct commit_job {
 	struct spool_file	*file;
+	int			 chan;		/* the session's channel */
 	void			*owner;		/* the event loop's session */
 	struct commit_job	*next;
 	/* Filled by the pool: */
 	int			 err;		/* 0: durable; else errno */
+	int			 answered;	/* COMMITTED sent to capture */
 	char			 reason[IPC_REASON_MAX];
 	uint64_t		 t_fsync, t_rename;	/* us; 0 if not done */
+	uint64_t		 t_answer;	/* stats_now_us() when answered */
 	/* On one job of each directory fsync, for the stats: */
 	uint32_t		 round;		/* files it covered */
 	uint64_t		 t_dirsync;	/* us */
@@ -42,10 +46,10 @@ struct commit_pool {
 	struct spool_dir	*dir;
 	pthread_mutex_t		 lock;
 	pthread_cond_t		 to_sync;	/* workers wait on todo */
-	pthread_cond_t		 to_dirsync;	/* the syncer waits on renamed */
 	struct commit_queue	 todo;		/* waiting for a file fsync */
 	struct commit_queue	 renamed;	/* waiting for a directory fsync */
 	struct commit_queue	 done;		/* for the event loop */
+	int			 syncing;	/* a directory fsync is running */
 	int			 wake;		/* eventfd: done is not empty */
 	size_t			 inflight;	/* submitted, not collected */
 };

@@ -276,6 +276,7 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		s->state = S_COMMITTING;
 		s->t_commit = stats_now_us();
 		s->job.file = &s->file;
+		s->job.chan = s->chan;
 		s->job.owner = s;
 		commit_submit(&sp->pool, &s->job);
 		return 0;
@@ -309,15 +310,17 @@ withdraw(struct spooler *sp, struct session *s)
 }
 
 /*
- * A job the pool handed back.  Answer COMMITTED only for a file whose
- * fsync, rename and directory fsync all succeeded; any failure removes it
- * (temp or renamed) and capture answers 451.
+ * A job the pool handed back.  The pool answered COMMITTED only for a file
+ * whose fsync, rename and directory fsync all succeeded.  A failure
+ * removes the file (temp or renamed) and capture answers 451; a durable
+ * file whose answer could not be sent is withdrawn.  Whether the answer
+ * went out decides, not a hang-up seen meanwhile: capture may have read
+ * COMMITTED, said DISCARD and closed the session since.
  */
 static void
 commit_done(struct spooler *sp, struct commit_job *j)
 {
-	struct session		*s = j->owner;
-	struct ipc_committed	 c;
+	struct session *s = j->owner;
 
 	if (j->t_fsync)
 		hist_add(&sp->stats.fsync, j->t_fsync);
@@ -328,6 +331,8 @@ commit_done(struct spooler *sp, struct commit_job *j)
 		hist_add(&sp->stats.dirsync, j->t_dirsync);
 	}
 	s->state = S_IDLE;
+	if (s->hangup)
+		s->broken = 1;		/* closed after this */
 	if (j->err != 0) {
 		/*
 		 * Not durable: take it back, Postfix keeps its copy.
@@ -337,29 +342,18 @@ commit_done(struct spooler *sp, struct commit_job *j)
 		sp->stats.failed++;
 		errno = j->err;
 		session_fail(s, sp, j->reason);
-		if (s->hangup)
-			s->broken = 1;
-		else
+		if (!s->broken)
 			reply_failed(s);
 		return;
 	}
-	if (s->hangup) {
+	if (!j->answered) {
 		withdraw(sp, s);
 		return;
 	}
-	memset(&c, 0, sizeof(c));
-	snprintf(c.queue_id, sizeof(c.queue_id), "%s", s->file.queue_id);
-	c.size = s->file.size;
-	answer(s, MSG_SPOOLER_COMMITTED, &c, sizeof(c));
-	if (s->broken) {
-		/* Not sent: capture will time out and answer TEMPFAIL. */
-		withdraw(sp, s);
-		return;
-	}
+	log_debug("%s: committed to %s, %llu bytes", s->file.queue_id,
+	    sp->dir.path, (unsigned long long)s->file.size);
 	spool_done(&s->file);
-	log_debug("%s: committed to %s, %llu bytes", c.queue_id, sp->dir.path,
-	    (unsigned long long)c.size);
-	hist_add(&sp->stats.commit, stats_now_us() - s->t_commit);
+	hist_add(&sp->stats.commit, j->t_answer - s->t_commit);
 	hist_add(&sp->stats.write, s->t_write);
 }
 

@@ -138,10 +138,12 @@ def check_milterin(m, size):
     return len(names), len(temps), len(small)
 
 
-def msmilter_case(base, label, size, sessions, tmpfs=False):
-    """(c), or (t) with milterin on a tmpfs.  Returns (rate, extra, ok)."""
+def msmilter_case(base, label, size, sessions, tmpfs=False, build=None):
+    """(c), (t) with milterin on a tmpfs, or (p) from another build.
+    Returns (rate, extra, ok); rate None if the case cannot run here."""
     m = P.MsMilter(os.path.join(base, "%s-msm-%d-%d" % (label, size,
-                                                         sessions)))
+                                                         sessions)),
+                   binary=os.path.join(build, "msmilter") if build else None)
     mounted = False
     if tmpfs:
         os.makedirs(m.milterin)
@@ -175,6 +177,34 @@ def spread(xs):
     return "%.0f-%.0f" % (min(xs), max(xs)) if xs else "-"
 
 
+# BENCH_COMPARE=DIR also runs the msmilter built in DIR, as (p), in the
+# same rounds: before and after a change under the same load.
+COMPARE = os.environ.get("BENCH_COMPARE", "")
+STAGES = ("commit", "write", "fsync", "rename", "dirsync")
+
+
+def print_msmilter(name, rate, extra, null_cpu):
+    st = extra.get("stats", {})
+    print("  %s CPU s per 1000 msgs: " % name + ", ".join(
+        "%s %.2f" % (k, v * 1000 / MESSAGES)
+        for k, v in extra["cpu"].items())
+        + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
+    print("  %s peak RSS (VmHWM): " % name + ", ".join(
+        "%s %d kB" % (k, v) for k, v in extra["hwm"].items())
+        + "; capture %.0f kB per session" % extra["rss_session"])
+    print("  %s spooler, us (p50/p99/max): " % name + ", ".join(
+        "%s %d/%d/%d" % (k, st[k][1], st[k][2], st[k][3])
+        for k in STAGES if k in st))
+    if "round" in st:
+        print("  %s files per directory fsync: mean %.1f, p50 %d, p99 %d, "
+              "max %d (%d directory fsyncs)" % (
+                  name, st["round_mean"], st["round"][1], st["round"][2],
+                  st["round"][3], st["round"][0]))
+    files, temps, small = extra["milterin"]
+    print("  %s milterin: %d files (expected %d), %d temp files, %d shorter "
+          "than the message" % (name, files, MESSAGES, temps, small))
+
+
 def milter_bench(base, null):
     ok = True
     table = []
@@ -182,17 +212,23 @@ def milter_bench(base, null):
         for size in SIZES:
             rows = []
             for r in range(ROUNDS):
+                row = {}
                 a, _ = run_case(base, "a%d" % r, size, sessions)
                 null_cpu = proc_cpu(null.pid)
                 b, _ = run_case(base, "b%d" % r, size, sessions,
                                 milter=null_port_of(null))
                 null_cpu = proc_cpu(null.pid) - null_cpu
-                c, extra, c_ok = msmilter_case(base, "c%d" % r, size,
-                                               sessions)
-                t, _, t_ok = msmilter_case(base, "t%d" % r, size, sessions,
-                                           tmpfs=True)
-                st = extra.get("stats", {})
-                rows.append((a, b, c, t, st))
+                row.update(a=a, b=b)
+                cases = [("c", {}), ("t", {"tmpfs": True})]
+                if COMPARE:
+                    cases.append(("p", {"build": COMPARE}))
+                for name, kw in cases:
+                    rate, extra, case_ok = msmilter_case(
+                        base, "%s%d" % (name, r), size, sessions, **kw)
+                    row[name] = rate
+                    row[name + "_extra"] = extra
+                    ok = ok and case_ok
+                rows.append(row)
                 print()
                 print("message size %d KB, %d sessions%s" % (
                     size // 1024, sessions,
@@ -200,65 +236,64 @@ def milter_bench(base, null):
                     else ""))
                 print("  (a) Postfix, no milter   %8.1f msg/s" % a)
                 print("  (b) nullmilter           %8.1f msg/s" % b)
-                print("  (c) msmilter             %8.1f msg/s" % c)
-                if t is not None:
-                    print("  (t) msmilter, tmpfs      %8.1f msg/s   "
-                          "c/t = %.2f" % (t, c / t))
-                print("  c/a = %.2f   c/b = %.2f" % (c / a, c / b))
-                cpu = extra["cpu"]
-                print("  CPU s per 1000 msgs: " + ", ".join(
-                    "%s %.2f" % (k, v * 1000 / MESSAGES)
-                    for k, v in cpu.items())
-                    + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
-                print("  peak RSS (VmHWM): " + ", ".join(
-                    "%s %d kB" % (k, v) for k, v in extra["hwm"].items())
-                    + "; capture %.0f kB per session" %
-                    extra["rss_session"])
-                print("  spooler, us (p50/p99/max): " + ", ".join(
-                    "%s %d/%d/%d" % (k, st[k][1], st[k][2], st[k][3])
-                    for k in ("commit", "write", "fsync", "rename",
-                              "dirsync") if k in st))
-                if "round" in st:
-                    print("  files per directory fsync: mean %.1f, p50 %d, "
-                          "p99 %d, max %d (%d directory fsyncs)" % (
-                              st["round_mean"], st["round"][1],
-                              st["round"][2], st["round"][3],
-                              st["round"][0]))
-                files, temps, small = extra["milterin"]
-                print("  milterin: %d files (expected %d), %d temp files, "
-                      "%d shorter than the message" % (files, MESSAGES, temps,
-                                                       small))
-                if not c_ok or not t_ok:
-                    ok = False
-                    print("  ERROR: (c) or (t) did not account for every "
+                print("  (c) msmilter             %8.1f msg/s   c/a = %.2f"
+                      "   c/b = %.2f" % (row["c"], row["c"] / a,
+                                         row["c"] / b))
+                if row["t"] is not None:
+                    print("  (t) msmilter, tmpfs      %8.1f msg/s   c/t = "
+                          "%.2f" % (row["t"], row["c"] / row["t"]))
+                if COMPARE:
+                    print("  (p) msmilter of %s %8.1f msg/s   p/a = %.2f   "
+                          "p/b = %.2f" % (COMPARE, row["p"], row["p"] / a,
+                                          row["p"] / b))
+                for name, _ in cases:
+                    if row[name] is not None:
+                        print_msmilter("(%s)" % name, row[name],
+                                       row[name + "_extra"], null_cpu)
+                if not ok:
+                    print("  ERROR: msmilter did not account for every "
                           "message")
                 sys.stdout.flush()
             table.append((size, sessions, rows))
     print()
-    print("summary (median of %d; spread min-max)" % ROUNDS)
-    print("  size sessions      a      b      c      t   c/a   c/b  "
-          "commit p50/p99 us  round")
+    print("summary (median of %d%s)" % (
+        ROUNDS, "; spread min-max" if ROUNDS > 1 else ""))
+    names = ["c", "p"] if COMPARE else ["c"]
+    print("  size sess  run      a      b    run   tmpfs   r/a   r/b   "
+          "commit p50/p99 us   round  CPU capture+spooler  capture RSS")
     for size, sessions, rows in table:
-        a = median(r[0] for r in rows)
-        b = median(r[1] for r in rows)
-        c = median(r[2] for r in rows)
-        t = median(r[3] for r in rows)
-        ca = median(r[2] / r[0] for r in rows)
-        cb = median(r[2] / r[1] for r in rows)
-        p50 = median(r[4].get("commit", (0, 0, 0, 0))[1] for r in rows)
-        p99 = median(r[4].get("commit", (0, 0, 0, 0))[2] for r in rows)
-        rnd = median(r[4].get("round_mean", 0.0) for r in rows)
-        print("  %3dK %8d %6.0f %6.0f %6.0f %6s %5.2f %5.2f %8d/%-8d %5.1f"
-              % (size // 1024, sessions, a, b, c,
-                 "%.0f" % t if t else "-", ca, cb, p50, p99, rnd))
-        if ROUNDS > 1:
-            print("       spread  %s %s %s %s  c/a %.2f-%.2f  c/b %.2f-%.2f"
-                  % (spread(r[0] for r in rows), spread(r[1] for r in rows),
-                     spread(r[2] for r in rows), spread(r[3] for r in rows),
-                     min(r[2] / r[0] for r in rows),
-                     max(r[2] / r[0] for r in rows),
-                     min(r[2] / r[1] for r in rows),
-                     max(r[2] / r[1] for r in rows)))
+        a = median(r["a"] for r in rows)
+        b = median(r["b"] for r in rows)
+        t = median(r["t"] for r in rows)
+        for name in names:
+            st = [r[name + "_extra"].get("stats", {}) for r in rows]
+            cpu = [r[name + "_extra"]["cpu"] for r in rows]
+            hwm = [r[name + "_extra"]["hwm"]["capture"] for r in rows]
+            print("  %3dK %4d  (%s) %6.0f %6.0f %6.0f %7s %5.2f %5.2f "
+                  "%8d/%-8d %5.1f   %5.2f+%.2f s   %6d kB" % (
+                      size // 1024, sessions, name, a, b,
+                      median(r[name] for r in rows),
+                      "%.0f" % t if t and name == "c" else "-",
+                      median(r[name] / r["a"] for r in rows),
+                      median(r[name] / r["b"] for r in rows),
+                      median(x.get("commit", (0, 0, 0, 0))[1] for x in st),
+                      median(x.get("commit", (0, 0, 0, 0))[2] for x in st),
+                      median(x.get("round_mean", 0.0) for x in st),
+                      median(x["capture"] * 1000 / MESSAGES for x in cpu),
+                      median(x["spooler"] * 1000 / MESSAGES for x in cpu),
+                      median(hwm)))
+            if ROUNDS > 1:
+                print("        spread  a %s  b %s  %s %s  r/a %.2f-%.2f  "
+                      "r/b %.2f-%.2f  p99 %s" % (
+                          spread(r["a"] for r in rows),
+                          spread(r["b"] for r in rows), name,
+                          spread(r[name] for r in rows),
+                          min(r[name] / r["a"] for r in rows),
+                          max(r[name] / r["a"] for r in rows),
+                          min(r[name] / r["b"] for r in rows),
+                          max(r[name] / r["b"] for r in rows),
+                          spread(x.get("commit", (0, 0, 0, 0))[2]
+                                 for x in st)))
     sys.stdout.flush()
     return ok
 
