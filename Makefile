@@ -96,7 +96,8 @@ $(BUILD)/fsyncbench: tests/bench/fsyncbench.c | deps-check
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lpthread
 
 # Unit tests also link the process files they test (no main() in them).
-UNIT_EXTRA	:= $(BUILD)/capture/received.o $(BUILD)/spooler/spool.o
+UNIT_EXTRA	:= $(BUILD)/capture/received.o $(BUILD)/spooler/spool.o \
+		   $(BUILD)/spooler/stats.o
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm-parent.a $(BUILD)/libmsm.a \
     $(UNIT_EXTRA)

@@ -273,7 +273,6 @@ commit_submit(struct commit_pool *p, struct commit_job *j)
 	j->round = 0;
 	pthread_mutex_lock(&p->lock);
 	queue_put(&p->todo, j);
-	p->inflight++;
 	pthread_cond_signal(&p->to_sync);
 	pthread_mutex_unlock(&p->lock);
 }
@@ -289,8 +288,6 @@ commit_collect(struct commit_pool *p)
 		log_warn("commit: reading the wake-up counter");
 	pthread_mutex_lock(&p->lock);
 	list = queue_take_all(&p->done);
-	for (struct commit_job *j = list; j != NULL; j = j->next)
-		p->inflight--;
 	pthread_mutex_unlock(&p->lock);
 	return list;
 }

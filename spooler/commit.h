@@ -51,7 +51,6 @@ struct commit_pool {
 	struct commit_queue	 done;		/* for the event loop */
 	int			 syncing;	/* a directory fsync is running */
 	int			 wake;		/* eventfd: done is not empty */
-	size_t			 inflight;	/* submitted, not collected */
 };
 
 /* Start the threads; 0, or -1 with errno.  dir must outlive the pool. */
