@@ -13,22 +13,23 @@
  *
  * Who runs which step (spooler.c, commit.c): 1 and 2 the event loop; 3
  * and 4 one of the commit pool's worker threads, several files at once; 5
- * the pool's syncer thread; the answer the event loop again.  The order
- * per file stays 3, 4, 5, answer, because each step starts only after the
- * one before it returned for that file:
+ * and the answer whichever worker finds no directory fsync running.  The
+ * order per file stays 3, 4, 5, answer, because each step starts only
+ * after the one before it returned for that file:
  *   - a worker renames only after its own fsync returned 0;
- *   - a job reaches the syncer's queue only after its rename returned, and
- *     the syncer takes the whole queue before it calls fsync: so one
- *     directory fsync covers every file in its batch (group commit), and
- *     a rename that finishes during it waits for the next one;
- *   - the event loop answers COMMITTED only for a job the syncer handed
- *     back with its directory fsync's result 0.
+ *   - a job joins the queue for step 5 only after its rename returned,
+ *     and the worker doing step 5 takes the whole queue before it calls
+ *     fsync: so one directory fsync covers every file in its batch (group
+ *     commit), and a rename that finishes during it waits for the next;
+ *   - COMMITTED is sent for a batch only after its directory fsync
+ *     returned 0.
  * A failed step (EIO, ENOSPC) hands the job back with its errno; the event
  * loop removes the temp file or the new name and capture answers 451.
- * Capture closing the session while its file is committed (its commit
- * timeout, or it died) means it answered TEMPFAIL: the finished file is
- * removed again (withdraw in spooler.c), so either the complete file
- * stays and DISCARD was said, or no file stays and the client retries.
+ * COMMITTED that cannot be sent (capture closed the session: its commit
+ * timeout ran out, or it died, and it answered TEMPFAIL) has the event
+ * loop remove the finished file again (withdraw in spooler.c), so either
+ * the complete file stays and DISCARD was said, or no file stays and the
+ * client retries.
  * A spooler killed mid-commit leaves temp files (removed at start) or,
  * after step 4, complete files whose senders got 4xx: a duplicate,
  * never a loss.  fsync, not fdatasync: on ext4 a new file's fdatasync
