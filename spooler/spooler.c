@@ -5,10 +5,11 @@
  *
  * The event loop reads the records of every ready session and writes them
  * to the session's temp file.  A COMMIT hands the file to the commit pool
- * (commit.c): its threads fsync files concurrently and one directory fsync
- * covers every file renamed before it (group commit), while the loop goes
- * on reading other sessions.  The pool hands finished jobs back, and only
- * then does the loop answer capture.
+ * (commit.c): its threads fsync files concurrently, one directory fsync
+ * covers every file renamed before it (group commit), and then they answer
+ * COMMITTED, while the loop goes on reading other sessions.  The loop
+ * takes the finished jobs back: it closes the files, answers failures,
+ * and removes a durable file that capture can no longer be told about.
  */
 #include <errno.h>
 #include <poll.h>
@@ -43,7 +44,7 @@
 /* How many records one session may hand us per round: fairness. */
 #define RECORDS_PER_ROUND	8
 
-/* Threads that fsync files at once (plus one for the directory). */
+/* Threads that fsync files at once; one of them the directory. */
 #define COMMIT_WORKERS		8
 
 /* Our descriptors in front of the sessions' in pfds[]. */
