@@ -222,6 +222,8 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 {
 	struct ipc_begin	 b;
 	char			 reason[IPC_REASON_MAX];
+	uint64_t		 t0;
+	int			 r;
 
 	if (s->state != S_IDLE || m->hdr.len < sizeof(b))
 		return -1;
@@ -233,10 +235,12 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		return -1;
 	s->reason[0] = '\0';
 	s->t_write = 0;
-	if (spool_create(&sp->dir, &s->file, b.queue_id, reason,
-	    sizeof(reason)) == -1 ||
-	    session_write(s, m->data + sizeof(b), m->hdr.len - sizeof(b),
-	    reason, sizeof(reason)) == -1) {
+	t0 = stats_now_us();
+	r = spool_create(&sp->dir, &s->file, b.queue_id, reason,
+	    sizeof(reason));
+	hist_add(&sp->stats.create, stats_now_us() - t0);
+	if (r == -1 || session_write(s, m->data + sizeof(b),
+	    m->hdr.len - sizeof(b), reason, sizeof(reason)) == -1) {
 		session_fail(s, sp, reason);
 		reply_failed(s);	/* capture answers 451 at DATA */
 		return 0;

@@ -106,6 +106,7 @@ stats_log(const struct spool_stats *st)
 		return;
 	off = (size_t)n;
 	if (put(line, sizeof(line), &off, "commit", &st->commit) == -1 ||
+	    put(line, sizeof(line), &off, "create", &st->create) == -1 ||
 	    put(line, sizeof(line), &off, "write", &st->write) == -1 ||
 	    put(line, sizeof(line), &off, "fsync", &st->fsync) == -1 ||
 	    put(line, sizeof(line), &off, "rename", &st->rename) == -1 ||

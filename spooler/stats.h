@@ -25,6 +25,7 @@ struct hist {
 
 struct spool_stats {
 	struct hist	commit;		/* COMMIT read -> answer sent, us */
+	struct hist	create;		/* creating the temp file, us */
 	struct hist	write;		/* write(2) time of one message, us */
 	struct hist	fsync;		/* one file's fsync, us */
 	struct hist	rename;		/* one rename into place, us */

@@ -180,7 +180,7 @@ def spread(xs):
 # BENCH_COMPARE=DIR also runs the msmilter built in DIR, as (p), in the
 # same rounds: before and after a change under the same load.
 COMPARE = os.environ.get("BENCH_COMPARE", "")
-STAGES = ("commit", "write", "fsync", "rename", "dirsync")
+STAGES = ("commit", "create", "write", "fsync", "rename", "dirsync")
 
 
 def print_msmilter(name, rate, extra, null_cpu):
