@@ -146,9 +146,15 @@ $(BUILD)/tests/no-landlock: tests/helpers/no-landlock.c | deps-check
 $(BUILD)/nullmilter: tests/bench/nullmilter.c | deps-check
 	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(LIBS)
 
+# The commit path's system calls alone (fsync, fdatasync, sync_file_range
+# and thread counts), for whoever tunes the spooler; bench does not run it.
+$(BUILD)/fsyncbench: tests/bench/fsyncbench.c | deps-check
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< -lpthread
+
 # Unit tests also link the process files they test (no main() in them).
 UNIT_EXTRA	:= $(BUILD)/capture/received.o $(BUILD)/spooler/spool.o \
-		   $(BUILD)/spooler/audit.o
+		   $(BUILD)/spooler/audit.o \
+		   $(BUILD)/spooler/stats.o
 
 $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libmsm-parent.a \
     $(BUILD)/libmsm-audit.a $(BUILD)/libmsm.a $(UNIT_EXTRA)

@@ -84,7 +84,12 @@ static const struct sc_rule sc_base[] = {
 	ALLOW(getsockopt, SOL(SO_TYPE)),	/* ipc_is_socket */
 };
 
-/* Threads: libmilter's (capture), the relay's workers. */
+/*
+ * Threads: libmilter's (capture), the relay's workers, the spooler's commit
+ * pool.  Their waits and wake-ups are futex(2) (in sc_base), their stacks
+ * mmap/mprotect without PROT_EXEC, their exit exit(2), madvise when glibc
+ * frees a stack.
+ */
 static const struct sc_rule sc_threads[] = {
 	/* clone3 hides its flags in memory: glibc falls back to clone(2) */
 	REFUSE(clone3, ENOSYS),
@@ -135,6 +140,8 @@ static const struct sc_rule sc_spooler[] = {
 	/* link+unlink where the file system has no RENAME_NOREPLACE */
 	ALLOW(linkat, EQ(4, 0)), ALLOW(unlinkat, EQ(2, 0)),
 	ALLOW(fsync),
+	/* the commit pool tells the event loop a commit is done (commit.c) */
+	ALLOW(eventfd2),
 	/* leftover temp files at start: fdopendir on a dup, readdir */
 	ALLOW(getdents64), ALLOW(dup),
 	/* a requeued file from the relay, read by its descriptor */
@@ -216,7 +223,7 @@ static const struct sc_group capture_policy[] = {
 	GROUP(sc_base), GROUP(sc_threads), GROUP(sc_capture), SC_SANITIZER
 };
 static const struct sc_group spooler_policy[] = {
-	GROUP(sc_base), GROUP(sc_spooler), SC_SANITIZER
+	GROUP(sc_base), GROUP(sc_threads), GROUP(sc_spooler), SC_SANITIZER
 };
 static const struct sc_group relay_policy[] = {
 	GROUP(sc_base), GROUP(sc_threads), GROUP(sc_relay), SC_SANITIZER

@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -24,6 +25,30 @@
 static char probe_path[1024];
 static volatile sig_atomic_t armed;	/* a testhook_point, or 0 */
 static int my_proc = -1;	/* enum sandbox_proc */
+
+/* Set by the signal handler, read by any thread: lock-free atomics. */
+static atomic_uint faults[TESTHOOK_COUNT];
+
+unsigned
+testhook_stall_ms(int action)
+{
+	return action > 0 && action < TESTHOOK_COUNT ?
+	    atomic_load(&faults[action]) : 0;
+}
+
+int
+testhook_fail(int action)
+{
+	unsigned n;
+
+	if (action <= 0 || action >= TESTHOOK_COUNT)
+		return 0;
+	n = atomic_load(&faults[action]);
+	while (n > 0)
+		if (atomic_compare_exchange_weak(&faults[action], &n, n - 1))
+			return 1;
+	return 0;
+}
 
 void
 testhook_set_probe(const char *path)
@@ -164,6 +189,18 @@ on_hook(int sig, siginfo_t *si, void *uctx)
 		break;
 	case TESTHOOK_FOREIGN_AUDIT:
 		foreign_audit(si->si_value.sival_int);
+		break;
+	case TESTHOOK_STALL_COMMIT:
+	case TESTHOOK_STALL_DIRSYNC:
+	case TESTHOOK_FAIL_FSYNC:
+	case TESTHOOK_FAIL_DIRSYNC:
+		atomic_store(&faults[sig - SIGRTMIN],
+		    si->si_value.sival_int > 0 ?
+		    (unsigned)si->si_value.sival_int : 0u);
+		rc = 0;
+		snprintf(what, sizeof(what), "fault %d set to %d",
+		    sig - SIGRTMIN, si->si_value.sival_int);
+		report(what, rc, 0);
 		break;
 	}
 }

@@ -32,6 +32,15 @@ enum testhook_action {
 	 * both, log it, and write nothing).
 	 */
 	TESTHOOK_FOREIGN_AUDIT,
+	/*
+	 * Faults in the spooler's commit path (tests/integration/
+	 * test_commit.py); the sigqueue value says how long or how many, 0
+	 * turns the fault off.
+	 */
+	TESTHOOK_STALL_COMMIT,	/* wait <value> ms before each file fsync */
+	TESTHOOK_STALL_DIRSYNC,	/* wait <value> ms before each directory fsync */
+	TESTHOOK_FAIL_FSYNC,	/* the next <value> file fsyncs fail, EIO */
+	TESTHOOK_FAIL_DIRSYNC,	/* the next <value> directory fsyncs fail, EIO */
 	TESTHOOK_COUNT
 };
 
@@ -55,10 +64,16 @@ void	testhook_install(int proc);
 void	testhook_set_probe(const char *path);
 /* A named point (enum testhook_point): stop here when armed. */
 void	testhook_at(int point, const char *name);
+/* TESTHOOK_STALL_*: milliseconds to wait now (any thread). */
+unsigned testhook_stall_ms(int action);
+/* TESTHOOK_FAIL_*: 1 if this call is to fail (counts one down). */
+int	testhook_fail(int action);
 #else
 #define testhook_install(proc)		((void)(proc))
 #define testhook_set_probe(path)	((void)(path))
 #define testhook_at(point, name)	((void)(point), (void)(name))
+#define testhook_stall_ms(action)	((void)(action), 0u)
+#define testhook_fail(action)		((void)(action), 0)
 #endif
 
 #endif

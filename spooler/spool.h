@@ -49,6 +49,10 @@ int	spool_write(struct spool_file *f, const void *p, size_t len,
  */
 int	spool_publish(struct spool_dir *d, struct spool_file *f,
 	    char *reason, size_t rlen);
+/* The two halves of spool_publish: step 3, then step 4. */
+int	spool_sync_file(struct spool_file *f, char *reason, size_t rlen);
+int	spool_rename(struct spool_dir *d, struct spool_file *f,
+	    char *reason, size_t rlen);
 int	spool_sync_dir(struct spool_dir *d, char *reason, size_t rlen);
 /* Undo: remove the temp file, or the published name if not yet synced. */
 void	spool_discard(struct spool_dir *d, struct spool_file *f);

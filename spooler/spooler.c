@@ -3,9 +3,13 @@
  * Trusts capture for nothing but the bytes of the message: records arrive
  * on one channel per SMTP session and must follow BEGIN DATA* COMMIT|ABORT.
  *
- * The loop reads every ready session, then commits all the messages whose
- * COMMIT arrived in this round together: one fsync per file and a single
- * directory fsync for the lot (group commit), and only then the replies.
+ * The event loop reads the records of every ready session and writes them
+ * to the session's temp file.  A COMMIT hands the file to the commit pool
+ * (commit.c): its threads fsync files concurrently, one directory fsync
+ * covers every file renamed before it (group commit), and then they answer
+ * COMMITTED, while the loop goes on reading other sessions.  The loop
+ * takes the finished jobs back: it closes the files, answers failures,
+ * and removes a durable file that capture can no longer be told about.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +26,7 @@
 #include <sodium.h>
 
 #include "child.h"
+#include "commit.h"
 #include "landlock.h"
 #include "ipc.h"
 #include "log.h"
@@ -29,6 +34,7 @@
 #include "sandbox.h"
 #include "seccomp.h"
 #include "spool.h"
+#include "stats.h"
 #include "testhook.h"
 
 /* Sessions at once: each holds a descriptor, maybe two. */
@@ -39,14 +45,28 @@
 /* How many records one session may hand us per round: fairness. */
 #define RECORDS_PER_ROUND	8
 
+/* Threads that fsync files at once; one of them the directory. */
+#define COMMIT_WORKERS		8
+
+/* Our descriptors in front of the sessions' in pfds[]. */
+enum { PFD_PARENT, PFD_CONTROL, PFD_RELAY, PFD_COMMIT, PFD_SESSIONS };
+
+/*
+ * S_COMMITTING: the file and the job are the commit pool's until it hands
+ * the job back; the session is not freed before (see commit_done).
+ */
 enum session_state { S_IDLE, S_WRITING, S_FAILED, S_COMMITTING };
 
 struct session {
 	int			 chan;
 	enum session_state	 state;
 	int			 broken;	/* capture stopped reading */
+	int			 hangup;	/* capture closed mid-commit */
 	struct spool_file	 file;
+	struct commit_job	 job;
 	char			 reason[IPC_REASON_MAX];
+	uint64_t		 t_write;	/* us in write(2), this message */
+	uint64_t		 t_commit;	/* when COMMIT was read */
 };
 
 /*
@@ -73,18 +93,35 @@ struct spooler {
 	struct session		**sessions;
 	size_t			 nsessions, cap;
 	struct pollfd		*pfds;
+	struct commit_pool	 pool;
 	struct ipc_msg		 msg;
 	int			 confined_without_dir;	/* see on_begin */
+	struct spool_stats	 stats;
 	volatile sig_atomic_t	 terminating;
+	volatile sig_atomic_t	 report;	/* SIGUSR1: log the stats */
 };
 
 static struct spooler *the_spooler;	/* for the signal handler only */
 
 static void
-on_term(int sig)
+on_signal(int sig)
 {
-	(void)sig;
-	the_spooler->terminating = 1;
+	if (sig == SIGUSR1)
+		the_spooler->report = 1;
+	else
+		the_spooler->terminating = 1;
+}
+
+/* spool_write, timed for the stats. */
+static int
+session_write(struct session *s, const void *p, size_t len, char *reason,
+    size_t rlen)
+{
+	uint64_t	 t0 = stats_now_us();
+	int		 r = spool_write(&s->file, p, len, reason, rlen);
+
+	s->t_write += stats_now_us() - t0;
+	return r;
 }
 
 static void
@@ -100,7 +137,8 @@ session_add(struct spooler *sp, int chan)
 		if (n1 == NULL)
 			goto fail;
 		sp->sessions = n1;
-		n2 = reallocarray(sp->pfds, ncap + 3, sizeof(*sp->pfds));
+		n2 = reallocarray(sp->pfds, ncap + PFD_SESSIONS,
+		    sizeof(*sp->pfds));
 		if (n2 == NULL)
 			goto fail;
 		sp->pfds = n2;
@@ -125,6 +163,11 @@ session_close(struct spooler *sp, size_t i)
 {
 	struct session *s = sp->sessions[i];
 
+	/* The pool still holds its file: freeing it here would be a bug. */
+	if (s->state == S_COMMITTING) {
+		log_warnx("session_close: session still committing");
+		abort();
+	}
 	if (s->file.fd != -1 || s->file.renamed)
 		spool_discard(&sp->dir, &s->file);
 	close(s->chan);
@@ -196,6 +239,8 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 {
 	struct ipc_begin	 b;
 	char			 reason[IPC_REASON_MAX];
+	uint64_t		 t0;
+	int			 r;
 
 	if (s->state != S_IDLE || m->hdr.len < sizeof(b))
 		return -1;
@@ -206,10 +251,13 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	    !queueid_valid(b.queue_id))
 		return -1;
 	s->reason[0] = '\0';
-	if (spool_create(&sp->dir, &s->file, b.queue_id, reason,
-	    sizeof(reason)) == -1 ||
-	    spool_write(&s->file, m->data + sizeof(b), m->hdr.len - sizeof(b),
-	    reason, sizeof(reason)) == -1) {
+	s->t_write = 0;
+	t0 = stats_now_us();
+	r = spool_create(&sp->dir, &s->file, b.queue_id, reason,
+	    sizeof(reason));
+	hist_add(&sp->stats.create, stats_now_us() - t0);
+	if (r == -1 || session_write(s, m->data + sizeof(b),
+	    m->hdr.len - sizeof(b), reason, sizeof(reason)) == -1) {
 		session_fail(s, sp, reason);
 		reply_failed(s);	/* capture answers 451 at DATA */
 		return 0;
@@ -234,7 +282,7 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 			return 0;	/* reported at COMMIT */
 		if (s->state != S_WRITING)
 			return -1;
-		if (spool_write(&s->file, m->data, m->hdr.len, reason,
+		if (session_write(s, m->data, m->hdr.len, reason,
 		    sizeof(reason)) == -1)
 			session_fail(s, sp, reason);
 		return 0;
@@ -242,7 +290,18 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		if (m->hdr.len != 0 ||
 		    (s->state != S_WRITING && s->state != S_FAILED))
 			return -1;
+		if (s->state == S_FAILED || s->file.fd == -1) {
+			sp->stats.failed++;
+			reply_failed(s);
+			return 0;
+		}
 		s->state = S_COMMITTING;
+		s->t_commit = stats_now_us();
+		s->job.file = &s->file;
+		s->job.chan = s->chan;
+		s->job.owner = s;
+		s->job.loop_answers = sp->dir.audit == SPOOL_AUDIT_ACK;
+		commit_submit(&sp->pool, &s->job);
 		return 0;
 	case MSG_CAPTURE_ABORT:
 		if (m->hdr.len != 0)
@@ -257,72 +316,98 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 }
 
 /*
- * Group commit: publish every message whose COMMIT came in this round,
- * one directory fsync for all of them, then answer.  A message is only
- * reported committed after the directory fsync succeeded.
+ * The file is durable but capture can no longer hear so: it closed the
+ * channel (its commit timeout, or it died) and answered TEMPFAIL, so
+ * Postfix kept the message.  Take the file back: "either the complete file
+ * or no file plus a TEMPFAIL".  The removal is not fsynced; should the
+ * name come back after a crash, that is a duplicate, never a loss.
  */
 static void
-commit_round(struct spooler *sp)
+withdraw(struct spooler *sp, struct session *s)
 {
-	char	 reason[IPC_REASON_MAX];
-	size_t	 published = 0;
-	int	 sync_err = 0;
+	log_notice("%s: capture gave up while the file was committed; "
+	    "removed it (the client was told to retry)", s->file.queue_id);
+	spool_discard(&sp->dir, &s->file);
+	sp->stats.withdrawn++;
+	s->broken = 1;
+}
 
-	for (size_t i = 0; i < sp->nsessions; i++) {
-		struct session *s = sp->sessions[i];
+/* COMMITTED from the event loop (Milter Audit Sync = every); 0 if sent. */
+static int
+send_committed(struct session *s)
+{
+	struct ipc_committed c;
 
-		if (s->state != S_COMMITTING)
-			continue;
-		if (s->file.fd == -1) {
-			reply_failed(s);
-			continue;
-		}
-		if (spool_publish(&sp->dir, &s->file, reason,
-		    sizeof(reason)) == -1) {
-			session_fail(s, sp, reason);
-			reply_failed(s);
-			continue;
-		}
-		published++;
+	memset(&c, 0, sizeof(c));
+	snprintf(c.queue_id, sizeof(c.queue_id), "%s", s->file.queue_id);
+	c.size = s->file.size;
+	return ipc_send_nowait(s->chan, MSG_SPOOLER_COMMITTED, &c, sizeof(c));
+}
+
+/*
+ * A job the pool handed back.  The pool answered COMMITTED only for a file
+ * whose fsync, rename and directory fsync all succeeded.  A failure
+ * removes the file (temp or renamed) and capture answers 451; a durable
+ * file whose answer could not be sent is withdrawn.  Whether the answer
+ * went out decides, not a hang-up seen meanwhile: capture may have read
+ * COMMITTED, said DISCARD and closed the session since.
+ */
+static void
+commit_done(struct spooler *sp, struct commit_job *j)
+{
+	struct session *s = j->owner;
+
+	if (j->t_fsync)
+		hist_add(&sp->stats.fsync, j->t_fsync);
+	if (j->t_rename)
+		hist_add(&sp->stats.rename, j->t_rename);
+	if (j->round) {
+		hist_add(&sp->stats.round, j->round);
+		hist_add(&sp->stats.dirsync, j->t_dirsync);
 	}
-	if (published == 0)
-		return;
-	if (spool_sync_dir(&sp->dir, reason, sizeof(reason)) == 0)
-		reason[0] = '\0';
-	else
-		sync_err = errno;
-
-	for (size_t i = 0; i < sp->nsessions; i++) {
-		struct session		*s = sp->sessions[i];
-		struct ipc_committed	 c;
-
-		if (s->state != S_COMMITTING)
-			continue;
-		if (reason[0] != '\0') {
-			/*
-			 * Not durable: take it back, Postfix keeps its copy.
-			 * MailScanner may have seen the name already; then
-			 * the client's retry makes a duplicate, never a loss.
-			 */
-			errno = sync_err;
-			session_fail(s, sp, reason);
-			reply_failed(s);
-			continue;
-		}
-		memset(&c, 0, sizeof(c));
-		snprintf(c.queue_id, sizeof(c.queue_id), "%s", s->file.queue_id);
-		c.size = s->file.size;
-		spool_audit_commit(&sp->dir, &s->file);	/* audit.c */
-		spool_done(&s->file);
-		s->state = S_IDLE;
-		log_debug("%s: committed to %s, %llu bytes", c.queue_id,
-		    sp->dir.path, (unsigned long long)c.size);
+	s->state = S_IDLE;
+	if (s->hangup)
+		s->broken = 1;		/* closed after this */
+	if (j->err != 0) {
 		/*
-		 * The file is durable.  If capture cannot hear it, it
-		 * answers TEMPFAIL and the client retries: a duplicate,
-		 * never a loss.
+		 * Not durable: take it back, Postfix keeps its copy.
+		 * MailScanner may have seen the name already; then the
+		 * client's retry makes a duplicate, never a loss.
 		 */
-		answer(s, MSG_SPOOLER_COMMITTED, &c, sizeof(c));
+		sp->stats.failed++;
+		errno = j->err;
+		session_fail(s, sp, j->reason);
+		if (!s->broken)
+			reply_failed(s);
+		return;
+	}
+	/*
+	 * The audit record of a durable file.  With Milter Audit Sync =
+	 * every the pool left the answer to us: the record is on disk (the
+	 * parent acknowledged it) before capture hears COMMITTED.
+	 */
+	spool_audit_commit(&sp->dir, &s->file);
+	if (j->loop_answers && !s->broken)
+		j->answered = send_committed(s) == 0;
+	if (!j->answered) {
+		withdraw(sp, s);
+		return;
+	}
+	log_debug("%s: committed to %s, %llu bytes", s->file.queue_id,
+	    sp->dir.path, (unsigned long long)s->file.size);
+	spool_done(&s->file);
+	hist_add(&sp->stats.commit, j->t_answer - s->t_commit);
+	hist_add(&sp->stats.write, s->t_write);
+}
+
+static void
+commit_collect_all(struct spooler *sp)
+{
+	struct commit_job *j, *next;
+
+	for (j = commit_collect(&sp->pool); j != NULL; j = next) {
+		next = j->next;
+		commit_done(sp, j);
 	}
 }
 
@@ -591,37 +676,61 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 	for (;;) {
 		size_t	 n;
 
+		if (sp->report) {
+			sp->report = 0;
+			stats_log(&sp->stats);
+		}
 		if (sp->terminating && drain(sp, &deadline))
 			return;
 		n = sp->nsessions;
-		sp->pfds[0] = (struct pollfd){ IPC_PARENT_FD, POLLIN, 0 };
-		sp->pfds[1] = (struct pollfd){ sp->control, POLLIN, 0 };
-		sp->pfds[2] = (struct pollfd){ sp->relay, POLLIN, 0 };
-		for (size_t i = 0; i < n; i++)
-			sp->pfds[i + 3] = (struct pollfd){
-			    sp->sessions[i]->chan, POLLIN, 0 };
-		if (ppoll(sp->pfds, n + 3, sp->terminating ? &second : NULL,
-		    waitmask) == -1) {
+		sp->pfds[PFD_PARENT] = (struct pollfd){ IPC_PARENT_FD, POLLIN,
+		    0 };
+		sp->pfds[PFD_CONTROL] = (struct pollfd){ sp->control, POLLIN,
+		    0 };
+		sp->pfds[PFD_RELAY] = (struct pollfd){ sp->relay, POLLIN, 0 };
+		sp->pfds[PFD_COMMIT] = (struct pollfd){ sp->pool.wake, POLLIN,
+		    0 };
+		for (size_t i = 0; i < n; i++) {
+			struct session *s = sp->sessions[i];
+
+			/*
+			 * While its file is committed a session is only
+			 * watched for a hang-up (poll reports it unasked),
+			 * and once seen, no longer: it stays until the pool
+			 * is done with it.
+			 */
+			sp->pfds[i + PFD_SESSIONS] = (struct pollfd){
+			    s->hangup ? -1 : s->chan,
+			    s->state == S_COMMITTING ? 0 : POLLIN, 0 };
+		}
+		if (ppoll(sp->pfds, n + PFD_SESSIONS, sp->terminating ?
+		    &second : NULL, waitmask) == -1) {
 			if (errno == EINTR)
 				continue;
 			fatal("poll");
 		}
-		if (sp->pfds[0].revents && parent_record(sp) == -1)
+		if (sp->pfds[PFD_PARENT].revents && parent_record(sp) == -1)
 			fatalx("parent channel closed or broken");
-		if (sp->pfds[1].revents && sp->control != -1)
+		if (sp->pfds[PFD_CONTROL].revents && sp->control != -1)
 			control_record(sp);
-		if (sp->pfds[2].revents && sp->relay != -1)
+		if (sp->pfds[PFD_RELAY].revents && sp->relay != -1)
 			relay_record(sp);
 		/* Walk backwards: session_close moves the last one here. */
 		for (size_t i = n; i-- > 0;) {
-			if (sp->pfds[i + 3].revents == 0)
+			struct session *s = sp->sessions[i];
+
+			if (sp->pfds[i + PFD_SESSIONS].revents == 0)
 				continue;
-			if (session_read(sp, sp->sessions[i]) == -1)
+			if (s->state == S_COMMITTING)
+				s->hangup = 1;
+			else if (session_read(sp, s) == -1)
 				session_close(sp, i);
 		}
-		commit_round(sp);
+		if (sp->pfds[PFD_COMMIT].revents)
+			commit_collect_all(sp);
 		for (size_t i = sp->nsessions; i-- > 0;)
-			if (sp->sessions[i]->broken)
+			if (sp->sessions[i]->broken &&
+			    sp->sessions[i]->state != S_COMMITTING)
 				session_close(sp, i);
 	}
 }
@@ -670,24 +779,31 @@ main(void)
 	sp.control = -1;
 	sp.dir.fd = -1;
 	sp.relay = -1;
-	if ((sp.pfds = calloc(3, sizeof(*sp.pfds))) == NULL)
+	if ((sp.pfds = calloc(PFD_SESSIONS, sizeof(*sp.pfds))) == NULL)
 		fatal("calloc");
 	apply_settings(&sp, 1);
 	spool_audit_init(parent_record, &sp);
+	/* After seccomp (TSYNC) and Landlock: the threads are born confined. */
+	if (commit_start(&sp.pool, &sp.dir, COMMIT_WORKERS) == -1)
+		fatal("starting the commit threads");
 
 	the_spooler = &sp;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_term;
+	sa.sa_handler = on_signal;
 	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGUSR1, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGUSR1);
 	sigprocmask(SIG_BLOCK, &block, &waitmask);
 	sigdelset(&waitmask, SIGTERM);
+	sigdelset(&waitmask, SIGUSR1);
 
 	log_info("ready, writing %s", sp.dir.path);
 	child_ready();
 	spooler_loop(&sp, &waitmask);
+	stats_log(&sp.stats);
 	log_info("stopped");
 	return 0;
 }

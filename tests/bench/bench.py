@@ -1,22 +1,34 @@
 #!/usr/bin/python3
 """make bench: throughput of msmilter against Postfix alone, in one run.
 
-For each message size, smtp-source sends the same load (20 sessions, 2000
-messages) through a private Postfix (in_flow_delay = 0) three times:
+For each message size (4 KB, 100 KB) and number of smtp-source sessions
+(20, and 100: Postfix's default_process_limit), the same load (2000
+messages) goes through a private Postfix (in_flow_delay = 0) four times:
   (a) no milter: Postfix queues and relays to smtp-sink;
   (b) nullmilter: a do-nothing libmilter milter that DISCARDs, the
       ceiling of any discarding milter;
-  (c) msmilter: every message spooled durably into milterin, with the
-      audit log off;
-  (d) the same with the audit log on and keyed (as installed), (c) and
-      (d) alternating BENCH_AUDIT_ROUNDS times (default 2).
-Prints messages per second, the ratios c/a, c/b and d/c, CPU seconds per 1000
-messages and peak RSS of msmilter's processes, and checks that every
-message of (c) is in milterin exactly once.  Timings vary on shared
-cores: compare within one run.  Nothing here fails on a timing."""
+  (c) msmilter: every message spooled durably into milterin (ext4 here,
+      or wherever /tmp is);
+  (t) msmilter with milterin on a tmpfs, where fsync costs nothing: c/t
+      is the physical cost of durability;
+  (d) msmilter with the audit log on and keyed, as installed ((c) runs
+      with it off): d/c is the audit log's cost, and every message of (d)
+      must have its commit record in a log that verifies.
+Prints messages per second, the ratios c/a and c/b, CPU seconds per 1000
+messages and peak RSS of msmilter's processes, capture's RSS per session,
+and the spooler's own figures (its "stats:" line, asked for with
+SIGUSR1): microseconds from reading a session's COMMIT record to sending
+the answer (spooler side: the IPC hop and capture's wait are not in it),
+in write(2), fsync, rename and directory fsync, and files per directory
+fsync (the round).  pNN is the upper bound of the histogram bucket that
+holds it (within 12.5 %).  It checks that every message of (c) is in
+milterin exactly once.  Timings vary on shared cores: compare within one
+run (BENCH_ROUNDS=3 repeats each case back to back and prints the
+spread).  Nothing here fails on a timing."""
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,15 +38,22 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 
 import postfix as P  # noqa: E402
 
-SESSIONS = int(os.environ.get("BENCH_SESSIONS", "20"))
+# Sessions of smtp-source: 20, and Postfix's default_process_limit.
+SESSIONS_LIST = [int(x) for x in
+                 os.environ.get("BENCH_SESSIONS", "20,100").split(",")]
+SESSIONS = SESSIONS_LIST[0]     # the relay's ceiling runs
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "2000"))
-SIZES = [4 * 1024, 100 * 1024]
+SIZES = [int(x) * 1024 for x in
+         os.environ.get("BENCH_SIZES_KB", "4,100").split(",")]
+# Each (size, sessions) runs a, b, c and c on tmpfs this many times in a
+# row, so the ratios compare runs made seconds apart.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def smtp_source(port, size):
-    args = [SMTP_SOURCE, "-s", str(SESSIONS), "-m", str(MESSAGES),
+def smtp_source(port, size, sessions):
+    args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES),
             "-l", str(size), "-f", "bench@example.org",
             "-t", "sink@example.com", "-M", "bench.example.org",
             "127.0.0.1:%d" % port]
@@ -53,14 +72,45 @@ def proc_cpu(pid):
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def vm_rss_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def msmilter_pids(parent):
     pids = {"parent": parent}
     pids.update((k, v) for k, v in P.child_pids(parent).items() if v)
     return pids
 
 
-def run_case(base, label, size, milter=None, msm=None):
-    pf = P.Postfix(os.path.join(base, "%s-%d" % (label, size)), milter=milter,
+STATS_RE = re.compile(r"(\w+) n=(\d+) p50=(\d+) p99=(\d+) max=(\d+)")
+
+
+def spooler_stats(m, pid):
+    """The spooler's "stats:" line, asked for with SIGUSR1: {stage: (n,
+    p50, p99, max)} plus "round_mean"."""
+    before = m.stderr().count("stats: ")
+    os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = m.stderr()
+        if text.count("stats: ") > before:
+            line = text[text.rindex("stats: "):].split("\n", 1)[0]
+            st = {k: tuple(int(x) for x in v)
+                  for k, *v in STATS_RE.findall(line)}
+            mm = re.search(r"mean=([\d.]+)", line)
+            st["round_mean"] = float(mm.group(1)) if mm else 0.0
+            return st
+        time.sleep(0.05)
+    return {}
+
+
+def run_case(base, label, size, sessions, milter=None, msm=None):
+    pf = P.Postfix(os.path.join(base, "%s-%d-%d" % (label, size, sessions)),
+                   milter=milter,
                    main_cf={"in_flow_delay": "0",
                             "smtpd_client_connection_count_limit": "0"})
     pf.start()
@@ -69,11 +119,14 @@ def run_case(base, label, size, milter=None, msm=None):
         if msm is not None:
             pids = msmilter_pids(msm.pid)
             cpu0 = {k: proc_cpu(p) for k, p in pids.items()}
-        elapsed = smtp_source(pf.smtp_port, size)
+            rss0 = vm_rss_kb(pids["capture"])
+        elapsed = smtp_source(pf.smtp_port, size, sessions)
         extra = {}
         if msm is not None:
             extra["cpu"] = {k: proc_cpu(p) - cpu0[k] for k, p in pids.items()}
             extra["hwm"] = {k: P.vm_hwm_kb(p) for k, p in pids.items()}
+            extra["rss_session"] = (extra["hwm"]["capture"] - rss0) / sessions
+            extra["stats"] = spooler_stats(msm, pids["spooler"])
         return MESSAGES / elapsed, extra
     finally:
         pf.stop()
@@ -88,25 +141,7 @@ def check_milterin(m, size):
     return len(names), len(temps), len(small)
 
 
-AUDIT_ROUNDS = int(os.environ.get("BENCH_AUDIT_ROUNDS", "2"))
 AUDIT = os.path.join(P.build_dir(), "msmilter-audit")
-
-
-def mean(xs):
-    return sum(xs) / len(xs)
-
-
-def audit_msmilter(base, size, mode, rnd):
-    """msmilter with the audit log off, or on with a key (as installed)."""
-    name = os.path.join(base, "msm-%d-%s-%d" % (size, mode, rnd))
-    if mode == "off":
-        return P.MsMilter(name, settings={"Milter Audit Log": ""}), None
-    m = P.MsMilter(name)
-    os.makedirs(m.base, exist_ok=True)
-    out = os.path.join(m.base, "audit-out")
-    subprocess.run([AUDIT, "keygen", "-k", m.audit_keydir, "-o", out,
-                    "--lifetime", "1"], check=True, stdout=subprocess.DEVNULL)
-    return m, out
 
 
 def audit_log_checks(m, keys):
@@ -125,35 +160,191 @@ def audit_log_checks(m, keys):
     return commits, p.returncode == 0
 
 
-def audit_cases(base, size):
-    """(c) and (d) in alternating order, AUDIT_ROUNDS times each: the
-    machine's drift falls on both alike."""
-    rates = {"off": [], "on": []}
-    cpu = {"off": [], "on": []}
-    procs = {"off": {}, "on": {}}
-    extra, counts = None, None
-    for rnd in range(AUDIT_ROUNDS):
-        for mode in ("off", "on") if rnd % 2 == 0 else ("on", "off"):
-            m, keys = audit_msmilter(base, size, mode, rnd)
-            m.start()
-            try:
-                rate, ex = run_case(base, "c-%s-%d" % (mode, rnd), size,
-                                    milter=m, msm=m)
-                time.sleep(0.5)
-                check = check_milterin(m, size)
-            finally:
-                m.stop()
-            rates[mode].append(rate)
-            cpu[mode].append(sum(ex["cpu"].values()))
-            for k, v in ex["cpu"].items():
-                procs[mode].setdefault(k, []).append(v)
-            if mode == "on":
-                extra = ex
-                counts = check + audit_log_checks(m, keys)
-    extra["total"] = {k: mean(v) for k, v in cpu.items()}
-    extra["procs"] = {mode: {k: mean(v) for k, v in p.items()}
-                      for mode, p in procs.items()}
-    return rates, extra, counts
+def msmilter_case(base, label, size, sessions, tmpfs=False, build=None,
+                  audit=False):
+    """(c), (t) with milterin on a tmpfs, (p) from another build, or (d)
+    with the audit log on and keyed (the others run with it off).
+    Returns (rate, extra, ok); rate None if the case cannot run here."""
+    m = P.MsMilter(os.path.join(base, "%s-msm-%d-%d" % (label, size,
+                                                         sessions)),
+                   binary=os.path.join(build, "msmilter") if build else None,
+                   settings=None if audit else {"Milter Audit Log": ""})
+    keys = None
+    if audit:
+        os.makedirs(m.base, exist_ok=True)
+        keys = os.path.join(m.base, "audit-out")
+        subprocess.run([AUDIT, "keygen", "-k", m.audit_keydir, "-o", keys,
+                        "--lifetime", "1"], check=True,
+                       stdout=subprocess.DEVNULL)
+    mounted = False
+    if tmpfs:
+        os.makedirs(m.milterin)
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1g",
+                           "tmpfs", m.milterin]).returncode != 0:
+            return None, {}, True
+        mounted = True
+    try:
+        m.start()
+        try:
+            rate, extra = run_case(base, label, size, sessions, milter=m,
+                                   msm=m)
+            time.sleep(0.5)
+            extra["milterin"] = check_milterin(m, size)
+        finally:
+            m.stop()
+    finally:
+        if mounted:
+            subprocess.run(["umount", "-l", m.milterin])
+    files, temps, small = extra["milterin"]
+    ok = files == MESSAGES and not temps and not small
+    if audit:
+        extra["audit"] = audit_log_checks(m, keys)
+        ok = ok and extra["audit"] == (MESSAGES, True)
+    return rate, extra, ok
+
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def spread(xs):
+    xs = [x for x in xs if x is not None]
+    return "%.0f-%.0f" % (min(xs), max(xs)) if xs else "-"
+
+
+# BENCH_COMPARE=DIR also runs the msmilter built in DIR, as (p), in the
+# same rounds: before and after a change under the same load.
+COMPARE = os.environ.get("BENCH_COMPARE", "")
+STAGES = ("commit", "create", "write", "fsync", "rename", "dirsync")
+
+
+def print_msmilter(name, rate, extra, null_cpu):
+    st = extra.get("stats", {})
+    print("  %s CPU s per 1000 msgs: " % name + ", ".join(
+        "%s %.2f" % (k, v * 1000 / MESSAGES)
+        for k, v in extra["cpu"].items())
+        + " (nullmilter %.2f)" % (null_cpu * 1000 / MESSAGES))
+    print("  %s peak RSS (VmHWM): " % name + ", ".join(
+        "%s %d kB" % (k, v) for k, v in extra["hwm"].items())
+        + "; capture %.0f kB per session" % extra["rss_session"])
+    print("  %s spooler, us (p50/p99/max): " % name + ", ".join(
+        "%s %d/%d/%d" % (k, st[k][1], st[k][2], st[k][3])
+        for k in STAGES if k in st))
+    if "round" in st:
+        print("  %s files per directory fsync: mean %.1f, p50 %d, p99 %d, "
+              "max %d (%d directory fsyncs)" % (
+                  name, st["round_mean"], st["round"][1], st["round"][2],
+                  st["round"][3], st["round"][0]))
+    files, temps, small = extra["milterin"]
+    print("  %s milterin: %d files (expected %d), %d temp files, %d shorter "
+          "than the message" % (name, files, MESSAGES, temps, small))
+
+
+def milter_bench(base, null):
+    ok = True
+    table = []
+    for sessions in SESSIONS_LIST:
+        for size in SIZES:
+            rows = []
+            for r in range(ROUNDS):
+                row = {}
+                a, _ = run_case(base, "a%d" % r, size, sessions)
+                null_cpu = proc_cpu(null.pid)
+                b, _ = run_case(base, "b%d" % r, size, sessions,
+                                milter=null_port_of(null))
+                null_cpu = proc_cpu(null.pid) - null_cpu
+                row.update(a=a, b=b)
+                cases = [("c", {}), ("t", {"tmpfs": True}),
+                         ("d", {"audit": True})]
+                if COMPARE:
+                    cases.append(("p", {"build": COMPARE}))
+                for name, kw in cases:
+                    rate, extra, case_ok = msmilter_case(
+                        base, "%s%d" % (name, r), size, sessions, **kw)
+                    row[name] = rate
+                    row[name + "_extra"] = extra
+                    ok = ok and case_ok
+                rows.append(row)
+                print()
+                print("message size %d KB, %d sessions%s" % (
+                    size // 1024, sessions,
+                    ", round %d of %d" % (r + 1, ROUNDS) if ROUNDS > 1
+                    else ""))
+                print("  (a) Postfix, no milter   %8.1f msg/s" % a)
+                print("  (b) nullmilter           %8.1f msg/s" % b)
+                print("  (c) msmilter             %8.1f msg/s   c/a = %.2f"
+                      "   c/b = %.2f" % (row["c"], row["c"] / a,
+                                         row["c"] / b))
+                if row["t"] is not None:
+                    print("  (t) msmilter, tmpfs      %8.1f msg/s   c/t = "
+                          "%.2f" % (row["t"], row["c"] / row["t"]))
+                if row["d"] is not None:
+                    commits, verified = row["d_extra"]["audit"]
+                    print("  (d) msmilter, audit on   %8.1f msg/s   d/c = "
+                          "%.3f (%+.1f%%); %d commit records, verify %s" % (
+                              row["d"], row["d"] / row["c"],
+                              (row["d"] / row["c"] - 1) * 100, commits,
+                              "ok" if verified else "FAILED"))
+                if COMPARE:
+                    print("  (p) msmilter of %s %8.1f msg/s   p/a = %.2f   "
+                          "p/b = %.2f" % (COMPARE, row["p"], row["p"] / a,
+                                          row["p"] / b))
+                for name, _ in cases:
+                    if row[name] is not None:
+                        print_msmilter("(%s)" % name, row[name],
+                                       row[name + "_extra"], null_cpu)
+                if not ok:
+                    print("  ERROR: msmilter did not account for every "
+                          "message")
+                sys.stdout.flush()
+            table.append((size, sessions, rows))
+    print()
+    print("summary (median of %d%s)" % (
+        ROUNDS, "; spread min-max" if ROUNDS > 1 else ""))
+    names = ["c", "p"] if COMPARE else ["c"]
+    print("  size sess  run      a      b    run   tmpfs   r/a   r/b   "
+          "commit p50/p99 us   round  CPU capture+spooler  capture RSS")
+    for size, sessions, rows in table:
+        dc = [r["d"] / r["c"] for r in rows if r["d"] and r["c"]]
+        if dc:
+            print("  %3dK %4d  audit log on/off d/c %.3f (%s)" % (
+                size // 1024, sessions, median(dc),
+                ", ".join("%.3f" % x for x in dc)))
+        a = median(r["a"] for r in rows)
+        b = median(r["b"] for r in rows)
+        t = median(r["t"] for r in rows)
+        for name in names:
+            st = [r[name + "_extra"].get("stats", {}) for r in rows]
+            cpu = [r[name + "_extra"]["cpu"] for r in rows]
+            hwm = [r[name + "_extra"]["hwm"]["capture"] for r in rows]
+            print("  %3dK %4d  (%s) %6.0f %6.0f %6.0f %7s %5.2f %5.2f "
+                  "%8d/%-8d %5.1f   %5.2f+%.2f s   %6d kB" % (
+                      size // 1024, sessions, name, a, b,
+                      median(r[name] for r in rows),
+                      "%.0f" % t if t and name == "c" else "-",
+                      median(r[name] / r["a"] for r in rows),
+                      median(r[name] / r["b"] for r in rows),
+                      median(x.get("commit", (0, 0, 0, 0))[1] for x in st),
+                      median(x.get("commit", (0, 0, 0, 0))[2] for x in st),
+                      median(x.get("round_mean", 0.0) for x in st),
+                      median(x["capture"] * 1000 / MESSAGES for x in cpu),
+                      median(x["spooler"] * 1000 / MESSAGES for x in cpu),
+                      median(hwm)))
+            if ROUNDS > 1:
+                print("        spread  a %s  b %s  %s %s  r/a %.2f-%.2f  "
+                      "r/b %.2f-%.2f  p99 %s" % (
+                          spread(r["a"] for r in rows),
+                          spread(r["b"] for r in rows), name,
+                          spread(r[name] for r in rows),
+                          min(r[name] / r["a"] for r in rows),
+                          max(r[name] / r["a"] for r in rows),
+                          min(r[name] / r["b"] for r in rows),
+                          max(r[name] / r["b"] for r in rows),
+                          spread(x.get("commit", (0, 0, 0, 0))[2]
+                                 for x in st)))
+    sys.stdout.flush()
+    return ok
 
 
 RELAY_SIZE = 4 * 1024
@@ -266,6 +457,13 @@ def relay_bench(base):
     return ok
 
 
+_null_ports = {}
+
+
+def null_port_of(null):
+    return _null_ports[null.pid]
+
+
 def main():
     reason = P.skip_reason()
     if reason:
@@ -276,55 +474,17 @@ def main():
     null_port = P.free_port()
     null = subprocess.Popen([os.path.join(build, "nullmilter"),
                              "inet:%d@127.0.0.1" % null_port])
-    print("msmilter bench: %d sessions, %d messages per case, smtp-source "
-          "through a private Postfix with in_flow_delay = 0" %
-          (SESSIONS, MESSAGES), flush=True)
+    _null_ports[null.pid] = null_port
+    print("msmilter bench: %s sessions, %d messages per case, smtp-source "
+          "through a private Postfix with in_flow_delay = 0; /tmp is %s" %
+          (" and ".join(str(s) for s in SESSIONS_LIST), MESSAGES,
+           fs_type("/tmp")), flush=True)
     ok = True
     try:
         if not P.wait_port(null_port, proc=null):
             raise RuntimeError("nullmilter did not start")
-        for size in SIZES if os.environ.get("BENCH_MILTER", "1") != "0" \
-                else []:
-            a, _ = run_case(base, "a", size)
-            null_cpu = proc_cpu(null.pid)
-            b, _ = run_case(base, "b", size, milter=null_port)
-            null_cpu = proc_cpu(null.pid) - null_cpu
-            rates, extra, counts = audit_cases(base, size)
-            c, d = mean(rates["off"]), mean(rates["on"])
-            print()
-            print("message size %d KB" % (size // 1024))
-            print("  (a) Postfix, no milter   %8.1f msg/s" % a)
-            print("  (b) nullmilter           %8.1f msg/s" % b)
-            print("  (c) msmilter, audit off  %8.1f msg/s  (%s)" % (
-                c, ", ".join("%.1f" % r for r in rates["off"])))
-            print("  (d) msmilter, audit on   %8.1f msg/s  (%s; keyed, "
-                  "60 s epochs, Milter Audit Sync = epoch)" % (
-                      d, ", ".join("%.1f" % r for r in rates["on"])))
-            print("  c/a = %.2f   c/b = %.2f   audit on/off d/c = %.3f "
-                  "(%+.1f%%)" % (c / a, c / b, d / c, (d / c - 1) * 100))
-            tot = extra["total"]
-            print("  CPU s per 1000 msgs, all of msmilter: audit off %.2f, "
-                  "on %.2f (%+.1f%%)" % (tot["off"] * 1000 / MESSAGES,
-                                        tot["on"] * 1000 / MESSAGES,
-                                        (tot["on"] / tot["off"] - 1) * 100))
-            for mode in ("off", "on"):
-                cpu = extra["procs"][mode]
-                print("  CPU s per 1000 msgs (audit %s): " % mode + ", ".join(
-                    "%s %.2f" % (k, v * 1000 / MESSAGES)
-                    for k, v in cpu.items()) + " (nullmilter %.2f)" % (
-                        null_cpu * 1000 / MESSAGES))
-            print("  peak RSS (VmHWM): " + ", ".join(
-                "%s %d kB" % (k, v) for k, v in extra["hwm"].items()))
-            files, temps, small, commits, verified = counts
-            print("  milterin: %d files (expected %d), %d temp files, "
-                  "%d shorter than the message; audit: %d commit records, "
-                  "verify %s" % (files, MESSAGES, temps, small, commits,
-                                 "ok" if verified else "FAILED"))
-            if files != MESSAGES or temps or small or \
-                    commits != MESSAGES or not verified:
-                ok = False
-                print("  ERROR: (c)/(d) did not account for every message")
-            sys.stdout.flush()
+        if os.environ.get("BENCH_MILTER", "1") != "0":
+            ok = milter_bench(base, null) and ok
         if os.environ.get("BENCH_RELAY", "1") != "0":
             ok = relay_bench(base) and ok
     finally:
@@ -332,6 +492,12 @@ def main():
         null.wait(10)
         P.remove_base(base)
     return 0 if ok else 1
+
+
+def fs_type(path):
+    p = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", path],
+                       stdout=subprocess.PIPE, universal_newlines=True)
+    return p.stdout.strip() or "?"
 
 
 if __name__ == "__main__":

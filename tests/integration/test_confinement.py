@@ -235,11 +235,12 @@ def test_descriptors(stack):
             assert len(others) == 2 and all(o.startswith("pipe:")
                                             for o in others), got
         elif name == "spooler":
-            # milterin; channels from capture and the relay, sessions
+            # milterin; channels from capture and the relay, sessions;
+            # the commit pool's wake-up eventfd
             assert files == {m.milterin}, got
             assert socks and all(k in ("unix", "gone") for k, _ in socks), \
                 socks
-            assert others == [], got
+            assert others == ["anon_inode:[eventfd]"], got
         else:
             # milterout and the quarantine, channels, connections to the
             # MTA; inotify and the workers' eventfd

@@ -6,6 +6,8 @@ import signal
 import threading
 import time
 
+import pytest
+
 from postfix import RawSMTP, reply_to
 from queuefile import parse, real_files, temp_files
 from test_capture import child_pids, queued_id, wait_for, xclient
@@ -197,3 +199,50 @@ def test_full_disk_tempfails_and_leaves_nothing(msmilter_factory,
         assert pf.sink_messages() == []
     finally:
         subprocess.run(["umount", "-l", mnt])
+
+
+@pytest.mark.parametrize("stage", ["file fsync", "directory fsync"])
+def test_spooler_killed_with_commits_in_flight(msmilter_factory,
+                                               postfix_factory, stage):
+    """kill -9 of the spooler while commits wait in its commit pool (held
+    there by a test hook): every client gets a 4xx, and milterin
+    keeps complete files or none, never a temp or partial file.  Killed
+    before the directory fsync, the renamed files stay: duplicates of
+    what the clients will send again, never a loss."""
+    from test_commit import (HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC,
+                             check_outcome, hook, hooked_stack, join,
+                             send_all)
+    m, pf = hooked_stack(msmilter_factory, postfix_factory)
+    before_fsync = stage == "file fsync"
+    # Longer than ten sessions take to arrive on a loaded machine; the
+    # kill ends it.
+    hook(m, HOOK_STALL_COMMIT if before_fsync else HOOK_STALL_DIRSYNC, 60000)
+    threads, res = send_all(pf.smtp_port, 10)
+    # Most of them, not all: libmilter's worker pool may hold a session
+    # back for seconds while every worker waits in an end of message.
+    if before_fsync:
+        wait_for(lambda: len(temp_files(m.milterin)) >= 6, 30,
+                 "six temp files")
+        time.sleep(1)       # their COMMIT records reach the pool
+    else:
+        wait_for(lambda: len(real_files(m.milterin)) >= 6, 30,
+                 "six renamed files")
+    old = child_pids(m.pid)["spooler"]
+    os.kill(old, signal.SIGKILL)
+    join(threads)
+    # Those in the pool get 4xx; one that reached DATA only after the
+    # restart is committed by the new spooler.
+    assert all(r[0] // 100 in (2, 4) for r in res), res
+    assert sum(r[0] // 100 == 4 for r in res) >= 6, res
+    wait_for(lambda: child_pids(m.pid)["spooler"] not in (None, old),
+             20, "spooler restart")
+    wait_for(lambda: temp_files(m.milterin) == [], 10,
+             "leftover temp file removal")
+    kept = check_outcome(m, res)
+    tempfailed = {i for code, _, i in res if code // 100 == 4}
+    if before_fsync:
+        assert not tempfailed & set(kept), kept
+    else:
+        assert len(tempfailed & set(kept)) >= 6, kept
+    pf.wait_queue_empty(timeout=10)
+    assert pf.sink_messages() == []
