@@ -4,13 +4,16 @@ keeps serving while a child starts; start, stop and restart by the init
 script leave exactly one msmilter."""
 
 import os
-import re
 import random
+import re
 import signal
+import socket
+import subprocess
+import threading
 import time
 
-from load import Load, tags_in_dir, temp_files
-from postfix import child_pids
+from load import Load, message_for, tags_in_dir, temp_files
+from postfix import PROJECT_ROOT, RawSMTP, SMTPError, child_pids
 from test_capture import wait_for
 
 CHILDREN = ("capture", "spooler", "relay")
@@ -141,3 +144,206 @@ def test_setup_is_asynchronous_and_bounded(test_base, msmilter_factory,
                                [1]), 10, "the real relay")
     assert m.stderr().count("restarting relay at once") == 1
     assert sorted(tags_in_dir(m.milterin)) == sorted(load.accepted())
+
+
+# ---------------------------------------------------------------------------
+# Starting in the background, and the SysV init script
+
+INIT_SCRIPT = os.path.join(PROJECT_ROOT, "contrib", "msmilter.init")
+
+
+def daemons(m):
+    """Pids of the msmilter parents running with m's configuration (not
+    counting a child between its fork and its exec)."""
+    found = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % d) as f:
+                comm = f.read().strip()
+            with open("/proc/%s/cmdline" % d, "rb") as f:
+                argv = f.read().split(b"\0")
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        state, ppid = st[st.rindex(")") + 2:].split()[:2]
+        if comm == "msmilter" and m.conf.encode() in argv and state != "Z":
+            found[int(d)] = int(ppid)
+    return sorted(p for p, pp in found.items() if pp not in found)
+
+
+def pid_lock_held(path):
+    """True when someone holds the pid file's lock (flock, as msmilter)."""
+    import fcntl
+    with open(path) as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def stop_daemons(m):
+    for pid in daemons(m):
+        os.kill(pid, signal.SIGTERM)
+    wait_for(lambda: daemons(m) == [], 60, "msmilter to stop")
+
+
+def run_background(m, timeout=60):
+    return subprocess.run([m.binary, "-f", m.conf], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout)
+
+
+def test_background_start_returns_when_ready(msmilter_factory):
+    """Without -F, msmilter exits 0 only once the daemon holds the pid
+    file lock and every child is ready: a client can connect at once."""
+    m = msmilter_factory(start=False)
+    m.write_config()
+    try:
+        p = run_background(m)
+        assert p.returncode == 0, p.stderr
+        pids = daemons(m)
+        assert len(pids) == 1, pids
+        with open(m.pidfile) as f:
+            assert int(f.read()) == pids[0]
+        assert pid_lock_held(m.pidfile)
+        assert all(child_pids(pids[0]).values()), child_pids(pids[0])
+        with socket.create_connection(("127.0.0.1", m.port), timeout=1):
+            pass
+    finally:
+        stop_daemons(m)
+
+
+def test_background_start_reports_failure(msmilter_factory):
+    """The starting process fails, with the daemon's reason, when the pid
+    file is locked (another msmilter) or a child cannot start."""
+    import fcntl
+    m = msmilter_factory(start=False)
+    m.write_config()
+    try:
+        with open(m.pidfile, "w") as held:
+            fcntl.flock(held, fcntl.LOCK_EX)
+            p = run_background(m)
+        assert p.returncode != 0
+        assert b"is locked: is msmilter already running?" in p.stderr, \
+            p.stderr
+        assert daemons(m) == []
+        # Capture's port is taken: it cannot listen, so no msmilter.
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", m.port))
+            s.listen()
+            p = run_background(m)
+        assert p.returncode != 0
+        assert b"capture: cannot listen on inet:%d@127.0.0.1" % m.port \
+            in p.stderr, p.stderr
+        assert b"cannot start capture" in p.stderr, p.stderr
+        wait_for(lambda: daemons(m) == [], 10, "the failed daemon to go")
+    finally:
+        stop_daemons(m)
+
+
+def init_script(m, action, defaults, timeout=120):
+    env = dict(os.environ, MSMILTER_DAEMON=m.binary, MSMILTER_CONFIG=m.conf,
+               MSMILTER_DEFAULTS=defaults)
+    return subprocess.run(["sh", INIT_SCRIPT, action], env=env,
+                          stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, timeout=timeout)
+
+
+def test_init_script_restart_with_session_in_flight(msmilter_factory,
+                                                    postfix_factory,
+                                                    test_base):
+    """restart while a session holds DATA: stop waits for the old msmilter
+    (which lets the session finish), start returns once the new one is
+    ready; exactly one msmilter runs and holds the lock, and the message
+    was committed once or refused with a 4xx."""
+    defaults = os.path.join(test_base, "defaults")
+    with open(defaults, "w") as f:
+        f.write("run_mailscanner=1\n")
+    m = msmilter_factory(start=False)
+    m.write_config()
+    try:
+        r = init_script(m, "start", defaults)
+        assert r.returncode == 0, r.stdout
+        first = daemons(m)
+        assert len(first) == 1
+        assert init_script(m, "status", defaults).returncode == 0
+        pf = postfix_factory(milter=m, sink=False)
+        c = RawSMTP(pf.smtp_port, timeout=120)
+        assert c.cmd("EHLO t")[0] == 250
+        assert c.cmd("MAIL FROM:<s@example.org>")[0] == 250
+        assert c.cmd("RCPT TO:<r@example.com>")[0] == 250
+        assert c.cmd("DATA")[0] == 354
+        c.send(message_for("inflight")[:-2])
+        out = {}
+        t = threading.Thread(target=lambda: out.update(
+            r=init_script(m, "restart", defaults)))
+        t.start()
+        # The old msmilter is draining, the init script waits for it.
+        time.sleep(3)
+        try:
+            code, text = c.cmd(b"\r\n.")
+        except (OSError, SMTPError) as e:
+            code, text = 0, str(e)
+        c.close()
+        t.join(150)
+        assert not t.is_alive(), "restart did not return"
+        assert out["r"].returncode == 0, out["r"].stdout
+        now = daemons(m)
+        assert len(now) == 1 and now != first, (first, now)
+        with open(m.pidfile) as f:
+            assert int(f.read()) == now[0]
+        assert pid_lock_held(m.pidfile)
+        assert all(child_pids(now[0]).values())
+        found = tags_in_dir(m.milterin)["inflight"]
+        print("\nin-flight message across restart: %s; %d in milterin"
+              % (text.splitlines()[-1] if text else code, found))
+        if code == 250:
+            assert found == 1
+        else:
+            assert code // 100 == 4 or code == 0, text
+            assert found <= 1
+        assert temp_files(m.milterin) == []
+        # And the new one takes mail.
+        code, text = RawSMTP(pf.smtp_port).message(
+            "s@example.org", ["r@example.com"], message_for("after"))
+        assert code == 250, text
+        r = init_script(m, "stop", defaults)
+        assert r.returncode == 0, r.stdout
+        assert daemons(m) == []
+        assert init_script(m, "status", defaults).returncode == 3
+        # Stopping what is not running is not an error.
+        assert init_script(m, "stop", defaults).returncode == 0
+    finally:
+        stop_daemons(m)
+
+
+def test_init_script_ignores_stale_pid(msmilter_factory, test_base):
+    """A pid file naming another program (a stale file whose pid was
+    reused) is neither signalled by stop nor taken for a running msmilter
+    by start."""
+    defaults = os.path.join(test_base, "defaults")
+    with open(defaults, "w") as f:
+        f.write("run_mailscanner=1\n")
+    m = msmilter_factory(start=False)
+    m.write_config()
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        with open(m.pidfile, "w") as f:
+            f.write("%d\n" % other.pid)
+        r = init_script(m, "stop", defaults)
+        assert r.returncode == 0, r.stdout
+        assert other.poll() is None, "stop killed a process not msmilter"
+        assert init_script(m, "status", defaults).returncode != 0
+        r = init_script(m, "start", defaults)
+        assert r.returncode == 0, r.stdout
+        assert len(daemons(m)) == 1
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+        stop_daemons(m)
