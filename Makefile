@@ -1,5 +1,6 @@
 # msmilter: plain GNU make.  Outputs under build/.
-# `make` builds; `make check` runs every test; `make demo` shows it working.
+# `make` builds; `make check` runs every test; `make demo` shows it working;
+# `make chaos` injects a thousand faults under load (minutes).
 
 PREFIX		?= /usr/local
 SBINDIR		?= $(PREFIX)/sbin
@@ -53,7 +54,7 @@ UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST		?= pytest-3
 
 .PHONY: all check unit integration milter demo bench clean install deps \
-	san-check fuzz testhooks
+	san-check fuzz testhooks chaos
 
 all: deps-check $(PROGS)
 
@@ -167,6 +168,15 @@ fuzz: $(FUZZ_TARGETS)
 demo: all
 	@sh tests/deps.sh all
 	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 contrib/demo.py
+
+# Minutes long, not in check (a short run of the same script is):
+# CHAOS_FAULTS faults under load, then every accepted message accounted.
+CHAOS_FAULTS	?= 1000
+CHAOS_ARGS	?=
+chaos: all
+	@sh tests/deps.sh all
+	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/chaos/chaos.py \
+		--faults $(CHAOS_FAULTS) $(CHAOS_ARGS)
 
 bench: all $(BUILD)/nullmilter
 	@sh tests/deps.sh all

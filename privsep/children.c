@@ -240,7 +240,8 @@ child_read(struct parent *p, struct child *c)
 	}
 	if (r == -1 && errno == EAGAIN)
 		return;
-	if (r == 1 || r == -1) {
+	/* A child that exits with records of ours unread resets. */
+	if (r == 1 || (r == -1 && errno != ECONNRESET)) {
 		log_warnx("%s (pid %d) sent a bad record (%s); killing it",
 		    c->name, (int)c->pid, r == 1 ?
 		    ipc_type_name(m.hdr.type) : strerror(errno));
