@@ -598,6 +598,9 @@ detach(void)
 		fatal("fork");
 	case 0:
 		close(fds[0]);
+		/* Our errors from here on reach the waiting process too. */
+		log_set_startup_fd(fds[1]);
+		signal(SIGPIPE, SIG_IGN);
 		if (setsid() == -1)
 			fatal("setsid");
 		if (chdir("/") == -1)
@@ -685,11 +688,7 @@ main(int argc, char *argv[])
 		log_warnx("UNPRIVILEGED MODE (not started as root): children "
 		    "keep your user id and no chroot is used; for "
 		    "development and tests only");
-	p.ready_fd = -1;
-	if (!p.foreground) {
-		p.ready_fd = detach();
-		log_set_startup_fd(p.ready_fd);
-	}
+	p.ready_fd = p.foreground ? -1 : detach();
 	log_init_parent("msmilter", p.foreground,
 	    log_facility(p.set.syslog_facility), p.set.debug);
 	report_landlock(&p.set);
