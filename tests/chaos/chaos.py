@@ -54,6 +54,11 @@ from demo import mailscanner_move, read_queue_file  # noqa: E402
 ORG = "Chaos"
 REJECT_HEADER = b"X-%s-MailScanner-Relay-Reject:" % ORG.encode()
 COMMIT_TIMEOUT = 3
+# Each session waits this long after every transaction: about 40 messages
+# a second in all, which the relay (16 connections, restarted every few
+# seconds, its queue still quadratic, issue 15) can keep up with, so that
+# the books are closed on a drained system, not on a growing backlog.
+PAUSE = 0.5
 KINDS = ("capture-kill", "spooler-kill", "relay-kill", "relay-unlink",
          "spooler-stop", "milterin-full", "mta-down")
 WEIGHTS = (25, 25, 25, 6, 3, 8, 8)
@@ -334,7 +339,7 @@ class Chaos:
         """Load and faults until `faults` were injected or `seconds`
         passed; every kind comes once first, in random order."""
         load = Load(self.pf_in.smtp_port, sessions=self.sessions,
-                    prefix="c", rcpts=recipients)
+                    prefix="c", rcpts=recipients, pause=PAUSE)
         self.load = load.start()
         t0 = time.monotonic()
         first = list(KINDS)
@@ -352,9 +357,11 @@ class Chaos:
                     self.rng.choices(KINDS, WEIGHTS)[0]
                 self.inject(kind)
                 if (n + 1) % 100 == 0:
-                    self.say("chaos: %d faults, %d transactions, %.1f s"
+                    self.say("chaos: %d faults, %d transactions, %.1f s, "
+                             "%d files in milterout"
                              % (n + 1, load.attempted(),
-                                time.monotonic() - t0))
+                                time.monotonic() - t0,
+                                len(os.listdir(self.m.milterout))))
         finally:
             load.stop()
         self.elapsed = time.monotonic() - t0
@@ -362,7 +369,8 @@ class Chaos:
     # -- the books ---------------------------------------------------------
 
     def settle(self, timeout=180):
-        """Wait until everything accepted has gone as far as it goes."""
+        """Wait until everything accepted has gone as far as it goes: at
+        most `timeout` seconds without progress."""
         deadline = time.monotonic() + timeout
         sink_n, quiet_since = -1, time.monotonic()
         while time.monotonic() < deadline:
@@ -372,6 +380,7 @@ class Chaos:
             n = len(self.pf_out.sink.files())
             if n != sink_n:
                 sink_n, quiet_since = n, time.monotonic()
+                deadline = max(deadline, quiet_since + timeout)
             if all(pids.values()) and not self.standin.busy() and not out \
                     and not self.pf_out.queue_files() \
                     and time.monotonic() - quiet_since > 2:
@@ -379,6 +388,12 @@ class Chaos:
             if self.pf_out.queue_files(("deferred",)):
                 self.pf_out.flush()
             time.sleep(0.5)
+        self.say("chaos: not drained after %d s: children %s; milterin %d "
+                 "files, milterout %d; Postfix out: %s; sink %d" % (
+                     timeout, P.child_pids(self.m.pid),
+                     len(os.listdir(self.m.milterin)), len(out),
+                     ", ".join("%s %d" % (q, len(self.pf_out.queue_files(
+                         (q,)))) for q in self.pf_out.QUEUES), n))
         return False
 
     def books(self):

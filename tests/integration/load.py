@@ -32,7 +32,9 @@ class Load:
     failed milter failed for the rest of its session).
 
     results: {tag: (code, reply)}; code 0 when the connection broke.
-    rcpts(tag) gives each message's recipients."""
+    rcpts(tag) gives each message's recipients.  pause: seconds each
+    session waits after every transaction, accepted or not (0: back to
+    back, refusals counted as fast as they come)."""
 
     def __init__(self, port, sessions=20, per_conn=5, prefix="m",
                  rcpts=None, timeout=120, pause=0.0):
@@ -97,10 +99,10 @@ class Load:
                     except (OSError, SMTPError, socket.timeout) as e:
                         code, text = 0, "connection: %s" % e
                     self._record(tag, code, text)
-                    if code != 250:
-                        break
                     if self.pause:
                         time.sleep(self.pause)
+                    if code != 250:
+                        break
                 try:
                     c.cmd("QUIT")
                 except (OSError, SMTPError):

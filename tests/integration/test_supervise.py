@@ -48,8 +48,12 @@ def settle(m, timeout=60):
 
 def test_random_child_killed_every_second(msmilter_factory, postfix_factory):
     """20 sessions through a real Postfix while a random child is kill -9'd
-    every second: >= 90% of transactions accepted, every accepted message
-    in milterin exactly once, no temp file left."""
+    every second: >= 90% of transactions accepted (issue 15's target),
+    every accepted message in milterin exactly once, no temp file left.
+    The clients send back to back and reconnect at once after a refusal,
+    so refusals are counted as fast as Postfix can give them: the figure
+    is a floor.  A capture kill costs the sessions it held, a spooler
+    kill the messages it was writing; nothing else should."""
     m = msmilter_factory()
     pf = postfix_factory(milter=m, sink=False)
     rng = random.Random(int(os.environ.get("MSMTEST_SEED", "15")))
