@@ -1,5 +1,6 @@
 # msmilter: plain GNU make.  Outputs under build/.
-# `make` builds; `make check` runs every test; `make demo` shows it working.
+# `make` builds; `make check` runs every test; `make demo` shows it working;
+# `make chaos` injects a thousand faults under load (minutes).
 
 # Where `make install` puts things (DESTDIR is prepended to each).  The
 # programs compile in LIBEXECDIR (where the parent finds its children) and
@@ -73,7 +74,7 @@ UNIT_BINS	:= $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 PYTEST		?= pytest-3
 
 .PHONY: all check unit integration milter demo bench clean install deps \
-	deps-check san-check fuzz testhooks install-policy policy FORCE
+	deps-check san-check fuzz testhooks install-policy policy chaos FORCE
 
 all: $(PROGS)
 
@@ -247,6 +248,15 @@ fuzz: $(FUZZ_TARGETS)
 
 demo: all
 	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 contrib/demo.py
+
+# Minutes long, not in check (a short run of the same script is):
+# CHAOS_FAULTS faults under load, then every accepted message accounted.
+CHAOS_FAULTS	?= 1000
+CHAOS_ARGS	?=
+chaos: all
+	@sh tests/deps.sh all
+	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/chaos/chaos.py \
+		--faults $(CHAOS_FAULTS) $(CHAOS_ARGS)
 
 bench: all $(BUILD)/nullmilter
 	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/bench/bench.py

@@ -32,8 +32,15 @@
 #include "seccomp.h"
 
 #define DRAIN_SECONDS	30
+/*
+ * How long a session at DATA waits for the parent to hand us a new
+ * spooler when the one it reached has died: a restart takes milliseconds,
+ * and a short wait turns it into a delay instead of a 451.
+ */
+#define SPOOLER_WAIT_MS	2000
 
 struct capture capture = { .lock = PTHREAD_MUTEX_INITIALIZER,
+    .control_new = PTHREAD_COND_INITIALIZER,
     .rules_lock = PTHREAD_RWLOCK_INITIALIZER, .control = -1 };
 static pthread_t main_thread;
 
@@ -58,45 +65,102 @@ capture_transaction(int delta)
 }
 
 /*
- * A new session channel: one end stays with the connection's thread, the
- * other goes to the spooler over the control channel.
+ * The control channel to the spooler, duplicated so that no send happens
+ * under the lock every libmilter thread needs; -1 when there is none.
+ * With after_gen set, wait up to SPOOLER_WAIT_MS for a newer one than
+ * that generation (the one we tried is dead; the parent is restarting
+ * the spooler).
  */
-int
-capture_session_channel(unsigned *gen)
+static int
+control_channel(unsigned *gen, const unsigned *after_gen, time_t *timeout)
 {
-	struct timeval	 timeout = { 0, 0 };
-	int		 sv[2], control, rc;
+	struct timespec	 until;
+	int		 control;
 
-	/*
-	 * Work on a duplicate of the control channel so that no send
-	 * happens under the lock every libmilter thread needs.
-	 */
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += SPOOLER_WAIT_MS / 1000;
+	until.tv_nsec += (SPOOLER_WAIT_MS % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
 	pthread_mutex_lock(&capture.lock);
+	while (after_gen != NULL && capture.control_gen == *after_gen &&
+	    !capture.draining &&
+	    pthread_cond_timedwait(&capture.control_new, &capture.lock,
+	    &until) == 0)
+		;
 	control = capture.control == -1 ? -1 :
 	    fcntl(capture.control, F_DUPFD_CLOEXEC, 0);
 	*gen = capture.control_gen;
-	timeout.tv_sec = (time_t)capture.set.milter_commit_timeout;
+	*timeout = (time_t)capture.set.milter_commit_timeout;
 	pthread_mutex_unlock(&capture.lock);
-	if (control == -1)
-		return -1;
+	return control;
+}
+
+/* Pass the spooler one end of a new session channel; -1 with errno. */
+static int
+offer_session(int control, time_t timeout_s, int *mine)
+{
+	struct timeval	 timeout = { timeout_s, 0 };
+	int		 sv[2], rc, err;
+
 	if (ipc_pair(sv) == -1) {
 		log_warn("socketpair");
-		close(control);
 		return -1;
 	}
 	/* A stuck spooler must not hold an SMTP session for ever. */
 	setsockopt(control, SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
 	setsockopt(sv[0], SOL_SOCKET, SO_SNDTIMEO, &timeout, sizeof(timeout));
 	rc = ipc_send(control, MSG_CAPTURE_SESSION, NULL, 0, sv[1]);
-	if (rc == -1)
-		log_warn("passing a session channel to the spooler");
-	close(control);
+	err = errno;
 	close(sv[1]);
 	if (rc == -1) {
 		close(sv[0]);
+		errno = err;
 		return -1;
 	}
-	return sv[0];
+	*mine = sv[0];
+	return 0;
+}
+
+/*
+ * A new session channel: one end stays with the connection's thread, the
+ * other goes to the spooler over the control channel.  A spooler that
+ * died (its control channel hung up) is waited for once, briefly.
+ */
+int
+capture_session_channel(unsigned *gen)
+{
+	time_t	 timeout;
+	int	 control, chan = -1;
+	unsigned dead;
+
+	control = control_channel(gen, NULL, &timeout);
+	if (control != -1 && offer_session(control, timeout, &chan) == 0) {
+		close(control);
+		return chan;
+	}
+	if (control != -1 && errno != EPIPE && errno != ECONNRESET) {
+		log_warn("passing a session channel to the spooler");
+		close(control);
+		return -1;
+	}
+	if (control != -1)
+		close(control);
+	dead = *gen;
+	control = control_channel(gen, &dead, &timeout);
+	if (control == -1 || *gen == dead) {
+		if (control != -1)
+			close(control);
+		return -1;
+	}
+	if (offer_session(control, timeout, &chan) == -1) {
+		log_warn("passing a session channel to the new spooler");
+		chan = -1;
+	}
+	close(control);
+	return chan;
 }
 
 static void
@@ -107,6 +171,7 @@ take_peer(int fd)
 		close(capture.control);
 	capture.control = fd;
 	capture.control_gen++;
+	pthread_cond_broadcast(&capture.control_new);
 	pthread_mutex_unlock(&capture.lock);
 	log_debug("new spooler channel");
 }
@@ -144,6 +209,7 @@ stop_listener(void)
 
 	pthread_mutex_lock(&capture.lock);
 	capture.draining = 1;
+	pthread_cond_broadcast(&capture.control_new);
 	pthread_mutex_unlock(&capture.lock);
 	log_info("stopping: no new transactions");
 	for (int i = 0; i < DRAIN_SECONDS * 20; i++) {

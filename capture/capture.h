@@ -19,6 +19,7 @@ struct capture {
 	struct msm_settings	 set;
 	int			 control;	/* to the spooler, -1 if none */
 	unsigned		 control_gen;	/* bumped on every new one */
+	pthread_cond_t		 control_new;	/* signalled with the bump */
 	unsigned		 transactions;	/* MAIL seen, not yet ended */
 	unsigned		 sessions;	/* of Milter Max Children */
 	int			 draining;	/* stopping: no new mail */

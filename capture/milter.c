@@ -342,14 +342,21 @@ txn_abort(struct conn *c)
 	c->txn = NULL;
 }
 
+/* A failure because the spooler hung up (it died): worth a new channel. */
+#define HUNG_UP		(-2)
+
+/* 0, HUNG_UP, or -1 for any other failure. */
 static int
 txn_send(struct conn *c, uint32_t type, const void *p1, size_t l1,
     const void *p2, size_t l2)
 {
+	int err;
+
 	if (ipc_sendv2(c->chan, type, p1, l1, p2, l2, -1) == -1) {
-		txn_fail(c->txn, "spooler channel: %s", strerror(errno));
+		err = errno;
+		txn_fail(c->txn, "spooler channel: %s", strerror(err));
 		conn_drop_channel(c);
-		return -1;
+		return err == EPIPE || err == ECONNRESET ? HUNG_UP : -1;
 	}
 	return 0;
 }
@@ -909,21 +916,34 @@ txn_begin(SMFICTX *ctx, struct conn *c)
 		    "method or a macro the queue file cannot carry)");
 		return -1;
 	}
-	if ((t->out = malloc(STAGING_SIZE)) == NULL || conn_channel(c) == -1) {
+	if ((t->out = malloc(STAGING_SIZE)) == NULL) {
 		free(head);
-		txn_fail(t, t->out ? "spooler not available" : "out of memory");
+		txn_fail(t, "out of memory");
 		return -1;
 	}
 	memset(&b, 0, sizeof(b));
 	snprintf(b.queue_id, sizeof(b.queue_id), "%s", t->queue_id);
 	first = len < IPC_MAX_PAYLOAD - sizeof(b) ? len :
 	    IPC_MAX_PAYLOAD - sizeof(b);
-	if (txn_send(c, MSG_CAPTURE_BEGIN, &b, sizeof(b), head, first) == -1 ||
-	    await_reply(c, MSG_SPOOLER_BEGUN, NULL, 0) == -1) {
+	/*
+	 * A channel that broke before the spooler took the message (it was
+	 * restarted) is replaced once: nothing of this message was written.
+	 */
+	for (int tries = 0, r = HUNG_UP; tries < 2 && r == HUNG_UP; tries++) {
+		t->error[0] = '\0';
+		if (conn_channel(c) == -1) {
+			txn_fail(t, "spooler not available");
+			break;
+		}
+		if ((r = txn_send(c, MSG_CAPTURE_BEGIN, &b, sizeof(b), head,
+		    first)) == 0)
+			r = await_reply(c, MSG_SPOOLER_BEGUN, NULL, 0);
+		t->begun = r == 0;
+	}
+	if (!t->begun) {
 		free(head);
 		return -1;
 	}
-	t->begun = 1;
 	txn_put(c, (const unsigned char *)head + first, len - first);
 	free(head);
 	return 0;
@@ -1063,6 +1083,7 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 /*
  * Wait for the spooler's answer to BEGIN or COMMIT: want (BEGUN or
  * COMMITTED, with want_size bytes into out) or FAILED with a reason.
+ * 0, HUNG_UP when the spooler went away, -1 otherwise.
  */
 static int
 await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
@@ -1086,10 +1107,12 @@ await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
 		return -1;
 	}
 	if ((r = ipc_recv(c->chan, &m)) != 1) {
+		int err = errno;
+
 		txn_fail(c->txn, "spooler channel %s",
-		    r == 0 ? "closed" : strerror(errno));
+		    r == 0 ? "closed" : strerror(err));
 		conn_drop_channel(c);
-		return -1;
+		return r == 0 || err == ECONNRESET ? HUNG_UP : -1;
 	}
 	if (m.hdr.type == want && ipc_expect_size(&m, want_size) == 0) {
 		if (want_size > 0)

@@ -18,7 +18,8 @@ static struct {
 	const char	*ident;
 	int		channel;
 	int		debug;
-} logstate = { LOG_TO_STDERR, "msmilter", -1, 0 };
+	int		startup_fd;	/* see log_set_startup_fd */
+} logstate = { LOG_TO_STDERR, "msmilter", -1, 0, -1 };
 
 static const struct {
 	const char	*name;
@@ -70,12 +71,20 @@ log_set_debug(int debug)
 }
 
 void
+log_set_startup_fd(int fd)
+{
+	logstate.startup_fd = fd;
+}
+
+void
 log_emit(int priority, const char *line)
 {
 	if (logstate.dest == LOG_TO_SYSLOG)
 		syslog(priority, "%s", line);
 	else
 		dprintf(STDERR_FILENO, "%s\n", line);
+	if (logstate.startup_fd != -1 && priority <= LOG_WARNING)
+		dprintf(logstate.startup_fd, "%s\n", line);
 }
 
 static void

@@ -17,6 +17,12 @@ void	log_init_parent(const char *ident, int foreground, int facility,
 /* Child: every line goes to the parent over channel_fd. */
 void	log_init_child(const char *ident, int channel_fd, int debug);
 void	log_set_debug(int debug);
+/*
+ * Parent, while starting in the background: warnings and errors are also
+ * written to fd, one per line, for the process that started us.  -1 ends
+ * it.
+ */
+void	log_set_startup_fd(int fd);
 /* Parent: emit a line a child sent (already prefixed by the child). */
 void	log_emit(int priority, const char *line);
 

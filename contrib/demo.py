@@ -57,36 +57,51 @@ def write_queue_file(dirpath, name, data, uid, gid):
         os.fchmod(f.fileno(), 0o640)
 
 
+def mark_clean(data):
+    """MailScanner's header for a clean message, after the envelope."""
+    lines = data.split(b"\n")
+    i = 0
+    while i < len(lines) and lines[i][:2] in (b"S<", b"O<", b"E<", b"A<"):
+        i += 1
+    lines.insert(i, b"X-Demo-MailScanner: Found to be clean")
+    return b"\n".join(lines)
+
+
+def mailscanner_move(milterin, milterout, name, uid, gid, suffix="A1B2C"):
+    """What MailScanner does with one clean message: read it from
+    milterin, add its header, write it to milterout under a temp- name and
+    rename it to its message id (queue id, a dot, five characters), then
+    remove it from milterin.  Returns the milterout name; raises OSError
+    (nothing moved) or ValueError (not a plain file: left alone).  Also
+    used by the chaos test (tests/chaos/chaos.py)."""
+    data = read_queue_file(milterin, name)
+    if data is None:
+        raise ValueError("%s: not a plain file, left alone" % name)
+    tmp = "temp-" + name
+    write_queue_file(milterout, tmp, mark_clean(data), uid, gid)
+    out = "%s.%s" % (name, suffix)
+    os.rename(os.path.join(milterout, tmp), os.path.join(milterout, out))
+    os.unlink(os.path.join(milterin, name))
+    return out
+
+
 def play_mailscanner(m):
-    """What MailScanner does with a clean message: read it from milterin,
-    add its headers, write it to milterout under a temp- name and rename
-    it to its message id (queue id, a dot, five characters)."""
+    """MailScanner's part for every file in milterin."""
     import pwd
     pw = pwd.getpwnam("postfix")
     banner("playing MailScanner: milterin -> milterout")
     for name in m.milterin_files():
-        data = read_queue_file(m.milterin, name)
-        if data is None:
-            say("%s: not a plain file, left alone" % name)
-            continue
-        lines = data.split(b"\n")
-        i = 0
-        while i < len(lines) and lines[i][:2] in (b"S<", b"O<", b"E<",
-                                                  b"A<"):
-            i += 1
-        lines.insert(i, b"X-Demo-MailScanner: Found to be clean")
-        tmp = "temp-" + name
         try:
-            write_queue_file(m.milterout, tmp, b"\n".join(lines),
-                             pw.pw_uid, pw.pw_gid)
-        except OSError as e:
-            say("%s: cannot write milterout/%s (%s), left in milterin"
-                % (name, tmp, e.strerror))
+            out = mailscanner_move(m.milterin, m.milterout, name, pw.pw_uid,
+                                   pw.pw_gid)
+        except ValueError as e:
+            say(str(e))
             continue
-        os.rename(os.path.join(m.milterout, tmp),
-                  os.path.join(m.milterout, name + ".A1B2C"))
-        os.unlink(os.path.join(m.milterin, name))
-        say("%s -> milterout/%s.A1B2C" % (name, name))
+        except OSError as e:
+            say("%s: cannot write milterout/temp-%s (%s), left in milterin"
+                % (name, name, e.strerror))
+            continue
+        say("%s -> milterout/%s" % (name, out))
 
 
 def main():

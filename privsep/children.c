@@ -1,7 +1,12 @@
 /*
- * Starting, watching and restarting the children.  A child that dies is
- * restarted after a delay that doubles with each quick death (Postfix's
- * master throttles the same way), so a child that cannot start never spins.
+ * Starting, watching and restarting the children, without ever waiting
+ * on one of them: a child's set-up runs while the event loop keeps
+ * serving the others' channels and signals.  As Postfix's master does, a
+ * child that had become ready is restarted at once when it dies (it
+ * served: killing it must cost as little mail as possible); only one that
+ * dies, or does not report ready within SETUP_TIMEOUT_MS, before it ever
+ * became ready is throttled, 1, 2, 4 ... 60 s, so a child that cannot
+ * start never spins.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -23,15 +28,41 @@
 #include "parent.h"
 #include "sandbox.h"
 
-#define READY_TIMEOUT_MS	30000
-#define QUICK_DEATH_SECONDS	10
+#define SETUP_TIMEOUT_MS	30000
 #define MAX_BACKOFF_SECONDS	60
+/* A record to a child that does not read it: it is stuck or broken. */
+#define SEND_TIMEOUT_SECONDS	2
 
 static const char *const child_names[CHILD_COUNT] = {
 	[CHILD_SPOOLER] = "spooler",
 	[CHILD_CAPTURE] = "capture",
 	[CHILD_RELAY] = "relay",
 };
+
+/*
+ * The set-up bound.  Test builds (make testhooks) take a shorter one from
+ * MSM_TEST_SETUP_TIMEOUT_MS, so that a test can wait it out.
+ */
+static long long
+setup_timeout_ms(void)
+{
+#ifdef MSM_TESTHOOKS
+	const char *v = getenv("MSM_TEST_SETUP_TIMEOUT_MS");
+
+	if (v != NULL && atoi(v) > 0)
+		return atoi(v);
+#endif
+	return SETUP_TIMEOUT_MS;
+}
+
+long long
+parent_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 /* Children sit beside the parent in build/, else under LIBEXECDIR. */
 void
@@ -185,76 +216,61 @@ child_record(const struct parent *p, struct child *c, struct ipc_msg *m)
 	return -1;
 }
 
+/*
+ * Set-up done: the child is sandboxed and serving.  It gets its channels
+ * to the spooler (and capture its rules) now, not before.
+ */
+static void
+child_up(struct parent *p, struct child *c)
+{
+	c->failures = 0;
+	c->ready_by = 0;
+	log_info("%s started, pid %d, ready in %lld ms", c->name, (int)c->pid,
+	    parent_now() - c->started);
+	children_link(p, (enum child_id)(c - p->children));
+}
+
 void
 child_read(struct parent *p, struct child *c)
 {
 	static unsigned char	 buf[IPC_MAX_PAYLOAD];	/* audit records */
 	struct ipc_msg		 m = { .data = buf, .cap = sizeof(buf) };
+	int			 was_ready = c->ready;
 	int			 r = ipc_recv(c->chan, &m);
 
-	if (r == 1 && child_record(p, c, &m) == 0)
+	if (r == 1 && child_record(p, c, &m) == 0) {
+		if (!was_ready && c->ready)
+			child_up(p, c);
 		return;
-	if (r == 1 || r == -1) {
+	}
+	if (r == -1 && errno == EAGAIN)
+		return;
+	/* A child that exits with records of ours unread resets. */
+	if (r == 1 || (r == -1 && errno != ECONNRESET)) {
 		log_warnx("%s (pid %d) sent a bad record (%s); killing it",
 		    c->name, (int)c->pid, r == 1 ?
 		    ipc_type_name(m.hdr.type) : strerror(errno));
 		child_stop(c, SIGKILL);
 	}
-	/* End of file: wait for SIGCHLD to tell us why. */
+	/*
+	 * End of file: wait for SIGCHLD to tell us why.  A child that hangs
+	 * up during set-up is exiting on its own (it refused our protocol
+	 * version, say): its own exit status is the one to log.
+	 */
 	close(c->chan);
 	c->chan = -1;
 }
 
-static int
-wait_ready(struct parent *p, struct child *c)
-{
-	struct timespec	 t0, t1;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (!c->ready && c->chan != -1) {
-		struct pollfd	 pfd = { c->chan, POLLIN, 0 };
-		long		 left;
-
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		left = READY_TIMEOUT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 +
-		    (t1.tv_nsec - t0.tv_nsec) / 1000000);
-		if (left <= 0 || poll(&pfd, 1, (int)left) == 0) {
-			log_warnx("%s did not finish set-up in %d s", c->name,
-			    READY_TIMEOUT_MS / 1000);
-			return -1;
-		}
-		child_read(p, c);
-	}
-	return c->ready ? 0 : -1;
-}
-
-/*
- * A child that closed its channel during set-up is exiting on its own
- * (e.g. it refused our protocol version): give it a moment, so that the
- * status we log is its own and not our SIGKILL.  It stays unreaped.
- */
-static void
-await_exit(const struct child *c)
-{
-	for (int i = 0; i < 100; i++) {
-		siginfo_t si;
-
-		memset(&si, 0, sizeof(si));
-		if (waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG |
-		    WNOWAIT) == -1 || si.si_pid == c->pid)
-			return;
-		usleep(10000);
-	}
-}
-
+/* fork+exec, hand over the settings; its READY comes to the event loop. */
 int
 child_start(struct parent *p, struct child *c)
 {
-	int	 sv[2];
-	pid_t	 pid;
+	struct timeval	 tv = { SEND_TIMEOUT_SECONDS, 0 };
+	int		 sv[2];
+	pid_t		 pid;
 
 	c->restart_at = 0;
-	c->ready = c->stopping = c->restart_now = 0;
+	c->ready = c->stopping = c->restart_now = c->setup_expired = 0;
 	if (ipc_pair(sv) == -1) {
 		log_warn("socketpair for %s", c->name);
 		return -1;
@@ -270,25 +286,18 @@ child_start(struct parent *p, struct child *c)
 	close(sv[1]);
 	c->pid = pid;
 	c->chan = sv[0];
-	{
-		/*
-		 * The parent must never block for good on a child that does
-		 * not read (it would stop reading that child's logs too).
-		 */
-		struct timeval tv = { 10, 0 };
-
-		setsockopt(c->chan, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	c->started = parent_now();
+	c->ready_by = c->started + setup_timeout_ms();
+	/* The parent must never block for long on a child that does not read. */
+	if (setsockopt(c->chan, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1)
+		log_warn("SO_SNDTIMEO on the channel to %s", c->name);
+	if (ipc_send_settings(c->chan, &p->set, sizeof(p->set)) == -1) {
+		/* Reaped as a child that never became ready: throttled. */
+		log_warn("sending settings to %s (pid %d); killing it",
+		    c->name, (int)pid);
+		kill(pid, SIGKILL);
 	}
-	c->started = time(NULL);
-	if (ipc_send_settings(c->chan, &p->set, sizeof(p->set)) == -1 ||
-	    wait_ready(p, c) == -1) {
-		log_warnx("%s failed to start", c->name);
-		if (c->chan == -1)
-			await_exit(c);
-		child_stop(c, SIGKILL);
-		return -1;
-	}
-	log_info("%s started, pid %d", c->name, (int)pid);
+	log_debug("%s: pid %d setting up", c->name, (int)pid);
 	return 0;
 }
 
@@ -315,6 +324,16 @@ children_running(const struct parent *p)
 
 	for (int i = 0; i < CHILD_COUNT; i++)
 		n += p->children[i].pid > 0;
+	return n;
+}
+
+int
+children_ready(const struct parent *p)
+{
+	int n = 0;
+
+	for (int i = 0; i < CHILD_COUNT; i++)
+		n += p->children[i].pid > 0 && p->children[i].ready;
 	return n;
 }
 
@@ -378,9 +397,12 @@ children_send_settings(struct parent *p)
 }
 
 static void
-describe_death(int status, char *buf, size_t len)
+describe_death(const struct child *c, int status, char *buf, size_t len)
 {
-	if (WIFSIGNALED(status))
+	if (c->setup_expired)
+		snprintf(buf, len, "did not finish set-up in %lld s",
+		    setup_timeout_ms() / 1000);
+	else if (WIFSIGNALED(status))
 		snprintf(buf, len, "killed by signal %d (%s)%s",
 		    WTERMSIG(status), strsignal(WTERMSIG(status)),
 		    WTERMSIG(status) == SIGSYS ?
@@ -397,20 +419,53 @@ describe_death(int status, char *buf, size_t len)
 		    WEXITSTATUS(status));
 }
 
+/* 1, 2, 4 ... MAX_BACKOFF_SECONDS after the nth death before ready. */
+static unsigned
+throttle_seconds(unsigned failures)
+{
+	if (failures == 0)
+		return 0;
+	if (failures > 6)
+		return MAX_BACKOFF_SECONDS;
+	return 1u << (failures - 1) < MAX_BACKOFF_SECONDS ?
+	    1u << (failures - 1) : MAX_BACKOFF_SECONDS;
+}
+
+/* When to start a child again that has just died. */
+static void
+schedule_restart(struct child *c, int had_served, long long now)
+{
+	unsigned delay;
+
+	if (c->restart_now || had_served) {
+		/* It served: Postfix's master restarts such a one at once. */
+		c->failures = 0;
+		c->restart_at = now;
+		if (!c->restart_now)
+			log_notice("restarting %s at once", c->name);
+		return;
+	}
+	delay = throttle_seconds(++c->failures);
+	c->restart_at = now + (long long)delay * 1000;
+	log_notice("restarting %s in %u s", c->name, delay);
+}
+
 void
 child_reaped(struct parent *p, pid_t pid, int status)
 {
 	for (int i = 0; i < CHILD_COUNT; i++) {
 		struct child	*c = &p->children[i];
 		char		 why[256];
-		time_t		 now = time(NULL);
-		unsigned	 delay;
+		int		 had_served = c->ready;
 
 		if (c->pid != pid)
 			continue;
-		describe_death(status, why, sizeof(why));
+		describe_death(c, status, why, sizeof(why));
 		audit_child_exit(c->name, status);
-		if (c->stopping && !c->restart_now)
+		if (!had_served && !c->restart_now)
+			log_warnx("%s (pid %d) %s; it failed to start",
+			    c->name, (int)pid, why);
+		else if (c->stopping && !c->restart_now)
 			log_info("%s (pid %d) %s", c->name, (int)pid, why);
 		else if (!c->restart_now)
 			log_warnx("%s (pid %d) %s", c->name, (int)pid, why);
@@ -419,42 +474,54 @@ child_reaped(struct parent *p, pid_t pid, int status)
 		c->chan = -1;
 		c->pid = 0;
 		c->ready = 0;
+		c->ready_by = 0;
 		if (p->terminating)
 			return;
-		if (c->restart_now) {
-			c->failures = 0;
-			c->restart_at = now;
-			return;
-		}
-		if (now - c->started < QUICK_DEATH_SECONDS)
-			c->failures++;
-		else
-			c->failures = 0;
-		delay = c->failures == 0 ? 1 :
-		    c->failures >= 6 ? MAX_BACKOFF_SECONDS :
-		    (1u << c->failures);
-		if (delay > MAX_BACKOFF_SECONDS)
-			delay = MAX_BACKOFF_SECONDS;
-		c->restart_at = now + delay;
-		log_notice("restarting %s in %u s", c->name, delay);
+		/* At start-up a child that cannot start stops us: fatal. */
+		if (p->starting && !had_served && !c->restart_now)
+			fatalx("cannot start %s (%s): %s", c->name, c->path,
+			    why);
+		schedule_restart(c, had_served, parent_now());
 		return;
 	}
 }
 
+/* Set-up deadlines and restarts that are due. */
 void
-children_restart_due(struct parent *p, time_t now)
+children_timers(struct parent *p, long long now)
 {
 	for (int i = 0; i < CHILD_COUNT; i++) {
 		struct child *c = &p->children[i];
 
-		if (c->pid != 0 || c->restart_at == 0 || c->restart_at > now)
-			continue;
-		if (child_start(p, c) == 0)
-			children_link(p, (enum child_id)i);
-		else if (c->pid == 0) {
-			c->failures++;
-			c->restart_at = now + (c->failures >= 6 ?
-			    MAX_BACKOFF_SECONDS : (1u << c->failures));
+		if (c->pid > 0 && !c->ready && c->ready_by != 0 &&
+		    now >= c->ready_by) {
+			log_warnx("%s (pid %d) did not finish set-up in %lld "
+			    "s; killing it", c->name, (int)c->pid,
+			    setup_timeout_ms() / 1000);
+			c->setup_expired = 1;
+			c->ready_by = 0;
+			kill(c->pid, SIGKILL);
 		}
+		if (p->terminating || c->pid != 0 || c->restart_at == 0 ||
+		    c->restart_at > now)
+			continue;
+		if (child_start(p, c) == -1)
+			schedule_restart(c, 0, now);
 	}
+}
+
+/* The next set-up deadline or restart, 0 when there is none. */
+long long
+children_next_timer(const struct parent *p)
+{
+	long long next = 0;
+
+	for (int i = 0; i < CHILD_COUNT; i++) {
+		const struct child *c = &p->children[i];
+		long long at = c->pid > 0 ? c->ready_by : c->restart_at;
+
+		if (at != 0 && (next == 0 || at < next))
+			next = at;
+	}
+	return next;
 }

@@ -499,32 +499,47 @@ handle_signals(struct parent *p)
 		terminate_step(p);
 }
 
+/* Until the next child timer, or a second while we stop. */
 static int
-poll_timeout(const struct parent *p, time_t now)
+poll_timeout(const struct parent *p)
 {
-	time_t next = 0;
+	long long next = children_next_timer(p), now = parent_now();
 
-	for (int i = 0; i < CHILD_COUNT; i++) {
-		time_t at = p->children[i].restart_at;
-
-		if (at != 0 && (next == 0 || at < next))
-			next = at;
-	}
 	if (p->terminating)
 		return 1000;
 	if (next == 0)
 		return -1;
-	return next <= now ? 0 : (int)(next - now) * 1000;
+	return next <= now ? 0 : next - now > 60000 ? 60000 : (int)(next - now);
 }
 
+/*
+ * Every child ready for the first time: msmilter is up.  The process
+ * that started us (without -F) has waited for this line to exit 0.
+ */
+static void
+announce_ready(struct parent *p)
+{
+	p->starting = 0;
+	log_info("msmilter ready (config %s)", p->config_path);
+	if (p->ready_fd == -1)
+		return;
+	log_set_startup_fd(-1);
+	if (write(p->ready_fd, "ready\n", 6) != 6)
+		log_warn("telling the starting process we are ready");
+	close(p->ready_fd);
+	p->ready_fd = -1;
+}
+
+/*
+ * The supervisor's loop: the children's channels, signals, and the child
+ * timers (set-up deadlines, restarts).  Nothing in it waits on one child.
+ */
 static void
 parent_loop(struct parent *p)
 {
 	struct pollfd pfd[2 + CHILD_COUNT];	/* + the control socket */
 
 	while (!p->terminating || children_running(p) > 0) {
-		time_t now = time(NULL);
-
 		pfd[0] = (struct pollfd){ p->sigfd, POLLIN, 0 };
 		for (int i = 0; i < CHILD_COUNT; i++)
 			pfd[i + 1] = (struct pollfd){ p->children[i].chan,
@@ -532,8 +547,8 @@ parent_loop(struct parent *p)
 		pfd[1 + CHILD_COUNT] = (struct pollfd){ control_fd(), POLLIN,
 		    0 };
 		if (poll(pfd, 2 + CHILD_COUNT,
-		    metrics_poll_timeout(audit_poll_timeout(poll_timeout(p,
-		    now)))) == -1 && errno != EINTR)
+		    metrics_poll_timeout(audit_poll_timeout(poll_timeout(p)))) ==
+		    -1 && errno != EINTR)
 			fatal("poll");
 		audit_tick();
 		metrics_tick();
@@ -546,8 +561,10 @@ parent_loop(struct parent *p)
 			handle_signals(p);
 		else if (p->terminating)
 			terminate_step(p);
-		if (!p->terminating)
-			children_restart_due(p, time(NULL));
+		children_timers(p, parent_now());
+		if (p->starting && !p->terminating &&
+		    children_ready(p) == CHILD_COUNT)
+			announce_ready(p);
 	}
 }
 
@@ -579,6 +596,61 @@ raise_nofile(const struct msm_settings *s)
 	if (setrlimit(RLIMIT_NOFILE, &rl) == -1)
 		log_warn("setrlimit RLIMIT_NOFILE %llu",
 		    (unsigned long long)need);
+}
+
+/*
+ * Into the background, but report first: the process that started us
+ * (an init script, start-stop-daemon) waits on a pipe and exits 0 only
+ * once we hold the pid file lock and every child is ready, or non-zero
+ * with our reason (every warning and error we log until then is copied
+ * to it).  Returns the pipe's write end, in the daemon.
+ */
+static int
+detach(void)
+{
+	char	 buf[LOG_LINE_MAX + 2];
+	int	 fds[2], null, ready = 0;
+	FILE	*in;
+
+	if (pipe2(fds, O_CLOEXEC) == -1)
+		fatal("pipe");
+	switch (fork()) {
+	case -1:
+		fatal("fork");
+	case 0:
+		close(fds[0]);
+		/* Our errors from here on reach the waiting process too. */
+		log_set_startup_fd(fds[1]);
+		signal(SIGPIPE, SIG_IGN);
+		if (setsid() == -1)
+			fatal("setsid");
+		if (chdir("/") == -1)
+			fatal("chdir /");
+		if ((null = open("/dev/null", O_RDWR)) == -1)
+			fatal("/dev/null");
+		if (dup2(null, STDIN_FILENO) == -1 ||
+		    dup2(null, STDOUT_FILENO) == -1 ||
+		    dup2(null, STDERR_FILENO) == -1)
+			fatal("dup2 /dev/null");
+		if (null > STDERR_FILENO)
+			close(null);
+		return fds[1];
+	default:
+		break;
+	}
+	close(fds[1]);
+	if ((in = fdopen(fds[0], "r")) == NULL)
+		fatal("fdopen");
+	while (fgets(buf, sizeof(buf), in) != NULL) {
+		if (strcmp(buf, "ready\n") == 0)
+			ready = 1;
+		else
+			fputs(buf, stderr);
+	}
+	if (!ready)
+		fprintf(stderr, "msmilter: not started (the lines above say "
+		    "why; the rest is in the mail log)\n");
+	exit(ready ? 0 : 1);
 }
 
 int
@@ -655,8 +727,7 @@ main(int argc, char *argv[])
 		log_warnx("UNPRIVILEGED MODE (not started as root): children "
 		    "keep your user id and no chroot is used; for "
 		    "development and tests only");
-	if (!p.foreground && daemon(0, 0) == -1)
-		fatal("daemon");
+	p.ready_fd = p.foreground ? -1 : detach();
 	log_init_parent("msmilter", p.foreground,
 	    log_facility(p.set.syslog_facility), p.set.debug);
 	report_landlock(&p.set);
@@ -678,12 +749,12 @@ main(int argc, char *argv[])
 			fatalx("%s", err);
 	}
 	children_init(&p);
+	/* They set up in parallel; parent_loop() sees them become ready. */
+	p.starting = 1;
 	for (int i = 0; i < CHILD_COUNT; i++)
 		if (child_start(&p, &p.children[i]) == -1)
 			fatalx("cannot start %s (%s)", p.children[i].name,
 			    p.children[i].path);
-	children_link(&p, CHILD_COUNT);
-	log_info("msmilter ready (config %s)", p.config_path);
 
 	parent_loop(&p);
 	control_stop();

@@ -15,6 +15,7 @@
 /* Started in this order: the spooler must be there for the others. */
 enum child_id { CHILD_SPOOLER, CHILD_CAPTURE, CHILD_RELAY, CHILD_COUNT };
 
+/* Times are milliseconds of CLOCK_MONOTONIC (parent_now()); 0: none. */
 struct child {
 	const char	*name;		/* "spooler", "capture" */
 	char		 path[MSM_PATH_LEN];	/* executable */
@@ -23,9 +24,11 @@ struct child {
 	int		 ready;		/* it sent MSG_CHILD_READY */
 	int		 stopping;	/* we asked it to exit */
 	int		 restart_now;	/* intentional restart: no backoff */
-	unsigned	 failures;	/* quick deaths in a row */
-	time_t		 started;
-	time_t		 restart_at;	/* 0: not scheduled */
+	int		 setup_expired;	/* killed for not getting ready */
+	unsigned	 failures;	/* deaths before ready, in a row */
+	long long	 started;
+	long long	 ready_by;	/* set-up deadline while not ready */
+	long long	 restart_at;	/* when to start it again */
 };
 
 /* Milter Scanner rulesets, serialized for capture. */
@@ -39,6 +42,9 @@ struct parent {
 	char			 config_path[MSM_PATH_LEN];
 	int			 foreground, debug, cmdline_debug;
 	struct child		 children[CHILD_COUNT];
+	int			 starting;	/* not every child ready yet */
+	int			 ready_fd;	/* -F not given: tell the
+						 * process that started us */
 	int			 sigfd;
 	int			 terminating;
 	time_t			 terminate_deadline;
@@ -53,14 +59,17 @@ void	rules_send(struct parent *);
 int	rules_test(const struct msm_settings *, int argc, char **argv);
 
 /* children.c */
+long long parent_now(void);
 void	children_init(struct parent *);
 int	child_start(struct parent *, struct child *);
 void	child_reaped(struct parent *, pid_t, int status);
 void	child_read(struct parent *, struct child *);
 void	children_link(struct parent *, enum child_id started);
-void	children_restart_due(struct parent *, time_t now);
+void	children_timers(struct parent *, long long now);
+long long children_next_timer(const struct parent *);
 void	child_stop(struct child *, int sig);
 int	children_running(const struct parent *);
+int	children_ready(const struct parent *);
 void	children_send_settings(struct parent *);
 
 #endif

@@ -306,12 +306,29 @@ def test_milterin_missing_tempfails_until_created(msmilter_factory,
             in m.stderr()
 
 
-def test_spooler_killed_tempfails_then_recovers(stack):
+def test_spooler_killed_next_message_waits_for_the_new_one(stack):
+    """The parent restarts a spooler that had served at once, and a
+    session at DATA waits (up to 2 s) for it instead of a 451."""
     old = child_pids(stack.m.pid)["spooler"]
     assert old
     os.kill(old, signal.SIGKILL)
-    r = stack.pf.send(to=["a@example.com"], data=b"Subject: x\r\n\r\nx\r\n",
+    r = stack.pf.send(to=["a@example.com"], data=b"Subject: w\r\n\r\nw\r\n",
                       **CLIENT)
+    only_file(stack.m, queued_id(data_reply(r.transcript)))
+    assert child_pids(stack.m.pid)["spooler"] not in (None, old)
+
+
+def test_spooler_down_tempfails_then_recovers(stack):
+    # The parent stopped, so that nobody restarts the spooler.
+    old = child_pids(stack.m.pid)["spooler"]
+    assert old
+    os.kill(stack.m.pid, signal.SIGSTOP)
+    try:
+        os.kill(old, signal.SIGKILL)
+        r = stack.pf.send(to=["a@example.com"],
+                          data=b"Subject: x\r\n\r\nx\r\n", **CLIENT)
+    finally:
+        os.kill(stack.m.pid, signal.SIGCONT)
     # Refused at DATA, before the client sends the body.
     assert reply_to(r.transcript, "DATA").startswith("451 4.3.0"), \
         r.transcript
