@@ -519,12 +519,9 @@ def test_unit_needs_run_mailscanner(installed, tmp_path, defaults, started):
         assert "run_mailscanner=1" in p.stdout
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "contrib/msmilter.init stop exits 1 when msmilter is not running, and "
-    "dh_installinit's prerm runs `invoke-rc.d msmilter stop || exit 1`: "
-    "`apt-get remove` fails wherever no policy-rc.d denies the call (not "
-    "on this machine). The init script's stop is being reworked on "
-    "h-sup15; drop this marker when it passes."))
+# dh_installinit's prerm runs `invoke-rc.d msmilter stop || exit 1`: a stop
+# that failed when msmilter is not running would make `apt-get remove`
+# fail wherever no policy-rc.d denies the call.
 def test_init_script_stop_when_not_running(installed):
     p = run(["/etc/init.d/msmilter", "stop"], timeout=60)
     assert p.returncode == 0, p.stdout
