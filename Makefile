@@ -82,7 +82,7 @@ all: $(PROGS)
 # as root).  Every other goal, `make` and `make install` included, only
 # checks and names what is missing: installing software is never a side
 # effect of building it.
-DEPS_GOALS	:= deps check demo bench fuzz san-check integration
+DEPS_GOALS	:= deps check demo bench fuzz san-check integration chaos
 DEPS_WANTED	:= $(filter $(DEPS_GOALS),$(MAKECMDGOALS))
 DEPS_MODES	:= $(strip $(if $(filter fuzz,$(DEPS_WANTED)),fuzz) \
 		   $(if $(filter-out deps fuzz,$(DEPS_WANTED)),all))
@@ -254,7 +254,6 @@ demo: all
 CHAOS_FAULTS	?= 1000
 CHAOS_ARGS	?=
 chaos: all
-	@sh tests/deps.sh all
 	@MSMILTER_BUILD=$(abspath $(BUILD)) /usr/bin/python3 tests/chaos/chaos.py \
 		--faults $(CHAOS_FAULTS) $(CHAOS_ARGS)
 
