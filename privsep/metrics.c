@@ -185,7 +185,8 @@ scan_queue(int q, int fd, time_t now, long *files, long *oldest)
 	}
 	if (r < 0)
 		goto fail;
-	qsort(v, n, sizeof(*v), qent_cmp);
+	if (n > 0)	/* an empty queue: v is NULL, which qsort may not take */
+		qsort(v, n, sizeof(*v), qent_cmp);
 	for (size_t i = 0; i < n; i++) {	/* carry the times over */
 		while (j < nseen[q] && strcmp(seen[q][j].name, v[i].name) < 0)
 			j++;
