@@ -20,11 +20,12 @@ At the end every message that got 250 must be at the sink exactly once
 (its accepted recipients) and, when a recipient was rejected there,
 requeued exactly once; no temp file left; nothing in milterout-invalid.
 Each duplicate is classified by the faults that happened while its file
-was in flight.  The relay keeps which recipients of a file are done in
-memory only (issue 15, "relay restarts duplicate or re-requeue"; being
-made durable on branch h-relay15): killing it between a delivery and the
-unlink delivers again.  Those duplicates are reported as such, never
-hidden.
+was in flight.  The relay records delivery progress beside each file
+(relay/progress.c), but a file delivered whole in one attempt gets no
+record (its removal is the record): when the removal fails (the
+relay-unlink fault makes milterout, where the records live, read-only)
+and the relay then dies, its successor delivers again.  Those duplicates
+are reported as such, never hidden.
 
     chaos.py [--faults N | --seconds S] [--seed N] [--keep]
 
@@ -62,10 +63,11 @@ PAUSE = 0.5
 KINDS = ("capture-kill", "spooler-kill", "relay-kill", "relay-unlink",
          "spooler-stop", "milterin-full", "mta-down")
 WEIGHTS = (25, 25, 25, 6, 3, 8, 8)
-# Why a message was delivered (or requeued) twice.  The relay keeps which
-# recipients of a file are done in memory only: when it dies after a
+# Why a message was delivered (or requeued) twice.  A file delivered whole
+# in one attempt gets no progress record; when the relay dies after that
 # delivery and before the unlink, its successor delivers again
-# ("relay-progress"; durable progress on h-relay15 removes these).  When
+# ("relay-progress": above all after the relay-unlink fault, which makes
+# milterout read-only, so that no record could be written either).  When
 # it dies while the MTA has the whole message and has not answered yet,
 # it cannot know the message was taken ("relay-in-transaction": SMTP's
 # own window, RFC 1047; no record of ours can close it); the same when
@@ -501,9 +503,9 @@ class Chaos:
         if blame["relay-progress"]:
             lines.append(
                 "chaos: relay-progress: %d delivered again after the relay "
-                "died between a delivery and the unlink: it keeps delivery "
-                "progress in memory only until h-relay15's durable progress "
-                "is merged" % blame["relay-progress"])
+                "died between a delivery and the unlink, with no progress "
+                "record (a whole-file delivery writes none; milterout may have been "
+                "read-only)" % blame["relay-progress"])
         if blame["relay-in-transaction"] or blame["mta-in-transaction"]:
             lines.append(
                 "chaos: *-in-transaction: %d delivered again because the "
@@ -570,9 +572,9 @@ def main():
     if progress:
         ok = False
         print("chaos: FAILED: %d duplicate(s) from the relay dying between "
-              "a delivery and its unlink: they go once the relay records "
-              "delivery progress durably (issue 15, \"relay restarts "
-              "duplicate or re-requeue\", branch h-relay15)" % progress)
+              "a delivery and its unlink with no progress record (a "
+              "whole-file delivery writes none until its unlink fails)"
+              % progress)
     if window and a.strict:
         ok = False
         print("chaos: FAILED (--strict): %d duplicate(s) in SMTP's own "

@@ -1,9 +1,10 @@
 """The short chaos run (tests/chaos/chaos.py; `make chaos` is the long
 one): every kind of fault under load, then nothing lost, no temp file,
 nothing unreadable, and no duplicate except where the relay or its MTA
-died mid-delivery: the relay keeps its delivery progress in memory until
-h-relay15 is merged (`make chaos` fails on those), and SMTP itself
-cannot tell a message the MTA took just before dying (RFC 1047)."""
+died mid-delivery: a whole-file delivery whose unlink failed has no
+progress record when the relay dies (`make chaos` fails on those), and
+SMTP itself cannot tell a message the MTA took just before dying
+(RFC 1047)."""
 
 import os
 import sys
@@ -40,8 +41,8 @@ def test_chaos_short(test_base, capsys):
     assert b["temps"] == [] and b["invalid"] == [], (b["temps"], b["invalid"])
     assert b["wrong_rcpt"] == [] and b["standin_errors"] == []
     # Every duplicate needs the relay, or its MTA, to die mid-delivery:
-    # none from the other faults (capture, spooler, milterin).  Those from
-    # the relay's in-memory progress go with h-relay15; `make chaos`
-    # fails on them.
+    # none from the other faults (capture, spooler, milterin).  `make
+    # chaos` also fails on those from a whole-file delivery whose unlink
+    # failed (no progress record).
     assert b["blame"]["unexplained"] == 0, \
         "duplicates no relay or MTA death explains: %s" % b["dups"][:20]
