@@ -290,7 +290,10 @@ class Chaos:
         try:
             time.sleep(COMMIT_TIMEOUT + 1.5)
         finally:
-            os.kill(pid, signal.SIGCONT)
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                return "it died while stopped"   # the parent restarts it
         return ""
 
     def milterin_full(self):
