@@ -297,7 +297,7 @@ txn_free(struct txn *t)
 	free(t);
 }
 
-static int await_reply(struct conn *, uint32_t, void *, size_t);
+static int await_reply(struct conn *, uint32_t, void *, size_t, uint32_t *);
 static int blacklisted(struct conn *);
 static sfsistat reject_blacklisted(SMFICTX *, struct conn *);
 static void txn_fail(struct txn *, const char *, ...)
@@ -937,7 +937,7 @@ txn_begin(SMFICTX *ctx, struct conn *c)
 		}
 		if ((r = txn_send(c, MSG_CAPTURE_BEGIN, &b, sizeof(b), head,
 		    first)) == 0)
-			r = await_reply(c, MSG_SPOOLER_BEGUN, NULL, 0);
+			r = await_reply(c, MSG_SPOOLER_BEGUN, NULL, 0, NULL);
 		t->begun = r == 0;
 	}
 	if (!t->begun) {
@@ -1080,24 +1080,34 @@ mlfi_body(SMFICTX *ctx, unsigned char *chunk, size_t len)
 	return carry_on(c, SMFIP_NR_BODY);
 }
 
+/* What the spooler may answer to COMMIT. */
+union spooler_answer {
+	struct ipc_committed	ok;
+	struct ipc_verdict	verdict;
+	struct ipc_failed	failed;
+};
+
 /*
  * Wait for the spooler's answer to BEGIN or COMMIT: want (BEGUN or
- * COMMITTED, with want_size bytes into out) or FAILED with a reason.
- * 0, HUNG_UP when the spooler went away, -1 otherwise.
+ * COMMITTED, with want_size bytes into out; or, for COMMITTED, a
+ * VERDICT in Full Milter Scanner mode, in out->verdict with *got set to
+ * its type) or FAILED with a reason.  0, HUNG_UP when the spooler went
+ * away, -1 otherwise.  A scan gets Milter Clamd Timeout on top of the
+ * commit bound: the spooler's own bound on clamd runs out first.
  */
 static int
-await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
+await_reply(struct conn *c, uint32_t want, void *out, size_t want_size,
+    uint32_t *got)
 {
-	union {
-		struct ipc_committed	ok;
-		struct ipc_failed	failed;
-	} reply;
+	union spooler_answer reply;
 	struct ipc_msg	 m = { .data = (void *)&reply, .cap = sizeof(reply) };
 	struct pollfd	 pfd = { c->chan, POLLIN, 0 };
 	int		 timeout, r;
 
 	pthread_mutex_lock(&capture.lock);
 	timeout = (int)capture.set.milter_commit_timeout * 1000;
+	if (want == MSG_SPOOLER_COMMITTED && capture.set.milter_full_scanner)
+		timeout += (int)capture.set.milter_clamd_timeout * 1000;
 	pthread_mutex_unlock(&capture.lock);
 
 	if (poll(&pfd, 1, timeout) != 1) {
@@ -1117,6 +1127,19 @@ await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
 	if (m.hdr.type == want && ipc_expect_size(&m, want_size) == 0) {
 		if (want_size > 0)
 			memcpy(out, &reply, want_size);
+		if (got != NULL)
+			*got = want;
+		return 0;
+	}
+	if (m.hdr.type == MSG_SPOOLER_VERDICT && got != NULL &&
+	    ipc_expect_size(&m, sizeof(reply.verdict)) == 0 &&
+	    reply.verdict.result < SCAN_RESULT_COUNT &&
+	    ipc_string_ok(reply.verdict.queue_id,
+	    sizeof(reply.verdict.queue_id)) == 0 &&
+	    ipc_string_ok(reply.verdict.signature,
+	    sizeof(reply.verdict.signature)) == 0) {
+		memcpy(out, &reply.verdict, sizeof(reply.verdict));
+		*got = MSG_SPOOLER_VERDICT;
 		return 0;
 	}
 	if (m.hdr.type == MSG_SPOOLER_FAILED &&
@@ -1132,13 +1155,71 @@ await_reply(struct conn *c, uint32_t want, void *out, size_t want_size)
 	return -1;
 }
 
+/*
+ * Full Milter Scanner mode: clamd's verdict is the SMTP reply.  The
+ * spooler removed the file before it answered, so whatever we say,
+ * nothing of this message stays with us: ACCEPT hands it back to
+ * Postfix, which delivers it itself.
+ */
+static sfsistat
+answer_verdict(SMFICTX *ctx, struct conn *c, const struct ipc_verdict *v)
+{
+	struct txn	*t = c->txn;
+	char		 text[IPC_SIGNATURE_MAX + 64];
+	int		 reject_oversize;
+	sfsistat	 r;
+
+	pthread_mutex_lock(&capture.lock);
+	reject_oversize = capture.set.milter_clamd_oversize ==
+	    MSM_OVERSIZE_REJECT;
+	pthread_mutex_unlock(&capture.lock);
+	switch (v->result) {
+	case SCAN_CLEAN:
+		log_info("%s: clean, accepted for Postfix to deliver, from=<%s> "
+		    "nrcpt=%zu size=%llu", t->queue_id, t->sender, t->nrcpt,
+		    (unsigned long long)v->size);
+		r = SMFIS_ACCEPT;
+		break;
+	case SCAN_VIRUS:
+		/* clamd_reply.c let only printable ASCII through; no % */
+		snprintf(text, sizeof(text), "Virus found: %s", v->signature);
+		for (char *p = text; *p != '\0'; p++)
+			if (*p == '%' || *p == '\\')
+				*p = '_';
+		log_info("%s: rejected, virus %s, from=<%s> nrcpt=%zu",
+		    t->queue_id, v->signature, t->sender, t->nrcpt);
+		r = refuse(ctx, "554", "5.7.1", text);
+		break;
+	case SCAN_OVERSIZE:
+		log_warnx("%s: too large for clamd's limits (%s), %s",
+		    t->queue_id, v->signature, reject_oversize ? "rejected" :
+		    "tempfailed");
+		r = reject_oversize ? refuse(ctx, "552", "5.3.4", "Message too "
+		    "large to be scanned") : refuse(ctx, "451", "4.7.1",
+		    "Message too large to be scanned, try again later");
+		break;
+	default:
+		log_warnx("%s: TEMPFAIL, not scanned: %s", t->queue_id,
+		    v->signature);
+		r = refuse(ctx, "451", "4.7.1", "Virus scanner temporarily "
+		    "unavailable, try again later");
+		break;
+	}
+	txn_free(t);	/* the spooler holds nothing: no abort to send */
+	c->txn = NULL;
+	return r;
+}
+
 static sfsistat
 mlfi_eom(SMFICTX *ctx)
 {
 	struct conn		*c = conn_of(ctx, "end of message");
 	struct txn		*t = c != NULL ? c->txn : NULL;
+	union spooler_answer	 a;
 	struct ipc_committed	 done;
+	uint32_t		 got = MSG_NONE;
 
+	memset(&a, 0, sizeof(a));
 	if (t != NULL && t->blacklisted)
 		return reject_blacklisted(ctx, c);
 	if (t == NULL || !t->begun)
@@ -1147,7 +1228,11 @@ mlfi_eom(SMFICTX *ctx)
 	txn_flush(c);
 	if (t->error[0] == '\0' &&
 	    txn_send(c, MSG_CAPTURE_COMMIT, NULL, 0, NULL, 0) == 0 &&
-	    await_reply(c, MSG_SPOOLER_COMMITTED, &done, sizeof(done)) == 0 &&
+	    await_reply(c, MSG_SPOOLER_COMMITTED, &a, sizeof(a.ok), &got) ==
+	    0 && got == MSG_SPOOLER_VERDICT)
+		return answer_verdict(ctx, c, &a.verdict);
+	memcpy(&done, &a.ok, sizeof(done));
+	if (got == MSG_SPOOLER_COMMITTED &&
 	    ipc_string_ok(done.queue_id, sizeof(done.queue_id)) == 0) {
 		log_info("%s: committed, from=<%s> nrcpt=%zu size=%llu%s%s",
 		    done.queue_id, t->sender, t->nrcpt,

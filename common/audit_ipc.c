@@ -16,6 +16,8 @@ static const char *const f_reject[] = { "client_addr", "client_name", "helo",
 static const char *const f_tempfail[] = { "queue_id", "reason" };
 static const char *const f_commit[] = { "queue_id", "client_addr",
     "client_name", "helo", "sender" };
+static const char *const f_scan[] = { "queue_id", "client_addr",
+    "client_name", "helo", "sender", "result", "signature" };
 static const char *const f_relay[] = { "queue_id", "method", "reply",
     "requeued_as" };
 
@@ -44,6 +46,7 @@ static const struct {
 	    1 },
 	[AUDIT_EV_QUARANTINED] = { "quarantined", MSG_RELAY_AUDIT,
 	    FIELDS(f_relay), 1 },
+	[AUDIT_EV_SCAN] = { "scan", MSG_SPOOLER_AUDIT, FIELDS(f_scan), 1 },
 };
 
 static int

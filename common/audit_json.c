@@ -507,7 +507,7 @@ struct fdef {
 
 static const struct {
 	const char	*event;
-	struct fdef	 f[10];
+	struct fdef	 f[12];
 } schema[] = {
 	{ "file_start", { S("previous"), S("key"), N("epoch_seconds"),
 	    N("epoch_lines") } },
@@ -531,6 +531,9 @@ static const struct {
 	{ "deferred", { RELAY_FIELDS } },
 	{ "requeued", { RELAY_FIELDS, OPT("requeued_as", JK_STR) } },
 	{ "quarantined", { RELAY_FIELDS } },
+	{ "scan", { S("queue_id"), S("client_addr"), S("client_name"),
+	    S("helo"), S("sender"), A("rcpts"), OPT("rcpts_omitted", JK_NUM),
+	    N("size"), S("digest"), S("result"), OPT("signature", JK_STR) } },
 };
 
 static const struct fdef *

@@ -54,6 +54,9 @@ static const char *const socket_words[] = { "inet", "unix", NULL };
 static const char *const ms_delivery_words[] = { "batch", "queue", NULL };
 static const char *const lock_words[] = { "flock", "posix", NULL };
 static const char *const audit_sync_words[] = { "every", "epoch", NULL };
+static const char *const clamd_method_words[] = { "fdpass", "instream",
+    NULL };
+static const char *const oversize_words[] = { "tempfail", "reject", NULL };
 
 static const char *const facilities[] = {
 	"auth", "authpriv", "cron", "daemon", "ftp", "kern", "lpr", "mail",
@@ -65,6 +68,7 @@ static const char *check_absolute(const char *v);
 static const char *check_absolute_or_empty(const char *v);
 static const char *check_reply_text(const char *v);
 static const char *check_socket_path(const char *v);
+static const char *check_clamd_socket(const char *v);
 static const char *check_control_socket(const char *v);
 static const char *check_address(const char *v);
 static const char *check_facility(const char *v);
@@ -214,6 +218,31 @@ static const struct key keys[] = {
 	/* msmilter -s asks the parent here (root only). */
 	KSTR("miltercontrolsocket", "Milter Control Socket",
 	    milter_control_socket, check_control_socket, 0),
+	/*
+	 * Full Milter Scanner mode: the spooler hands each message to clamd
+	 * and capture answers with the verdict instead of DISCARD.
+	 */
+	{ .norm = "milterfullscanner", .name = "Milter Full Scanner",
+	  .type = KT_BOOL, AT(milter_full_scanner, int), .min = 0, .max = 1,
+	  .note = "yes: scan with clamd in the SMTP session (554 virus, 451 "
+	  "scanner trouble, ACCEPT clean); nothing goes to milterin" },
+	KSTR("milterclamdsocket", "Milter Clamd Socket", milter_clamd_socket,
+	    check_clamd_socket, 0),
+	{ .norm = "milterclamdmethod", .name = "Milter Clamd Method",
+	  .type = KT_ENUM, AT(milter_clamd_method, int),
+	  .words = clamd_method_words, .note = "fdpass: clamd reads our open "
+	  "file (same host); instream: the bytes go over the socket" },
+	/*
+	 * From connect to verdict.  Capture waits this plus Milter Commit
+	 * Timeout; both together stay below Postfix's
+	 * milter_content_timeout of 300 s (config_check).
+	 */
+	KUINT("milterclamdtimeout", "Milter Clamd Timeout",
+	    milter_clamd_timeout, 1, 240),
+	{ .norm = "milterclamdoversize", .name = "Milter Clamd Oversize",
+	  .type = KT_ENUM, AT(milter_clamd_oversize, int),
+	  .words = oversize_words, .note = "what clamd's size limits get: "
+	  "tempfail (451 4.7.1) or reject (552 5.3.4)" },
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
@@ -340,6 +369,17 @@ static const char *
 check_absolute_or_empty(const char *v)
 {
 	return v[0] == '\0' ? NULL : check_absolute(v);
+}
+
+/* clamd's LocalSocket: a path that fits sun_path. */
+static const char *
+check_clamd_socket(const char *v)
+{
+	if (v[0] != '/')
+		return "expected the absolute path of clamd's LocalSocket";
+	if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return "path too long for a unix socket (at most 107 bytes)";
+	return NULL;
 }
 
 static const char *
@@ -686,6 +726,11 @@ config_defaults(struct msm_settings *s)
 	SET(milter_metrics_file, "");
 	s->milter_metrics_interval = 15;
 	SET(milter_control_socket, "/run/msmilter/control");
+	s->milter_full_scanner = 0;
+	SET(milter_clamd_socket, "/run/clamav/clamd.ctl");
+	s->milter_clamd_method = MSM_CLAMD_FDPASS;
+	s->milter_clamd_timeout = 120;
+	s->milter_clamd_oversize = MSM_OVERSIZE_TEMPFAIL;
 #undef SET
 }
 
@@ -755,6 +800,24 @@ warn_deliver_cleaned(struct reporter *l, const struct msm_settings *s)
 	    "messages in MailScanner's quarantine only", s->org_name, bad);
 }
 
+/*
+ * Full Milter Scanner mode: capture waits for the spooler's verdict for
+ * the clamd bound plus the commit bound, and Postfix waits for capture
+ * milter_content_timeout (300 s) before its milter_default_action.
+ * MailScanner reading milterin (MTA = msmail) is the doctor's to judge:
+ * it knows whether MailScanner runs.
+ */
+static void
+check_full_scanner(struct reporter *l, const struct msm_settings *s)
+{
+	if (s->milter_clamd_timeout + s->milter_commit_timeout > 290)
+		config_sayf(l, 1, NULL, "Milter Clamd Timeout", "Milter Clamd "
+		    "Timeout (%u s) plus Milter Commit Timeout (%u s) must "
+		    "stay below Postfix's milter_content_timeout of 300 s, or "
+		    "Postfix gives up on the milter first", s->milter_clamd_timeout,
+		    s->milter_commit_timeout);
+}
+
 int
 config_check(const struct msm_settings *s, config_report_fn report,
     void *arg)
@@ -764,7 +827,9 @@ config_check(const struct msm_settings *s, config_report_fn report,
 	memset(&l, 0, sizeof l);
 	l.report = report;
 	l.arg = arg;
-	if (strcasecmp(s->mta, "msmail") != 0)
+	if (s->milter_full_scanner)
+		check_full_scanner(&l, s);
+	else if (strcasecmp(s->mta, "msmail") != 0)
 		config_sayf(&l, 0, NULL, "MTA", "MTA is %.*s, not msmail: MailScanner "
 		    "will not read the milterin queue; set MTA = msmail",
 		    (int)sizeof s->mta, s->mta);
@@ -799,11 +864,11 @@ config_check(const struct msm_settings *s, config_report_fn report,
 		    "Outgoing Queue Dir are the same directory: MailScanner "
 		    "would rescan its own output");
 	/* Two deliverers on one queue deliver every message twice. */
-	if (s->ms_delivery_method != MSM_MS_QUEUE)
+	if (s->ms_delivery_method != MSM_MS_QUEUE && !s->milter_full_scanner)
 		config_say(&l, 1, NULL, "Delivery Method", "Delivery Method must be "
 		    "queue: otherwise MailScanner delivers milterout itself "
 		    "and msmilter's relay delivers it again");
-	if (s->deliver_cleaned)
+	if (s->deliver_cleaned && !s->milter_full_scanner)
 		warn_deliver_cleaned(&l, s);
 	if (s->relay_min_retry > s->relay_max_retry)
 		config_say(&l, 1, NULL, "Milter Relay Min Retry", "Milter Relay Min "

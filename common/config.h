@@ -25,6 +25,8 @@ enum msm_socket_type { MSM_SOCKET_INET = 0, MSM_SOCKET_UNIX = 1 };
 enum msm_ms_delivery { MSM_MS_BATCH = 0, MSM_MS_QUEUE = 1 };
 enum msm_lock_type { MSM_LOCK_FLOCK = 0, MSM_LOCK_POSIX = 1 };
 enum msm_audit_sync { MSM_AUDIT_SYNC_EVERY = 0, MSM_AUDIT_SYNC_EPOCH = 1 };
+enum msm_clamd_method { MSM_CLAMD_FDPASS = 0, MSM_CLAMD_INSTREAM = 1 };
+enum msm_oversize { MSM_OVERSIZE_TEMPFAIL = 0, MSM_OVERSIZE_REJECT = 1 };
 
 struct msm_settings {
 	char	config_file[MSM_PATH_LEN];
@@ -90,6 +92,13 @@ struct msm_settings {
 	char	milter_metrics_file[MSM_PATH_LEN];	/* "" = off */
 	unsigned milter_metrics_interval;		/* 15 s */
 	char	milter_control_socket[MSM_PATH_LEN];	/* /run/msmilter/control */
+
+	/* Full Milter Scanner mode (spooler/scan.c, SECURITY.md) */
+	int	milter_full_scanner;			/* no: DISCARD to milterin */
+	char	milter_clamd_socket[MSM_PATH_LEN];	/* /run/clamav/clamd.ctl */
+	int	milter_clamd_method;			/* fdpass */
+	unsigned milter_clamd_timeout;			/* 120 s: connect to verdict */
+	int	milter_clamd_oversize;			/* tempfail */
 };
 
 /*

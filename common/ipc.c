@@ -59,6 +59,8 @@ static const struct type_rule rules[MSG_TYPE_COUNT] = {
 	[MSG_RELAY_AUDIT] = { "RELAY_AUDIT",
 	    AT_LEAST(sizeof(struct ipc_audit)), 0 },
 	[MSG_PARENT_AUDIT_SYNCED] = { "PARENT_AUDIT_SYNCED", EMPTY, 0 },
+	[MSG_SPOOLER_VERDICT] = { "SPOOLER_VERDICT",
+	    EXACTLY(struct ipc_verdict), 0 },
 };
 
 /* Known type, payload within its bounds, a descriptor exactly where due. */

@@ -38,7 +38,8 @@
  * of MSG_PARENT_SETTINGS, MSG_CHILD_READY and MSG_CHILD_LOG: they are how
  * peers of different versions still tell each other why they disagree.
  */
-#define IPC_VERSION		4	/* 3: requeue tokens; 4: audit events, settings keys */
+#define IPC_VERSION		5	/* 3: requeue tokens; 4: audit events, settings keys;
+					   5: scan verdicts */
 #define IPC_MAGIC		0x494d534dU	/* "MSMI" little-endian */
 
 /* A child's exit status when it refuses the parent's protocol. */
@@ -118,7 +119,11 @@ enum msg_type {
 	/* parent -> spooler: the event asked for AUDIT_F_ACK is on disk */
 	MSG_PARENT_AUDIT_SYNCED = 23,	/* empty */
 
-	MSG_TYPE_COUNT = 24
+	/* spooler -> capture, on a session channel (Milter Full Scanner) */
+	MSG_SPOOLER_VERDICT = 24,	/* struct ipc_verdict: the answer to
+					 * COMMIT instead of COMMITTED */
+
+	MSG_TYPE_COUNT = 25
 };
 
 struct ipc_hdr {
@@ -168,6 +173,29 @@ struct ipc_failed {
 	char		reason[IPC_REASON_MAX];
 };
 
+/*
+ * Full Milter Scanner mode: what clamd said about a message.  The temp
+ * file is gone before this is sent, whatever the result.
+ */
+enum ipc_scan_result {
+	SCAN_CLEAN = 0,		/* capture answers ACCEPT */
+	SCAN_VIRUS = 1,		/* 554 5.7.1 naming the signature */
+	SCAN_TEMPFAIL = 2,	/* clamd down, slow, erring: 451 4.7.1 */
+	SCAN_OVERSIZE = 3,	/* clamd's size limits: Milter Clamd Oversize */
+	SCAN_RESULT_COUNT = 4
+};
+
+#define IPC_SIGNATURE_MAX	128
+
+struct ipc_verdict {
+	uint32_t	result;			/* enum ipc_scan_result */
+	uint32_t	reserved;		/* 0 */
+	uint64_t	size;			/* bytes scanned */
+	char		queue_id[QUEUEID_MAX];
+	char		signature[IPC_SIGNATURE_MAX];	/* VIRUS: its name;
+						 * OVERSIZE: the limit; else "" */
+};
+
 /* The audit events children report; which child may send which. */
 enum ipc_audit_event {
 	AUDIT_EV_NONE = 0,
@@ -179,19 +207,20 @@ enum ipc_audit_event {
 	AUDIT_EV_DEFERRED = 6,		/* relay */
 	AUDIT_EV_REQUEUED = 7,		/* relay */
 	AUDIT_EV_QUARANTINED = 8,	/* relay */
-	AUDIT_EV_COUNT = 9
+	AUDIT_EV_SCAN = 9,		/* spooler, Milter Full Scanner */
+	AUDIT_EV_COUNT = 10
 };
 
 /* Answer with MSG_PARENT_AUDIT_SYNCED once the record is on disk. */
 #define AUDIT_F_ACK		0x1u
 /* Most strings one event carries (common/audit_ipc.c has the lists). */
-#define AUDIT_IPC_MAX_STRINGS	5
+#define AUDIT_IPC_MAX_STRINGS	7
 
 /*
  * struct ipc_audit, then exactly the NUL-terminated strings of its event
  * (audit_ipc_fields), then nrcpt recipients, each NUL-terminated, and
  * nothing after.  Recipients that did not fit the record are counted in
- * omitted.  size and digest only for commit (else 0).
+ * omitted.  size and digest only for commit and scan (else 0).
  */
 struct ipc_audit {
 	uint32_t	event;		/* enum ipc_audit_event */
@@ -199,7 +228,8 @@ struct ipc_audit {
 	uint32_t	nrcpt;
 	uint32_t	omitted;
 	uint64_t	size;
-	unsigned char	digest[32];	/* BLAKE2b-256 of the committed file */
+	unsigned char	digest[32];	/* BLAKE2b-256 of the committed or
+					   scanned file */
 };
 
 struct ipc_msg {

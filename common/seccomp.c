@@ -146,6 +146,18 @@ static const struct sc_rule sc_spooler[] = {
 	ALLOW(getdents64), ALLOW(dup),
 	/* a requeued file from the relay, read by its descriptor */
 	ALLOW(pread64),
+	/*
+	 * Full Milter Scanner (spooler/scan.c).  Temp files read-write:
+	 * INSTREAM preads them, FDPASS hands them to clamd, which reads.
+	 * One unix stream socket per message to clamd's LocalSocket (no
+	 * TCP: an inet clamd is reached through a local socket only);
+	 * sendmsg (above) carries the bytes and, with SCM_RIGHTS, the
+	 * descriptor; read(2) and poll(2) (above) the answer.
+	 */
+	ALLOW(openat, EQ(2, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC),
+	    MASKED(3, ~0660u, 0)),
+	ALLOW(socket, EQ(0, AF_UNIX), EQ(1, STREAM_NB)),
+	ALLOW(connect),
 };
 
 /* msmilter-relay: milterout by descriptor, connections to the MTA. */

@@ -488,7 +488,7 @@ ev_str(const struct audit_event *ev, const char *key)
 
 /* The JSON keys of each event in DESIGN.md's order; "?" when optional. */
 #define RELAY_ORDER	"queue_id", "method", "rcpts", "reply"
-static const char *const order[AUDIT_EV_COUNT][10] = {
+static const char *const order[AUDIT_EV_COUNT][12] = {
 	[AUDIT_EV_ACCEPT_LOOPBACK] = { "client_addr" },
 	[AUDIT_EV_REJECT] = { "client_addr", "client_name", "helo", "sender",
 	    "rcpts", "rule" },
@@ -499,6 +499,8 @@ static const char *const order[AUDIT_EV_COUNT][10] = {
 	[AUDIT_EV_DEFERRED] = { RELAY_ORDER },
 	[AUDIT_EV_REQUEUED] = { RELAY_ORDER, "?requeued_as" },
 	[AUDIT_EV_QUARANTINED] = { RELAY_ORDER },
+	[AUDIT_EV_SCAN] = { "queue_id", "client_addr", "client_name", "helo",
+	    "sender", "rcpts", "size", "digest", "result", "?signature" },
 };
 
 static void
@@ -531,9 +533,9 @@ audit_child_record(struct child *c, struct ipc_msg *m)
 		    (int)c->pid, why);
 		return -1;
 	}
-	metrics_event(ev.event);
+	metrics_event(ev.event, ev_str(&ev, "result"));
 	jb_reset(&a->fields);
-	for (size_t i = 0; i < 10 && order[ev.event][i] != NULL; i++)
+	for (size_t i = 0; i < 12 && order[ev.event][i] != NULL; i++)
 		event_field(&a->fields, &ev, order[ev.event][i]);
 	record(a, audit_event_name(ev.event), &a->fields);
 	/* On disk, or lost and counted: the commit path waits no longer. */

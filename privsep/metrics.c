@@ -43,6 +43,9 @@ static const char *const message_results[] = { "committed", "rejected",
 static const char *const relay_results[] = { "delivered", "deferred",
     "requeued", "quarantined" };
 static const char *const queue_names[] = { "milterin", "milterout" };
+/* As spooler/scan.c names them in the scan event. */
+static const char *const scan_results[] = { "clean", "virus", "tempfail",
+    "oversize" };
 
 static const char *
 queue_path(int i)
@@ -79,8 +82,14 @@ metrics_start(const struct parent *p)
 }
 
 void
-metrics_event(uint32_t event)
+metrics_event(uint32_t event, const char *result)
 {
+	if (event == AUDIT_EV_SCAN) {
+		for (int i = 0; i < 4; i++)
+			if (strcmp(result, scan_results[i]) == 0)
+				m.c.scan[i]++;
+		return;
+	}
 	switch (event) {
 	case AUDIT_EV_COMMIT:		m.c.messages[0]++; break;
 	case AUDIT_EV_REJECT:		m.c.messages[1]++; break;
@@ -240,6 +249,11 @@ metrics_format(FILE *f, const struct metrics_counts *c, int up)
 	for (int i = 0; i < 4; i++)
 		fprintf(f, "msmilter_relay_total{result=\"%s\"} %" PRIu64 "\n",
 		    relay_results[i], c->relay[i]);
+	fputs("# HELP msmilter_scan_total Verdicts of Milter Full Scanner "
+	    "mode (clamd).\n# TYPE msmilter_scan_total counter\n", f);
+	for (int i = 0; i < 4; i++)
+		fprintf(f, "msmilter_scan_total{result=\"%s\"} %" PRIu64 "\n",
+		    scan_results[i], c->scan[i]);
 	fputs("# HELP msmilter_queue_files Queue files in milterin and "
 	    "milterout.\n# TYPE msmilter_queue_files gauge\n", f);
 	for (int i = 0; i < 2; i++)

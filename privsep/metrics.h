@@ -16,6 +16,8 @@ struct metrics_counts {
 					   accepted_loopback */
 	uint64_t	 relay[4];	/* delivered deferred requeued
 					   quarantined */
+	uint64_t	 scan[4];	/* Milter Full Scanner: clean virus
+					   tempfail oversize */
 	uint64_t	 restarts[CHILD_COUNT];
 	const char	*child_names[CHILD_COUNT];
 	long		 queue_files[2];	/* milterin milterout; -1 */
@@ -25,8 +27,11 @@ struct metrics_counts {
 
 /* After audit_start, before the parent gives up its capabilities. */
 void	metrics_start(const struct parent *);
-/* Every event a child reported (enum ipc_audit_event). */
-void	metrics_event(uint32_t event);
+/*
+ * Every event a child reported (enum ipc_audit_event); result is the
+ * scan event's "result" field ("" for the others).
+ */
+void	metrics_event(uint32_t event, const char *result);
 /* A child exited (audit_child_exit): a restart unless we stopped it. */
 void	metrics_child_exit(const char *child);
 /* The counters now, with the queues counted. */

@@ -371,7 +371,10 @@ spooler_needs_restart(const struct msm_settings *a,
 	return strcmp(a->run_as_user, b->run_as_user) != 0 ||
 	    strcmp(a->run_as_group, b->run_as_group) != 0 ||
 	    strcmp(a->incoming_work_group, b->incoming_work_group) != 0 ||
-	    strcmp(a->incoming_queue_dir, b->incoming_queue_dir) != 0;
+	    strcmp(a->incoming_queue_dir, b->incoming_queue_dir) != 0 ||
+	    /* how its files are opened, and its Landlock rule for clamd */
+	    a->milter_full_scanner != b->milter_full_scanner ||
+	    strcmp(a->milter_clamd_socket, b->milter_clamd_socket) != 0;
 }
 
 static int

@@ -215,6 +215,17 @@ spool_tap_update(struct spool_tap *t, const void *p, size_t len)
 		t->state = TAP_DONE;
 }
 
+void
+spool_tap_head(struct spool_tap *t, const void *p, size_t len)
+{
+	if (t == NULL || t->state == TAP_DONE)
+		return;
+	t->seen += len;
+	tap_lines(t, p, len);
+	/* The file's first byte is a header: nothing after is ours. */
+	t->state = TAP_DONE;
+}
+
 /* Until the parent says the record is on disk, or ACK_TIMEOUT_MS. */
 static void
 wait_ack(void)
@@ -240,6 +251,52 @@ wait_ack(void)
 		acks--;
 }
 
+/* The event of a commit or a scan, strings after the sender left to us. */
+static void
+audit_send(const struct spool_dir *d, struct spool_file *f,
+    struct audit_msg *m)
+{
+	struct spool_tap *t = f->tap;
+
+	m->flags = d->audit == SPOOL_AUDIT_ACK && parent_record != NULL ?
+	    AUDIT_F_ACK : 0;
+	m->size = f->size;
+	crypto_generichash_final(&t->hash, m->digest, sizeof(m->digest));
+	m->str[0] = f->queue_id;
+	m->str[1] = t->client_addr;
+	m->str[2] = t->client_name;
+	m->str[3] = t->helo;
+	m->str[4] = t->sender;
+	m->packed = t->rcpts;
+	m->nrcpt = t->nrcpt;
+	m->omitted = t->omitted;
+	if (audit_ipc_send(IPC_PARENT_FD, MSG_SPOOLER_AUDIT, m) == -1) {
+		log_warn("%s: audit: sending the %s record", f->queue_id,
+		    audit_event_name(m->event));
+		return;
+	}
+	if (m->flags & AUDIT_F_ACK)
+		wait_ack();
+}
+
+void
+spool_audit_scan(const struct spool_dir *d, struct spool_file *f,
+    const struct ipc_verdict *v)
+{
+	static const char *const results[SCAN_RESULT_COUNT] = { "clean",
+	    "virus", "tempfail", "oversize" };
+	struct audit_msg m;
+
+	if (f->tap == NULL || d->audit == SPOOL_AUDIT_OFF)
+		return;
+	memset(&m, 0, sizeof(m));
+	m.event = AUDIT_EV_SCAN;
+	m.str[5] = v->result < SCAN_RESULT_COUNT ? results[v->result] :
+	    "tempfail";
+	m.str[6] = v->signature;
+	audit_send(d, f, &m);
+}
+
 void
 spool_audit_commit(const struct spool_dir *d, struct spool_file *f)
 {
@@ -250,22 +307,5 @@ spool_audit_commit(const struct spool_dir *d, struct spool_file *f)
 		return;
 	memset(&m, 0, sizeof(m));
 	m.event = AUDIT_EV_COMMIT;
-	m.flags = d->audit == SPOOL_AUDIT_ACK && parent_record != NULL ?
-	    AUDIT_F_ACK : 0;
-	m.size = f->size;
-	crypto_generichash_final(&t->hash, m.digest, sizeof(m.digest));
-	m.str[0] = f->queue_id;
-	m.str[1] = t->client_addr;
-	m.str[2] = t->client_name;
-	m.str[3] = t->helo;
-	m.str[4] = t->sender;
-	m.packed = t->rcpts;
-	m.nrcpt = t->nrcpt;
-	m.omitted = t->omitted;
-	if (audit_ipc_send(IPC_PARENT_FD, MSG_SPOOLER_AUDIT, &m) == -1) {
-		log_warn("%s: audit: sending the commit record", f->queue_id);
-		return;
-	}
-	if (m.flags & AUDIT_F_ACK)
-		wait_ack();
+	audit_send(d, f, &m);
 }

@@ -170,6 +170,51 @@ sync_rounds(struct commit_pool *p)
 	}
 }
 
+/* The verdict for capture: the file is gone by now. */
+static void
+answer_verdict(struct commit_job *j)
+{
+	j->answered = ipc_send_nowait(j->chan, MSG_SPOOLER_VERDICT,
+	    &j->verdict, sizeof(j->verdict)) == 0;
+	j->t_answer = stats_now_us();
+}
+
+/*
+ * Full Milter Scanner mode: clamd's verdict, then the file goes in every
+ * case (Postfix keeps the message itself, or refuses it), then the
+ * answer.  Removed before the answer, so that no file outlives the SMTP
+ * reply.  clamd may still hold the descriptor after a time-out: the
+ * unlinked file lives on only until it lets go.
+ */
+static void
+scan_job(struct commit_pool *p, struct commit_job *j)
+{
+	struct clamd_reply	 r;
+	struct spool_file	*f = j->file;
+	uint64_t		 t0 = stats_now_us();
+
+	scan_clamd(&j->scan_conf, f->fd, f->size, &r);
+	j->t_scan = stats_now_us() - t0;
+	if (unlinkat(p->dir->fd, f->temp_name, 0) == -1 && errno != ENOENT)
+		log_warn("cannot remove %s/%s", p->dir->path, f->temp_name);
+	f->temp_name[0] = '\0';
+	memset(&j->verdict, 0, sizeof(j->verdict));
+	j->verdict.result = (uint32_t)r.result;
+	j->verdict.size = f->size;
+	snprintf(j->verdict.queue_id, sizeof(j->verdict.queue_id), "%s",
+	    f->queue_id);
+	snprintf(j->verdict.signature, sizeof(j->verdict.signature), "%s",
+	    r.detail);
+	if (!j->loop_answers)
+		answer_verdict(j);
+}
+
+void
+commit_answer_verdict(struct commit_job *j)
+{
+	answer_verdict(j);
+}
+
 /*
  * Workers: fsync one file, rename it into place.  Many at once: the file
  * system commits concurrent fsyncs together, which one thread cannot ask
@@ -190,6 +235,14 @@ worker(void *arg)
 		while ((j = queue_take_one(&p->todo)) == NULL)
 			pthread_cond_wait(&p->to_sync, &p->lock);
 		pthread_mutex_unlock(&p->lock);
+
+		if (j->scan) {
+			scan_job(p, j);
+			pthread_mutex_lock(&p->lock);
+			j->next = NULL;
+			finish(p, j);
+			continue;
+		}
 
 		t0 = stats_now_us();
 		r = sync_file(j);
@@ -270,6 +323,7 @@ commit_submit(struct commit_pool *p, struct commit_job *j)
 	j->answered = 0;
 	j->reason[0] = '\0';
 	j->t_fsync = j->t_rename = j->t_dirsync = j->t_answer = 0;
+	j->t_scan = 0;
 	j->round = 0;
 	pthread_mutex_lock(&p->lock);
 	queue_put(&p->todo, j);

@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "ipc.h"
+#include "scan.h"
 #include "spool.h"
 
 /*
@@ -28,6 +29,12 @@ struct commit_job {
 	void			*owner;		/* the event loop's session */
 	int			 loop_answers;	/* 1: the event loop answers
 						   (after the audit record) */
+	/*
+	 * Milter Full Scanner: instead of steps 3 to 5, clamd scans the
+	 * file, the worker removes it and answers VERDICT (scan.h).
+	 */
+	int			 scan;
+	struct scan_conf	 scan_conf;
 	struct commit_job	*next;
 	/* Filled by the pool: */
 	int			 err;		/* 0: durable; else errno */
@@ -35,6 +42,8 @@ struct commit_job {
 	char			 reason[IPC_REASON_MAX];
 	uint64_t		 t_fsync, t_rename;	/* us; 0 if not done */
 	uint64_t		 t_answer;	/* stats_now_us() when answered */
+	struct ipc_verdict	 verdict;	/* scan: what capture is told */
+	uint64_t		 t_scan;	/* scan: us from connect to answer */
 	/* On one job of each directory fsync, for the stats: */
 	uint32_t		 round;		/* files it covered */
 	uint64_t		 t_dirsync;	/* us */
@@ -60,6 +69,8 @@ int	commit_start(struct commit_pool *p, struct spool_dir *dir,
 	    int workers);
 /* Hand a message whose last byte is written to the pool. */
 void	commit_submit(struct commit_pool *p, struct commit_job *j);
+/* Event loop, after the audit record: send a scan job's VERDICT. */
+void	commit_answer_verdict(struct commit_job *j);
 /* Event loop, when p->wake is readable: the finished jobs, as a list. */
 struct commit_job *commit_collect(struct commit_pool *p);
 

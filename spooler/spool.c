@@ -116,8 +116,8 @@ spool_create(struct spool_dir *d, struct spool_file *f, const char *queue_id,
 	snprintf(f->queue_id, sizeof(f->queue_id), "%s", queue_id);
 	snprintf(f->temp_name, sizeof(f->temp_name), SPOOL_TEMP_PREFIX "%s-%08x",
 	    queue_id, randombytes_random());
-	f->fd = openat(d->fd, f->temp_name,
-	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, d->mode);
+	f->fd = openat(d->fd, f->temp_name, (d->scan ? O_RDWR : O_WRONLY) |
+	    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, d->mode);
 	if (f->fd == -1) {
 		snprintf(reason, rlen, "cannot create %s/%s: %s", d->path,
 		    f->temp_name, strerror(errno));

@@ -19,6 +19,11 @@ struct spool_dir {
 	int	 queue_type;
 	unsigned mode;			/* 0600, or 0640 with a work group */
 	int	 audit;			/* SPOOL_AUDIT_*: commit records */
+	int	 scan;			/* Milter Full Scanner: files are
+					   opened read-write (clamd reads
+					   them through FDPASS, we through
+					   pread for INSTREAM) and never
+					   renamed */
 };
 
 struct spool_tap;
@@ -83,5 +88,15 @@ struct spool_tap *spool_tap_new(void);
 void	spool_tap_update(struct spool_tap *t, const void *p, size_t len);
 void	spool_tap_free(struct spool_tap *t);
 void	spool_audit_commit(const struct spool_dir *d, struct spool_file *f);
+/*
+ * Full Milter Scanner mode: the envelope and Received header capture
+ * sends with BEGIN go to the tap only, not into the file, so that clamd
+ * sees a mail message from its first byte (envelope lines in front would
+ * hide it from clamd's mail parser and its attachments with it).
+ */
+void	spool_tap_head(struct spool_tap *t, const void *p, size_t len);
+/* The scan record: what was scanned (digest, size) and clamd's verdict. */
+void	spool_audit_scan(const struct spool_dir *d, struct spool_file *f,
+	    const struct ipc_verdict *v);
 
 #endif

@@ -32,6 +32,7 @@
 #include "log.h"
 #include "queueid.h"
 #include "sandbox.h"
+#include "scan.h"
 #include "seccomp.h"
 #include "spool.h"
 #include "stats.h"
@@ -256,8 +257,11 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	r = spool_create(&sp->dir, &s->file, b.queue_id, reason,
 	    sizeof(reason));
 	hist_add(&sp->stats.create, stats_now_us() - t0);
-	if (r == -1 || session_write(s, m->data + sizeof(b),
-	    m->hdr.len - sizeof(b), reason, sizeof(reason)) == -1) {
+	if (r == 0 && sp->dir.scan)
+		spool_tap_head(s->file.tap, m->data + sizeof(b),
+		    m->hdr.len - sizeof(b));	/* see spool.h */
+	if (r == -1 || (!sp->dir.scan && session_write(s, m->data + sizeof(b),
+	    m->hdr.len - sizeof(b), reason, sizeof(reason)) == -1)) {
 		session_fail(s, sp, reason);
 		reply_failed(s);	/* capture answers 451 at DATA */
 		return 0;
@@ -301,6 +305,10 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		s->job.chan = s->chan;
 		s->job.owner = s;
 		s->job.loop_answers = sp->dir.audit == SPOOL_AUDIT_ACK;
+		s->job.scan = sp->dir.scan;
+		if (s->job.scan)
+			scan_conf_set(&s->job.scan_conf, &sp->set,
+			    s->t_commit);
 		commit_submit(&sp->pool, &s->job);
 		return 0;
 	case MSG_CAPTURE_ABORT:
@@ -345,6 +353,43 @@ send_committed(struct session *s)
 }
 
 /*
+ * A scanned message the pool handed back: its file is already removed
+ * (commit.c), the verdict sent unless the audit record had to come
+ * first.  Capture gone before the verdict: it answered 451 itself, and
+ * there is nothing to take back.
+ */
+static void
+scan_done(struct spooler *sp, struct session *s, struct commit_job *j)
+{
+	const struct ipc_verdict *v = &j->verdict;
+
+	s->state = S_IDLE;
+	if (s->hangup)
+		s->broken = 1;
+	sp->stats.scanned[v->result < SCAN_RESULT_COUNT ? v->result :
+	    SCAN_TEMPFAIL]++;
+	hist_add(&sp->stats.scan, j->t_scan);
+	spool_audit_scan(&sp->dir, &s->file, v);
+	if (j->loop_answers && !s->broken)
+		commit_answer_verdict(j);
+	if (v->result == SCAN_CLEAN || v->result == SCAN_VIRUS)
+		log_info("%s: %s%s%s, %llu bytes scanned in %llu ms",
+		    s->file.queue_id, v->result == SCAN_CLEAN ? "clean" :
+		    "virus ", v->signature, v->result == SCAN_CLEAN ? "" :
+		    " FOUND", (unsigned long long)v->size,
+		    (unsigned long long)(j->t_scan / 1000));
+	else
+		log_warnx("%s: not scanned (%s): %s", s->file.queue_id,
+		    scan_result_name((int)v->result), v->signature);
+	if (!j->answered) {
+		log_notice("%s: capture gave up before the verdict (it "
+		    "answered 451)", s->file.queue_id);
+		s->broken = 1;
+	}
+	spool_discard(&sp->dir, &s->file);	/* the name is gone already */
+}
+
+/*
  * A job the pool handed back.  The pool answered COMMITTED only for a file
  * whose fsync, rename and directory fsync all succeeded.  A failure
  * removes the file (temp or renamed) and capture answers 451; a durable
@@ -357,6 +402,10 @@ commit_done(struct spooler *sp, struct commit_job *j)
 {
 	struct session *s = j->owner;
 
+	if (j->scan) {
+		scan_done(sp, s, j);
+		return;
+	}
 	if (j->t_fsync)
 		hist_add(&sp->stats.fsync, j->t_fsync);
 	if (j->t_rename)
@@ -459,6 +508,8 @@ apply_settings(struct spooler *sp, int at_start)
 	sp->dir.audit = spool_audit_mode(&sp->set);
 	if (!at_start)
 		return;
+	/* Only at start: the parent restarts us when it changes. */
+	sp->dir.scan = sp->set.milter_full_scanner;
 	snprintf(sp->dir.path, sizeof(sp->dir.path), "%s",
 	    sp->set.incoming_queue_dir);
 	if (spool_open_dir(&sp->dir) == -1)
@@ -749,6 +800,16 @@ confine_by_path(struct spooler *sp)
 	p.dirs[0].path = sp->set.incoming_queue_dir;
 	p.dirs[0].access = LL_MAKE_REG | LL_WRITE_FILE | LL_REMOVE_FILE |
 	    LL_READ_DIR;
+	/*
+	 * Full Milter Scanner: our temp files are opened read-write (for
+	 * pread and for clamd through FDPASS), and clamd's socket is
+	 * reached by path: a rule of its own from ABI 8; before that
+	 * Landlock does not govern connecting to a pathname socket.
+	 */
+	if (sp->set.milter_full_scanner) {
+		p.dirs[0].access |= LL_READ_FILE;
+		p.unix_socket = sp->set.milter_clamd_socket;
+	}
 	snprintf(probe, sizeof(probe), "%s-landlock-probe",
 	    sp->set.incoming_queue_dir);
 	testhook_set_probe(probe);

@@ -113,7 +113,20 @@ stats_log(const struct spool_stats *st)
 	    put(line, sizeof(line), &off, "dirsync", &st->dirsync) == -1 ||
 	    put(line, sizeof(line), &off, "round", &st->round) == -1)
 		return;
-	snprintf(line + off, sizeof(line) - off, " mean=%.1f",
+	n = snprintf(line + off, sizeof(line) - off, " mean=%.1f",
 	    st->round.n ? (double)st->round.sum / (double)st->round.n : 0.0);
+	if (n > 0 && (size_t)n < sizeof(line) - off && st->scan.n > 0) {
+		off += (size_t)n;
+		n = snprintf(line + off, sizeof(line) - off, "; scanned "
+		    "clean=%llu virus=%llu tempfail=%llu oversize=%llu",
+		    (unsigned long long)st->scanned[0],
+		    (unsigned long long)st->scanned[1],
+		    (unsigned long long)st->scanned[2],
+		    (unsigned long long)st->scanned[3]);
+		if (n > 0 && (size_t)n < sizeof(line) - off) {
+			off += (size_t)n;
+			(void)put(line, sizeof(line), &off, "scan", &st->scan);
+		}
+	}
 	log_info("%s", line);
 }

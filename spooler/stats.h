@@ -33,6 +33,8 @@ struct spool_stats {
 	struct hist	round;		/* files per directory fsync */
 	uint64_t	failed;		/* commits answered FAILED */
 	uint64_t	withdrawn;	/* durable, but capture had gone */
+	struct hist	scan;		/* Full Scanner: connect -> verdict, us */
+	uint64_t	scanned[4];	/* clean virus tempfail oversize */
 };
 
 void		hist_add(struct hist *h, uint64_t v);
