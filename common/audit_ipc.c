@@ -184,10 +184,13 @@ audit_ipc_parse(uint32_t type, const void *data, size_t len,
 		return refuse(why, "no such event");
 	if (audit_event_type(h.event) != type)
 		return refuse(why, "an event this child may not report");
+	/* The spooler's events, about a file it holds, carry both. */
 	if ((h.flags & ~AUDIT_F_ACK) != 0 ||
-	    ((h.flags & AUDIT_F_ACK) && h.event != AUDIT_EV_COMMIT))
+	    ((h.flags & AUDIT_F_ACK) && h.event != AUDIT_EV_COMMIT &&
+	    h.event != AUDIT_EV_SCAN))
 		return refuse(why, "unknown flags");
-	if (h.event != AUDIT_EV_COMMIT && (h.size != 0 ||
+	if (h.event != AUDIT_EV_COMMIT && h.event != AUDIT_EV_SCAN &&
+	    (h.size != 0 ||
 	    memcmp(h.digest, (unsigned char[32]){ 0 }, 32) != 0))
 		return refuse(why, "size or digest on an event without them");
 	if (!events[h.event].rcpts && (h.nrcpt != 0 || h.omitted != 0))

@@ -2,8 +2,8 @@
  * msmilter -t as the doctor: after the configuration, the machine (queue
  * directories, chroot) and Postfix as postconf reports it (smtpd_milters,
  * milter_default_action, in_flow_delay, the HOLD header check, a relay
- * that loops back into a filtered smtpd, qmqpd_authorized_clients), and a
- * try of the relay target.  Each finding is one "error: ..." or
+ * that loops back into a filtered smtpd, qmqpd_authorized_clients), a
+ * try of the relay target, and in Full Milter Scanner mode clamd's PING.  Each finding is one "error: ..." or
  * "warning: ..." line with the fix.
  *
  * Postfix is read only when postconf can be run for the instance; with no
@@ -27,9 +27,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "clamd_reply.h"
 #include "doctor.h"
 #include "log.h"
 #include "sandbox.h"
@@ -695,6 +697,118 @@ try_relay(struct doctor *d)
 	close(fd);
 }
 
+/*
+ * Full Milter Scanner mode: clamd must answer zPING on Milter Clamd
+ * Socket now (the spooler asks it for every message), and MailScanner
+ * must not still be set to read milterin: with MTA = msmail in the same
+ * MailScanner.conf it takes milterin as its incoming queue, where
+ * nothing arrives any more, while the administrator may believe it still
+ * scans (and spam-checks) this mail.  A MailScanner process running
+ * makes the mistake live; either way it is an error, since the config
+ * alone starts MailScanner that way at the next boot.
+ */
+static int
+mailscanner_running(void)
+{
+	DIR		*proc = opendir("/proc");
+	struct dirent	*e;
+	int		 found = 0;
+
+	while (proc != NULL && !found && (e = readdir(proc)) != NULL) {
+		char	 path[64], cmd[256];
+		ssize_t	 n;
+		int	 fd;
+
+		if (strspn(e->d_name, "0123456789") != strlen(e->d_name))
+			continue;
+		snprintf(path, sizeof(path), "/proc/%.20s/cmdline", e->d_name);
+		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+			continue;
+		n = read(fd, cmd, sizeof(cmd) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		for (ssize_t i = 0; i < n; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		cmd[n] = '\0';
+		found = strstr(cmd, "MailScanner") != NULL &&
+		    strstr(cmd, "msmilter") == NULL;
+	}
+	if (proc != NULL)
+		closedir(proc);
+	return found;
+}
+
+/* zPING on clamd's socket; 0 on PONG, else -1 with why. */
+static int
+clamd_ping(const char *path, char *why, size_t whylen)
+{
+	struct sockaddr_un	 sun;
+	char			 buf[64];
+	size_t			 n = 0;
+	int			 fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%.107s", path);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		snprintf(why, whylen, "cannot connect: %s", strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (write(fd, "zPING", 6) != 6) {
+		snprintf(why, whylen, "cannot send PING: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	while (n < sizeof(buf)) {
+		struct pollfd	 pfd = { fd, POLLIN, 0 };
+		ssize_t		 r;
+
+		if (poll(&pfd, 1, DOCTOR_TIMEOUT_MS) != 1 ||
+		    (r = read(fd, buf + n, sizeof(buf) - n)) <= 0)
+			break;
+		n += (size_t)r;
+		if (buf[n - 1] == '\0')
+			break;
+	}
+	close(fd);
+	if (clamd_reply_pong(buf, n))
+		return 0;
+	snprintf(why, whylen, n == 0 ? "no answer to PING within %d s" :
+	    "answered \"%.*s\" to PING, not PONG", n == 0 ?
+	    DOCTOR_TIMEOUT_MS / 1000 : (int)strcspn(buf, "\n"),
+	    n == 0 ? "" : buf);
+	return -1;
+}
+
+static void
+check_full_scanner(struct doctor *d)
+{
+	const struct msm_settings *s = d->s;
+	char	 why[256];
+
+	if (!s->milter_full_scanner)
+		return;
+	if (clamd_ping(s->milter_clamd_socket, why, sizeof(why)) == -1)
+		say(d, 1, "Milter Full Scanner: clamd at Milter Clamd Socket "
+		    "%s: %s; every message would get 451 4.7.1: start clamd "
+		    "(its LocalSocket) or fix Milter Clamd Socket",
+		    s->milter_clamd_socket, why);
+	if (strcasecmp(s->mta, "msmail") == 0)
+		say(d, 1, "Milter Full Scanner = yes, but MTA = msmail: "
+		    "MailScanner is set to read milterin (%s), where nothing "
+		    "arrives in this mode, and does not scan this mail%s; turn "
+		    "MailScanner off (run_mailscanner=0 in "
+		    "/etc/MailScanner/defaults) and set MTA to your MTA's "
+		    "name, or set Milter Full Scanner = no",
+		    s->incoming_queue_dir, mailscanner_running() ?
+		    " (a MailScanner process is running now)" : "");
+}
+
 /* milterin and milterout, and the chroot. */
 static void
 check_machine(struct doctor *d)
@@ -772,6 +886,7 @@ doctor_run(const struct msm_settings *s, const char *postfix_dir)
 	d.pfdir = postfix_dir;
 	d.pfname = postfix_dir ? postfix_dir : "(default instance)";
 	check_machine(&d);
+	check_full_scanner(&d);
 	d.main = postconf(&d, "-x", NULL);
 	if (d.main != NULL) {
 		d.master = postconf(&d, "-M", NULL);
