@@ -224,6 +224,8 @@ FUZZ_SECONDS	?= 30
 FUZZ_MAXLEN	:= 4096
 # A whole record of IPC_MAX_PAYLOAD and then some, plus the fd prefix.
 FUZZ_MAXLEN_fuzz_ipc := 70000
+# Just past CLAMD_REPLY_MAX, so the too-long path is reached.
+FUZZ_MAXLEN_fuzz_clamd := 4200
 FUZZ_TARGETS	:= $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 
 # Parsers that live with their process, fuzzed on their own.

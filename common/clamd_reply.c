@@ -85,6 +85,11 @@ record(const char *p, size_t n, const char **t, size_t *tn)
 	n -= pre;
 	*t = p;
 	*tn = n;
+	/* A scan result names what was scanned; only errors may not
+	 * ("INSTREAM size limit exceeded. ERROR"). */
+	if (pre == 0)
+		return ends_with(p, n, "ERROR", tn) && text_ok(p, *tn) ?
+		    K_ERROR : K_BAD;
 	if (n == 2 && memcmp(p, "OK", 2) == 0)
 		return K_OK;
 	if (ends_with(p, n, "FOUND", tn))

@@ -25,8 +25,8 @@ struct clamd_reply {
 
 /*
  * The answer of one scan: records ended by NUL (z-commands) or a newline,
- * each "[stream: |fd[N]: ]OK", "... <signature> FOUND" or
- * "... <text> ERROR".  0 with r filled for a well-formed answer (any
+ * each "stream: OK" or "fd[N]: OK", "stream: <signature> FOUND" (or
+ * fd[N]: ...), or "[stream: |fd[N]: ]<text> ERROR".  0 with r filled for a well-formed answer (any
  * result), -1 with r->result SCAN_TEMPFAIL and the reason in r->detail
  * for anything else: never CLEAN unless clamd clearly said OK.
  */
