@@ -22,7 +22,10 @@ esac
 
 BUILD_PKGS="pkg-config gcc make libc6-dev libmilter-dev libseccomp-dev libcap-ng-dev \
 libsodium-dev libpcre2-dev libcmocka-dev"
-TEST_PKGS="postfix swaks miltertest python3-pytest openssl"
+# clamav-daemon: tests/integration/test_fullscan.py and make bench run
+# their own clamd (private config, socket and test database); the
+# packaged services are disabled below and never needed.
+TEST_PKGS="postfix swaks miltertest python3-pytest openssl clamav-daemon"
 # tests/integration/test_package.py: dpkg-buildpackage with debian/'s
 # Build-Depends, systemd-analyze for the unit, man for its Documentation=.
 PACKAGE_PKGS="dpkg-dev debhelper dh-apparmor fakeroot selinux-policy-dev \
@@ -96,6 +99,22 @@ case " $missing " in
 	# The tests run private Postfix instances on their own ports; do not
 	# leave the system instance listening on port 25.
 	postfix stop >/dev/null 2>&1 || true
+	;;
+esac
+
+case " $missing " in
+*" clamav-daemon "*)
+	# No system clamd or freshclam: the tests start their own clamd,
+	# and freshclam would only try the network.
+	for svc in clamav-daemon clamav-freshclam; do
+		if command -v systemctl >/dev/null 2>&1; then
+			systemctl disable --now "$svc" >/dev/null 2>&1 || true
+		fi
+		if command -v update-rc.d >/dev/null 2>&1; then
+			update-rc.d "$svc" disable >/dev/null 2>&1 || true
+		fi
+		invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
+	done
 	;;
 esac
 

@@ -889,7 +889,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 54);	/* %org-name% and 53 keys */
+	assert_int_equal(lines, 59);	/* %org-name% and 58 keys */
 	free(a);
 	free(b);
 }
@@ -1034,6 +1034,36 @@ test_deliver_cleaned_messages(void **state)
 	assert_int_equal(f->s.deliver_cleaned, 1);
 }
 
+/*
+ * Full Milter Scanner: MailScanner's delivery keys no longer matter (no
+ * MTA or Delivery Method finding), but the clamd bound plus the commit
+ * bound must stay below Postfix's 300 s.
+ */
+static void
+test_check_full_scanner(void **state)
+{
+	struct fixture	*f = *state;
+
+	config_defaults(&f->s);
+	f->s.deliver_cleaned = 1;
+	f->s.milter_full_scanner = 1;
+	snprintf(f->s.run_as_user, MSM_NAME_LEN, "postfix");
+	snprintf(f->s.milter_socket, MSM_PATH_LEN, "/run/m.sock");
+	assert_int_equal(config_check(&f->s, collect, f), 0);
+	assert_int_equal(f->n, 0);
+	f->s.milter_clamd_timeout = 240;
+	f->s.milter_commit_timeout = 60;
+	assert_int_equal(config_check(&f->s, collect, f), 1);
+	assert_int_equal(f->n, 1);
+	assert_string_equal(f->r[0].key, "Milter Clamd Timeout");
+	assert_non_null(strstr(f->r[0].msg, "milter_content_timeout"));
+	/* A relative clamd socket is refused where it is read. */
+	f->n = 0;
+	assert_int_equal(load_text(f, "Milter Clamd Socket = clamd.ctl\n",
+	    NULL, 0), 1);
+	assert_string_equal(f->r[0].key, "Milter Clamd Socket");
+}
+
 /* What config_print writes, config_load reads back to the same settings. */
 static void
 test_print_round_trip(void **state)
@@ -1099,6 +1129,11 @@ test_print_round_trip(void **state)
 	snprintf(want.milter_metrics_file, MSM_PATH_LEN, "/m/ms.prom");
 	want.milter_metrics_interval = 60;
 	snprintf(want.milter_control_socket, MSM_PATH_LEN, "/run/c");
+	want.milter_full_scanner = 1;
+	snprintf(want.milter_clamd_socket, MSM_PATH_LEN, "/run/clamd.sock");
+	want.milter_clamd_method = MSM_CLAMD_INSTREAM;
+	want.milter_clamd_timeout = 30;
+	want.milter_clamd_oversize = MSM_OVERSIZE_REJECT;
 	assert_all_lines_differ(&want);
 	out = print_to_string(&want);
 	assert_int_equal(load_text(f, out, path, sizeof path), 0);
@@ -1265,6 +1300,7 @@ main(void)
 		T(test_open_failure),
 		T(test_validate),
 		T(test_print),
+		T(test_check_full_scanner),
 		T(test_print_round_trip),
 		T(test_empty_values_take_defaults),
 		T(test_delivery_method_ruleset),
