@@ -385,7 +385,8 @@ scan_done(struct spooler *sp, struct session *s, struct commit_job *j)
 		log_notice("%s: capture gave up before the verdict (it "
 		    "answered 451)", s->file.queue_id);
 		s->broken = 1;
-	}
+	} else
+		hist_add(&sp->stats.verdict, j->t_answer - s->t_commit);
 	spool_discard(&sp->dir, &s->file);	/* the name is gone already */
 }
 

@@ -125,7 +125,10 @@ stats_log(const struct spool_stats *st)
 		    (unsigned long long)st->scanned[3]);
 		if (n > 0 && (size_t)n < sizeof(line) - off) {
 			off += (size_t)n;
-			(void)put(line, sizeof(line), &off, "scan", &st->scan);
+			if (put(line, sizeof(line), &off, "scan", &st->scan) ==
+			    0)
+				(void)put(line, sizeof(line), &off, "verdict",
+				    &st->verdict);
 		}
 	}
 	log_info("%s", line);

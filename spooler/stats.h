@@ -34,6 +34,8 @@ struct spool_stats {
 	uint64_t	failed;		/* commits answered FAILED */
 	uint64_t	withdrawn;	/* durable, but capture had gone */
 	struct hist	scan;		/* Full Scanner: connect -> verdict, us */
+	struct hist	verdict;	/* Full Scanner: COMMIT read -> verdict
+					   sent, us (what commit is for DISCARD) */
 	uint64_t	scanned[4];	/* clean virus tempfail oversize */
 };
 

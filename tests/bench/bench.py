@@ -13,7 +13,16 @@ messages) goes through a private Postfix (in_flow_delay = 0) four times:
       is the physical cost of durability;
   (d) msmilter with the audit log on and keyed, as installed ((c) runs
       with it off): d/c is the audit log's cost, and every message of (d)
-      must have its commit record in a log that verifies.
+      must have its commit record in a log that verifies;
+  (f) msmilter in Full Milter Scanner mode: every message scanned by a
+      private clamd (FDPASS, a test database of two signatures, so this
+      is the cost of the round trip and of clamd's parsing, not of a full
+      signature set), ACCEPTed and relayed by Postfix to smtp-sink: f/c
+      is what scanning in the session costs against DISCARD, and the
+      spooler's "verdict" p50/p99 (COMMIT read to verdict sent) sits
+      beside (c)'s "commit" (COMMIT read to COMMITTED sent).  Every
+      message of (f) must be scanned clean and nothing left in milterin.
+      BENCH_FULLSCAN=0 leaves it out; it is skipped without clamd.
 Prints messages per second, the ratios c/a and c/b, CPU seconds per 1000
 messages and peak RSS of msmilter's processes, capture's RSS per session,
 and the spooler's own figures (its "stats:" line, asked for with
@@ -87,6 +96,8 @@ def msmilter_pids(parent):
 
 
 STATS_RE = re.compile(r"(\w+) n=(\d+) p50=(\d+) p99=(\d+) max=(\d+)")
+SCANNED_RE = re.compile(r"scanned clean=(\d+) virus=(\d+) tempfail=(\d+) "
+                        r"oversize=(\d+)")
 
 
 def spooler_stats(m, pid):
@@ -103,6 +114,9 @@ def spooler_stats(m, pid):
                   for k, *v in STATS_RE.findall(line)}
             mm = re.search(r"mean=([\d.]+)", line)
             st["round_mean"] = float(mm.group(1)) if mm else 0.0
+            mm = SCANNED_RE.search(line)
+            st["scanned"] = tuple(int(x) for x in mm.groups()) if mm \
+                else (0, 0, 0, 0)
             return st
         time.sleep(0.05)
     return {}
@@ -203,6 +217,43 @@ def msmilter_case(base, label, size, sessions, tmpfs=False, build=None,
     return rate, extra, ok
 
 
+def fullscan_case(base, label, size, sessions, clamd):
+    """(f): Full Milter Scanner mode with the private clamd.  Returns
+    (rate, extra, ok); rate None without clamd."""
+    if clamd is None:
+        return None, {}, True
+    m = P.MsMilter(os.path.join(base, "%s-msm-%d-%d" % (label, size,
+                                                         sessions)),
+                   settings={"Milter Audit Log": "",
+                             "Milter Full Scanner": "yes",
+                             "Milter Clamd Socket": clamd.socket,
+                             "MTA": "postfix"})
+    m.start()
+    try:
+        rate, extra = run_case(base, label, size, sessions, milter=m, msm=m)
+        time.sleep(0.5)
+        extra["milterin"] = (len(os.listdir(m.milterin)), 0, 0)
+    finally:
+        m.stop()
+    scanned = extra["stats"].get("scanned", (0, 0, 0, 0))
+    ok = scanned == (MESSAGES, 0, 0, 0) and extra["milterin"][0] == 0
+    if not ok:
+        print("  (f) scanned clean/virus/tempfail/oversize %s, %d files "
+              "left in milterin" % (scanned, extra["milterin"][0]))
+    return rate, extra, ok
+
+
+def start_clamd(base):
+    """A private clamd for (f), or None (not installed, or switched off)."""
+    if os.environ.get("BENCH_FULLSCAN", "1") == "0":
+        return None
+    import clamd as C
+    if not C.available():
+        print("(f) skipped: clamd (clamav-daemon) is not installed")
+        return None
+    return C.Clamd(os.path.join(base, "clamd")).start()
+
+
 def median(xs):
     xs = sorted(x for x in xs if x is not None)
     return xs[len(xs) // 2] if xs else None
@@ -216,7 +267,8 @@ def spread(xs):
 # BENCH_COMPARE=DIR also runs the msmilter built in DIR, as (p), in the
 # same rounds: before and after a change under the same load.
 COMPARE = os.environ.get("BENCH_COMPARE", "")
-STAGES = ("commit", "create", "write", "fsync", "rename", "dirsync")
+STAGES = ("commit", "verdict", "scan", "create", "write", "fsync", "rename",
+          "dirsync")
 
 
 def print_msmilter(name, rate, extra, null_cpu):
@@ -237,11 +289,15 @@ def print_msmilter(name, rate, extra, null_cpu):
                   name, st["round_mean"], st["round"][1], st["round"][2],
                   st["round"][3], st["round"][0]))
     files, temps, small = extra["milterin"]
+    if name == "(f)":
+        print("  (f) scanned clean/virus/tempfail/oversize: %s; milterin: "
+              "%d files (expected 0)" % (st.get("scanned"), files))
+        return
     print("  %s milterin: %d files (expected %d), %d temp files, %d shorter "
           "than the message" % (name, files, MESSAGES, temps, small))
 
 
-def milter_bench(base, null):
+def milter_bench(base, null, clamd=None):
     ok = True
     table = []
     for sessions in SESSIONS_LIST:
@@ -265,6 +321,13 @@ def milter_bench(base, null):
                     row[name] = rate
                     row[name + "_extra"] = extra
                     ok = ok and case_ok
+                rate, extra, case_ok = fullscan_case(
+                    base, "f%d" % r, size, sessions, clamd)
+                row["f"] = rate
+                row["f_extra"] = extra
+                ok = ok and case_ok
+                if rate is not None:
+                    cases.append(("f", {}))
                 rows.append(row)
                 print()
                 print("message size %d KB, %d sessions%s" % (
@@ -286,6 +349,17 @@ def milter_bench(base, null):
                               row["d"], row["d"] / row["c"],
                               (row["d"] / row["c"] - 1) * 100, commits,
                               "ok" if verified else "FAILED"))
+                if row["f"] is not None:
+                    fst = row["f_extra"].get("stats", {})
+                    cst = row["c_extra"].get("stats", {})
+                    print("  (f) msmilter, full scan  %8.1f msg/s   f/c = "
+                          "%.2f   f/a = %.2f; p50/p99 us: verdict %d/%d, "
+                          "(c) commit %d/%d" % (
+                              row["f"], row["f"] / row["c"], row["f"] / a,
+                              fst.get("verdict", (0, 0, 0, 0))[1],
+                              fst.get("verdict", (0, 0, 0, 0))[2],
+                              cst.get("commit", (0, 0, 0, 0))[1],
+                              cst.get("commit", (0, 0, 0, 0))[2]))
                 if COMPARE:
                     print("  (p) msmilter of %s %8.1f msg/s   p/a = %.2f   "
                           "p/b = %.2f" % (COMPARE, row["p"], row["p"] / a,
@@ -306,6 +380,16 @@ def milter_bench(base, null):
     print("  size sess  run      a      b    run   tmpfs   r/a   r/b   "
           "commit p50/p99 us   round  CPU capture+spooler  capture RSS")
     for size, sessions, rows in table:
+        fc = [r["f"] / r["c"] for r in rows if r.get("f") and r["c"]]
+        if fc:
+            print("  %3dK %4d  full scan f %.0f msg/s, f/c %.2f (%s), "
+                  "verdict p50/p99 %d/%d us" % (
+                      size // 1024, sessions, median(r["f"] for r in rows),
+                      median(fc), ", ".join("%.2f" % x for x in fc),
+                      median(r["f_extra"]["stats"].get(
+                          "verdict", (0, 0, 0, 0))[1] for r in rows),
+                      median(r["f_extra"]["stats"].get(
+                          "verdict", (0, 0, 0, 0))[2] for r in rows)))
         dc = [r["d"] / r["c"] for r in rows if r["d"] and r["c"]]
         if dc:
             print("  %3dK %4d  audit log on/off d/c %.3f (%s)" % (
@@ -480,14 +564,18 @@ def main():
           (" and ".join(str(s) for s in SESSIONS_LIST), MESSAGES,
            fs_type("/tmp")), flush=True)
     ok = True
+    clamd = None
     try:
         if not P.wait_port(null_port, proc=null):
             raise RuntimeError("nullmilter did not start")
         if os.environ.get("BENCH_MILTER", "1") != "0":
-            ok = milter_bench(base, null) and ok
+            clamd = start_clamd(base)
+            ok = milter_bench(base, null, clamd) and ok
         if os.environ.get("BENCH_RELAY", "1") != "0":
             ok = relay_bench(base) and ok
     finally:
+        if clamd is not None:
+            clamd.stop()
         null.terminate()
         null.wait(10)
         P.remove_base(base)
