@@ -369,6 +369,7 @@ scan_done(struct spooler *sp, struct session *s, struct commit_job *j)
 	sp->stats.scanned[v->result < SCAN_RESULT_COUNT ? v->result :
 	    SCAN_TEMPFAIL]++;
 	hist_add(&sp->stats.scan, j->t_scan);
+	hist_add(&sp->stats.write, s->t_write);
 	spool_audit_scan(&sp->dir, &s->file, v);
 	if (j->loop_answers && !s->broken)
 		commit_answer_verdict(j);

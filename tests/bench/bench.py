@@ -283,7 +283,7 @@ def print_msmilter(name, rate, extra, null_cpu):
     print("  %s spooler, us (p50/p99/max): " % name + ", ".join(
         "%s %d/%d/%d" % (k, st[k][1], st[k][2], st[k][3])
         for k in STAGES if k in st))
-    if "round" in st:
+    if "round" in st and name != "(f)":
         print("  %s files per directory fsync: mean %.1f, p50 %d, p99 %d, "
               "max %d (%d directory fsyncs)" % (
                   name, st["round_mean"], st["round"][1], st["round"][2],
