@@ -12,6 +12,9 @@
 
 #include "tool.h"
 
+/* The events about mail (the rest are the log's own records). */
+#define NMAIL	9
+
 struct filter {
 	const char	*queue_id, *sender, *rcpt, *client, *event;
 	int64_t		 since, until;	/* microseconds; until 0: none */
@@ -77,7 +80,8 @@ static void
 print_detail(const struct audit_line *l)
 {
 	static const char *const keys[] = { "rule", "reason", "reply",
-	    "requeued_as", "status", "child", "digest", NULL };
+	    "requeued_as", "status", "child", "result", "signature", "digest",
+	    NULL };
 
 	for (int i = 0; keys[i] != NULL; i++)
 		if (audit_line_str(l, keys[i])[0] != '\0') {
@@ -123,7 +127,7 @@ struct reader {
 	uint64_t	*counts;
 	size_t		 nevents;
 	char		 hour[14];	/* "2026-11-24T10" */
-	uint64_t	 hour_mail[8];	/* by mail_events[] */
+	uint64_t	 hour_mail[NMAIL];	/* by mail_events[] */
 };
 
 static int
@@ -250,15 +254,15 @@ count_event(struct reader *r, const char *event)
 	r->counts[r->nevents++] = 1;
 }
 
-static const char *const mail_events[8] = { "accept_loopback", "reject",
-    "tempfail", "commit", "delivered", "deferred", "requeued",
-    "quarantined" };
+static const char *const mail_events[NMAIL] = { "accept_loopback",
+    "reject", "tempfail", "commit", "delivered", "deferred", "requeued",
+    "quarantined", "scan" };
 
 /* Index in mail_events, or -1 for the log's own records. */
 static int
 mail_event(const char *event)
 {
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < NMAIL; i++)
 		if (strcmp(event, mail_events[i]) == 0)
 			return i;
 	return -1;
@@ -269,11 +273,11 @@ flush_hour(struct reader *r)
 {
 	int any = 0;
 
-	for (int i = 0; i < 8; i++)
+	for (int i = 0; i < NMAIL; i++)
 		any |= r->hour_mail[i] > 0;
 	if (r->hour[0] != '\0' && any) {
 		printf("  %.10s %.2s:00 ", r->hour, r->hour + 11);
-		for (int i = 0; i < 8; i++)
+		for (int i = 0; i < NMAIL; i++)
 			if (r->hour_mail[i] > 0)
 				printf(" %s %llu", mail_events[i],
 				    (unsigned long long)r->hour_mail[i]);

@@ -6,12 +6,13 @@ message itself, and no file stays in milterin whatever happened."""
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
 
 from clamd import EICAR, EICAR_SIG, OWN_PATTERN, OWN_SIG, Clamd, available
-from postfix import child_pids, make_base, remove_base
+from postfix import build_dir, child_pids, make_base, remove_base
 
 pytestmark = pytest.mark.skipif(not available(),
                                 reason="clamd (clamav-daemon) not installed")
@@ -123,6 +124,12 @@ def test_eicar_rejected_with_its_name(msmilter_factory, postfix_factory,
     assert scans[0]["rcpts"] == ["r@example.com"]
     assert wait_for(lambda: metric(
         m, 'msmilter_scan_total{result="virus"}') == 1)
+    assert metric(m, 'msmilter_scan_total{result="clean"}') == 0
+    # msmilter-audit reads the record back.
+    out = subprocess.run([os.path.join(build_dir(), "msmilter-audit"),
+                          "show", "--event", "scan", m.audit_log],
+                         stdout=subprocess.PIPE, check=True).stdout.decode()
+    assert "result=virus signature=%s" % EICAR_SIG in out, out
 
 
 def test_own_pattern_rejected(msmilter_factory, postfix_factory, clamd):
@@ -134,9 +141,13 @@ def test_own_pattern_rejected(msmilter_factory, postfix_factory, clamd):
     assert pf.sink_messages() == []
 
 
+# Audit Sync = every: the spooler sends the verdict only once the parent
+# has the scan record on disk (the event loop answers, not the pool).
+@pytest.mark.parametrize("sync", ["epoch", "every"])
 def test_clean_message_delivered_by_postfix(msmilter_factory,
-                                            postfix_factory, clamd):
-    m, pf = full(msmilter_factory, postfix_factory, clamd)
+                                            postfix_factory, clamd, sync):
+    m, pf = full(msmilter_factory, postfix_factory, clamd,
+                 {"Milter Audit Sync": sync})
     code, text = send(pf, CLEAN)
     assert code == 250, text
     assert no_files(m)
@@ -278,7 +289,6 @@ def test_blacklisted_sender_refused_at_data_without_a_scan(
 
 
 def doctor(m):
-    import subprocess
     m.write_config()
     p = subprocess.run([m.binary, "-t", "-f", m.conf],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
