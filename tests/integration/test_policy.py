@@ -242,8 +242,10 @@ def test_only_the_spooler_writes_milterin(policy):
 def test_spooler_connects_nowhere(policy):
     assert sesearch(policy, "-s", "msmilter_spooler_t", "-c", "tcp_socket",
                     "-p", "name_connect") == []
-    assert sesearch(policy, "-s", "msmilter_spooler_t", "-p",
-                    "connectto") == []
+    # Full Milter Scanner mode: clamd's local socket, and nothing else.
+    for rule in sesearch(policy, "-s", "msmilter_spooler_t", "-p",
+                         "connectto"):
+        assert " clamd_t:" in rule, rule
     for cls in ("tcp_socket", "udp_socket", "rawip_socket"):
         assert sesearch(policy, "-s", "msmilter_spooler_t", "-t",
                         "msmilter_spooler_t", "-c", cls) == [], cls
@@ -566,8 +568,9 @@ def test_spooler_profile_milterin_only_and_no_network():
     assert re.search(r"^\s*deny network inet6,$", text, re.M)
     for d, g, p, _ in aa_rules("spooler"):
         if not d and set(p) & set("walk"):
+            # clamd's socket: Full Milter Scanner mode.
             assert g.startswith(SPOOL + "/milterin/") or \
-                g == "/dev/null", g
+                g in ("/dev/null", "/{,var/}run/clamav/clamd.ctl"), g
     assert allowed("spooler", SPOOL + "/milterin/temp-msm-x", "w")
     assert allowed("spooler", SPOOL + "/milterout/40269A720F2.AAEE6", "r")
     assert not allowed("spooler", SPOOL + "/milterout/40269A720F2.AAEE6",
