@@ -1134,6 +1134,7 @@ await_reply(struct conn *c, uint32_t want, void *out, size_t want_size,
 	if (m.hdr.type == MSG_SPOOLER_VERDICT && got != NULL &&
 	    ipc_expect_size(&m, sizeof(reply.verdict)) == 0 &&
 	    reply.verdict.result < SCAN_RESULT_COUNT &&
+	    reply.verdict.reserved == 0 &&
 	    ipc_string_ok(reply.verdict.queue_id,
 	    sizeof(reply.verdict.queue_id)) == 0 &&
 	    ipc_string_ok(reply.verdict.signature,
