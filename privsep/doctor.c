@@ -20,6 +20,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -740,13 +742,11 @@ mailscanner_running(void)
 	return found;
 }
 
-/* zPING on clamd's socket; 0 on PONG, else -1 with why. */
+/* Connected to clamd's socket, or -1 with why. */
 static int
-clamd_ping(const char *path, char *why, size_t whylen)
+clamd_dial(const char *path, char *why, size_t whylen)
 {
 	struct sockaddr_un	 sun;
-	char			 buf[64];
-	size_t			 n = 0;
 	int			 fd;
 
 	memset(&sun, 0, sizeof(sun));
@@ -759,22 +759,106 @@ clamd_ping(const char *path, char *why, size_t whylen)
 			close(fd);
 		return -1;
 	}
-	if (write(fd, "zPING", 6) != 6) {
-		snprintf(why, whylen, "cannot send PING: %s", strerror(errno));
-		close(fd);
-		return -1;
-	}
-	while (n < sizeof(buf)) {
+	return fd;
+}
+
+/* clamd's answer until it closes or ends a record; bytes read. */
+static size_t
+clamd_read(int fd, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len) {
 		struct pollfd	 pfd = { fd, POLLIN, 0 };
 		ssize_t		 r;
 
 		if (poll(&pfd, 1, DOCTOR_TIMEOUT_MS) != 1 ||
-		    (r = read(fd, buf + n, sizeof(buf) - n)) <= 0)
+		    (r = read(fd, buf + n, len - n)) <= 0)
 			break;
 		n += (size_t)r;
 		if (buf[n - 1] == '\0')
 			break;
 	}
+	return n;
+}
+
+/*
+ * FDPASS as the spooler uses it: a small clean file of our own (unnamed,
+ * O_TMPFILE) handed over with zFILDES must come back "fd[N]: OK".  A clamd
+ * on another host, behind a forwarded socket, cannot take a descriptor.
+ */
+static int
+clamd_fdpass(const char *path, char *why, size_t whylen)
+{
+	static const char	 text[] = "Subject: msmilter -t\n\nclean\n";
+	union {
+		char		buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr	align;
+	} u;
+	struct iovec		 iov = { (void *)(uintptr_t)"", 1 };
+	struct msghdr		 msg;
+	struct cmsghdr		*cm;
+	struct clamd_reply	 r;
+	char			 buf[CLAMD_REPLY_MAX + 1];
+	size_t			 n;
+	int			 s, f;
+
+	if ((f = open("/tmp", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) == -1 ||
+	    write(f, text, sizeof(text) - 1) != (ssize_t)sizeof(text) - 1) {
+		snprintf(why, whylen, "cannot make a test file in /tmp: %s",
+		    strerror(errno));
+		if (f != -1)
+			close(f);
+		return 0;	/* our problem, not clamd's: no finding */
+	}
+	if ((s = clamd_dial(path, why, whylen)) == -1) {
+		close(f);
+		return -1;
+	}
+	memset(&msg, 0, sizeof(msg));
+	memset(&u, 0, sizeof(u));
+	msg.msg_iov = &iov;
+	msg.msg_iovlen = 1;
+	msg.msg_control = u.buf;
+	msg.msg_controllen = sizeof(u.buf);
+	cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &f, sizeof(int));
+	if (write(s, "zFILDES", 8) != 8 || sendmsg(s, &msg, 0) != 1) {
+		snprintf(why, whylen, "cannot pass it a descriptor: %s",
+		    strerror(errno));
+		close(s);
+		close(f);
+		return -1;
+	}
+	n = clamd_read(s, buf, sizeof(buf));
+	close(s);
+	close(f);
+	if (clamd_reply_parse(buf, n, &r) == 0 && r.result == SCAN_CLEAN)
+		return 0;
+	snprintf(why, whylen, "a file passed with FDPASS came back as \"%.*s\"",
+	    (int)strcspn(buf, "\n"), n > 0 ? buf : "");
+	return -1;
+}
+
+/* zPING on clamd's socket; 0 on PONG, else -1 with why. */
+static int
+clamd_ping(const char *path, char *why, size_t whylen)
+{
+	char	 buf[64];
+	size_t	 n;
+	int	 fd;
+
+	if ((fd = clamd_dial(path, why, whylen)) == -1)
+		return -1;
+	if (write(fd, "zPING", 6) != 6) {
+		snprintf(why, whylen, "cannot send PING: %s", strerror(errno));
+		close(fd);
+		return -1;
+	}
+	n = clamd_read(fd, buf, sizeof(buf));
 	close(fd);
 	if (clamd_reply_pong(buf, n))
 		return 0;
@@ -798,6 +882,12 @@ check_full_scanner(struct doctor *d)
 		    "%s: %s; every message would get 451 4.7.1: start clamd "
 		    "(its LocalSocket) or fix Milter Clamd Socket",
 		    s->milter_clamd_socket, why);
+	else if (s->milter_clamd_method == MSM_CLAMD_FDPASS &&
+	    clamd_fdpass(s->milter_clamd_socket, why, sizeof(why)) == -1)
+		say(d, 1, "Milter Full Scanner: clamd at Milter Clamd Socket "
+		    "%s answers PING but %s; every message would get 451 "
+		    "4.7.1: is clamd on another host? Set Milter Clamd "
+		    "Method = instream", s->milter_clamd_socket, why);
 	if (strcasecmp(s->mta, "msmail") == 0)
 		say(d, 1, "Milter Full Scanner = yes, but MTA = msmail: "
 		    "MailScanner is set to read milterin (%s), where nothing "

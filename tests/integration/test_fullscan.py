@@ -6,7 +6,9 @@ message itself, and no file stays in milterin whatever happened."""
 
 import json
 import os
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -286,6 +288,73 @@ def test_blacklisted_sender_refused_at_data_without_a_scan(
     time.sleep(0.5)
     assert audit_scans(m) == []
     assert send(pf, CLEAN)[0] == 250
+
+
+class Forwarder:
+    """A unix socket that relays bytes to clamd's and back, as a socket
+    forwarded from another host (ssh -L, socat) does: no descriptor
+    crosses it, so FDPASS cannot work through it and INSTREAM must."""
+
+    def __init__(self, path, target):
+        self.path, self.target = path, target
+        self.srv = socket.socket(socket.AF_UNIX)
+        self.srv.bind(path)
+        os.chmod(path, 0o666)       # as clamd's LocalSocketMode 666
+        self.srv.listen(16)
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                a, _ = self.srv.accept()
+            except OSError:
+                return
+            b = socket.socket(socket.AF_UNIX)
+            b.connect(self.target)
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(x, y),
+                                 daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self):
+        self.srv.close()
+
+
+def test_forwarded_clamd_needs_instream(msmilter_factory, postfix_factory,
+                                        clamd, test_base):
+    fw = Forwarder(os.path.join(test_base, "fwd.sock"), clamd.socket)
+    try:
+        fake = Clamd.__new__(Clamd)
+        fake.socket = fw.path
+        m, pf = full(msmilter_factory, postfix_factory, fake)
+        code, text = send(pf, msg(EICAR))
+        assert code == 451 and "4.7.1" in text, text
+        assert "No file descriptor received" in m.stderr() or \
+            "unparseable" in m.stderr(), m.stderr()
+        rc, lines = doctor(m)
+        bad = [ln for ln in lines if "error:" in ln]
+        assert rc == 1 and len(bad) == 1, lines
+        assert "answers PING but" in bad[0] and "instream" in bad[0], bad
+        m2, pf2 = full(msmilter_factory, postfix_factory, fake,
+                       {"Milter Clamd Method": "instream"})
+        code, text = send(pf2, msg(EICAR))
+        assert code == 554 and EICAR_SIG in text, text
+        rc, lines = doctor(m2)
+        assert [ln for ln in lines if "error:" in ln] == [], lines
+        assert no_files(m) and no_files(m2)
+    finally:
+        fw.close()
 
 
 def doctor(m):
