@@ -695,6 +695,9 @@ main(int argc, char *argv[])
 
 	if (json && !status)
 		usage();
+	/* A daemon in the foreground tags its lines from the first one. */
+	if (p.foreground && !status && !test_only)
+		log_init_parent("msmilter", LOG_MODE_FOREGROUND, LOG_MAIL, 0);
 	if (status) {
 		config_defaults(&p.set);
 		if (config_load(path, &p.set, report_line, NULL) != 0)
