@@ -247,3 +247,9 @@ def test_loopback_is_counted(stacks):
                 result="accepted_loopback")
     _, samples = read_metrics(path)
     assert value(samples, "msmilter_messages_total", result="committed") == 0
+    # Each said in the log: no queue id yet at connect, as Postfix says.
+    capture = child_pids(st.m.pid)["capture"]
+    assert len(re.findall(r"^msmilter/capture\[%d\]: NOQUEUE: accept: "
+                          r"loopback client \S+\[127\.0\.0\.1\] \(Milter "
+                          r"Ignore Loopback = yes\): not spooled$" % capture,
+                          st.m.stderr(), re.M)) >= 2, st.m.stderr()
