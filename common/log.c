@@ -148,8 +148,9 @@ log_vwrite(int priority, int with_errno, const char *fmt, va_list ap)
 		rec.priority = priority;
 		if (ipc_sendv2(logstate.channel, MSG_CHILD_LOG, &rec,
 		    offsetof(struct ipc_log, text), line, strlen(line) + 1,
-		    -1) == -1)
-			dprintf(STDERR_FILENO, "%s\n", line);
+		    -1) == -1)	/* no parent to tag it: as it would */
+			dprintf(STDERR_FILENO, "msmilter/%s[%ld]: %s\n",
+			    logstate.ident, (long)getpid(), line);
 	} else
 		emit(priority, NULL, (long)getpid(), line);
 	errno = saved_errno;

@@ -180,7 +180,7 @@ def test_grep_the_queue_id_tells_the_story(stack):
         return {t for _, t, _, _ in s} >= {"msmilter/capture",
                                            "msmilter/spooler",
                                            "msmilter/relay"}
-    wait_for(told, 10, "a line from capture, spooler and relay")
+    wait_for(told, 20, "a line from capture, spooler and relay")
     s = story(stack.lines(), qid)
     by = {}
     for pri, tag, pid, text in s:

@@ -189,6 +189,8 @@ def test_counts_after_known_traffic(stacks):
         st.wait_gone(name)
     wait_metric(path, "msmilter_relay_total", 2, result="delivered")
     wait_metric(path, "msmilter_queue_files", 0, queue="milterout")
+    # Capture reports each commit's time once Postfix has its answer.
+    wait_metric(path, "msmilter_commit_seconds_count", 3)
     _, samples = read_metrics(path)
     assert value(samples, "msmilter_messages_total", result="committed") == 3
     for r in ("rejected", "tempfailed", "accepted_loopback"):
