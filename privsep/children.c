@@ -530,6 +530,7 @@ child_reaped(struct parent *p, pid_t pid, int status)
 		c->pid = 0;
 		c->ready = 0;
 		c->ready_by = 0;
+		c->has_status = 0;	/* its queue is the next one's to say */
 		if (p->terminating)
 			return;
 		/* At start-up a child that cannot start stops us: fatal. */
