@@ -63,7 +63,8 @@ relay_log_rcpts(const struct delivery *d, const uint32_t *idx, size_t n,
 				used = (size_t)(comma - buf);
 			}
 			if (used + 5 <= len)
-				snprintf(buf + used, len - used, ",...");
+				snprintf(buf + used, len - used, "%s...",
+				    used ? "," : "");
 			return;
 		}
 		used += (size_t)k;
