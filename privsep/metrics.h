@@ -12,7 +12,7 @@
 #include "parent.h"
 
 /* msmilter_commit_seconds' upper bounds, microseconds; +Inf after. */
-#define METRICS_COMMIT_BUCKETS	15
+#define METRICS_COMMIT_BUCKETS	18
 
 struct metrics_counts {
 	uint64_t	 messages[4];	/* committed rejected tempfailed
