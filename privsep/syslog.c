@@ -92,9 +92,12 @@ send_record(const char *buf, size_t len)
 		    MSG_NOSIGNAL) == (ssize_t)(len + (size_t)out.stream))
 			return 0;
 		if (errno == EAGAIN) {
+			/* Wait once; while lines are being dropped, not at
+			   all, so a wedged daemon costs the loop nothing. */
 			pfd.fd = out.fd;
 			pfd.events = POLLOUT;
-			if (poll(&pfd, 1, SEND_WAIT_MS) == 1 && send(out.fd, buf,
+			if (out.dropped == 0 &&
+			    poll(&pfd, 1, SEND_WAIT_MS) == 1 && send(out.fd, buf,
 			    len + (size_t)out.stream, MSG_NOSIGNAL) ==
 			    (ssize_t)(len + (size_t)out.stream))
 				return 0;
