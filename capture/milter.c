@@ -581,7 +581,9 @@ mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 
 	format_addr(hostaddr, c->client_addr, sizeof(c->client_addr));
 	if (hostaddr != NULL && ignore_loopback && is_loopback(hostaddr)) {
-		log_debug("loopback client accepted without spooling");
+		log_info("NOQUEUE: accept: loopback client %s[%s] (Milter "
+		    "Ignore Loopback = yes): not spooled", hostname != NULL ?
+		    hostname : "unknown", c->client_addr);
 		capture_audit_loopback(c->client_addr);
 		return SMFIS_ACCEPT;
 	}
@@ -642,7 +644,7 @@ refuse_address(SMFICTX *ctx, struct conn *c, const char *code,
 		log_warnx("could not set the %s reply text", code);
 	/* Postfix has no queue id yet at MAIL; the client says who. */
 	log_info("%s: %s %s %s (client %s[%s])",
-	    i != NULL && queueid_valid(i) ? i : "-", code, xcode, text,
+	    i != NULL && queueid_valid(i) ? i : "NOQUEUE", code, xcode, text,
 	    c->client_name, c->client_addr);
 	return SMFIS_REJECT;
 }
@@ -1028,7 +1030,7 @@ mlfi_data(SMFICTX *ctx)
 	if (c->txn->error[0] == '\0' && blacklisted(c))
 		return reject_blacklisted(ctx, c);
 	if (c->txn->error[0] != '\0' || txn_begin(ctx, c) == -1) {
-		log_warnx("%s: TEMPFAIL at DATA: %s", c->txn->queue_id[0] ?
+		log_warnx("%s: tempfail at DATA (%s)", c->txn->queue_id[0] ?
 		    c->txn->queue_id : "-", c->txn->error);
 		capture_audit_tempfail(c->txn->queue_id, c->txn->error);
 		txn_abort(c);
@@ -1176,9 +1178,9 @@ answer_verdict(SMFICTX *ctx, struct conn *c, const struct ipc_verdict *v)
 	pthread_mutex_unlock(&capture.lock);
 	switch (v->result) {
 	case SCAN_CLEAN:
-		log_info("%s: clean, accepted for Postfix to deliver, from=<%s> "
-		    "nrcpt=%zu size=%llu", t->queue_id, t->sender, t->nrcpt,
-		    (unsigned long long)v->size);
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu: accepted, clean "
+		    "(clamd): Postfix delivers it", t->queue_id, t->sender,
+		    (unsigned long long)v->size, t->nrcpt);
 		r = SMFIS_ACCEPT;
 		break;
 	case SCAN_VIRUS:
@@ -1187,20 +1189,22 @@ answer_verdict(SMFICTX *ctx, struct conn *c, const struct ipc_verdict *v)
 		for (char *p = text; *p != '\0'; p++)
 			if (*p == '%' || *p == '\\')
 				*p = '_';
-		log_info("%s: rejected, virus %s, from=<%s> nrcpt=%zu",
-		    t->queue_id, v->signature, t->sender, t->nrcpt);
+		log_info("%s: from=<%s>, size=%llu, nrcpt=%zu: reject: 554 "
+		    "5.7.1 virus %s", t->queue_id, t->sender,
+		    (unsigned long long)v->size, t->nrcpt, v->signature);
 		r = refuse(ctx, "554", "5.7.1", text);
 		break;
 	case SCAN_OVERSIZE:
-		log_warnx("%s: too large for clamd's limits (%s), %s",
-		    t->queue_id, v->signature, reject_oversize ? "rejected" :
-		    "tempfailed");
+		log_warnx("%s: from=<%s>, size=%llu, nrcpt=%zu: %s: too large "
+		    "for clamd's limits (%s)", t->queue_id, t->sender,
+		    (unsigned long long)v->size, t->nrcpt, reject_oversize ?
+		    "reject: 552 5.3.4" : "tempfail: 451 4.7.1", v->signature);
 		r = reject_oversize ? refuse(ctx, "552", "5.3.4", "Message too "
 		    "large to be scanned") : refuse(ctx, "451", "4.7.1",
 		    "Message too large to be scanned, try again later");
 		break;
 	default:
-		log_warnx("%s: TEMPFAIL, not scanned: %s", t->queue_id,
+		log_warnx("%s: tempfail (not scanned: %s)", t->queue_id,
 		    v->signature);
 		r = refuse(ctx, "451", "4.7.1", "Virus scanner temporarily "
 		    "unavailable, try again later");
@@ -1218,6 +1222,7 @@ mlfi_eom(SMFICTX *ctx)
 	struct txn		*t = c != NULL ? c->txn : NULL;
 	union spooler_answer	 a;
 	struct ipc_committed	 done;
+	uint64_t		 eom_us = capture_now_us();
 	uint32_t		 got = MSG_NONE;
 
 	memset(&a, 0, sizeof(a));
@@ -1235,16 +1240,13 @@ mlfi_eom(SMFICTX *ctx)
 	memcpy(&done, &a.ok, sizeof(done));
 	if (got == MSG_SPOOLER_COMMITTED &&
 	    ipc_string_ok(done.queue_id, sizeof(done.queue_id)) == 0) {
-		log_info("%s: committed, from=<%s> nrcpt=%zu size=%llu%s%s",
-		    done.queue_id, t->sender, t->nrcpt,
-		    (unsigned long long)done.size,
-		    strcmp(done.queue_id, t->queue_id) ? " postfix_id=" : "",
-		    strcmp(done.queue_id, t->queue_id) ? t->queue_id : "");
+		capture_report_committed(t->queue_id, &done, t->sender,
+		    t->nrcpt, eom_us);
 		txn_free(t);	/* committed: a later abort must not touch it */
 		c->txn = NULL;
 		return SMFIS_DISCARD;
 	}
-	log_warnx("%s: TEMPFAIL: %s", t->queue_id, t->error);
+	log_warnx("%s: tempfail (%s)", t->queue_id, t->error);
 	capture_audit_tempfail(t->queue_id, t->error);
 	txn_abort(c);
 	return tempfail(ctx, PUBLIC_TEMPFAIL);

@@ -78,7 +78,7 @@ DUP_CLASSES = ("relay-progress", "relay-in-transaction",
 # side can: SMTP's window (RFC 1047) when the relay or its MTA dies.
 PROGRESS = ("relay-progress",)
 SMTP_WINDOW = ("relay-in-transaction", "mta-in-transaction")
-RELAY_DEATH = re.compile(rb"^msmilter: relay \(pid \d+\) (killed|exited)",
+RELAY_DEATH = re.compile(rb"^msmilter\[\d+\]: relay \(pid \d+\) (killed|exited)",
                          re.M)
 QUEUED_BY_OUT = re.compile(rb"\(Postfix\) with E?SMTP id (\w+)")
 WORD = re.compile(r"^\w+$")
@@ -467,11 +467,13 @@ class Chaos:
         for name, (t, start) in self.standin.moved.items():
             if t != tag:
                 continue
-            key = re.escape(name.encode()) + rb": "
-            logged_d += len(re.findall(key + rb"delivered by", log))
-            logged_r += len(re.findall(key + rb"\d+ recipients? rejected"
-                                       rb"[^\n]*; requeued", log))
-            end = log.rfind(name.encode() + b":")
+            # The relay's lines name the file: "QID: ..., file=NAME,
+            # status=sent (...)".
+            key = rb"file=" + re.escape(name.encode()) + rb", status="
+            logged_d += len(re.findall(key + rb"sent ", log))
+            logged_r += len(re.findall(key + rb"requeued ", log))
+            end = max(log.rfind(name.encode() + b":"),
+                      log.rfind(b"file=" + name.encode() + b","))
             end = end if end >= start else len(log)
             died |= any(start <= d <= end for d in deaths)
             mta_down |= any(k == "mta-down" and e >= start and s <= end

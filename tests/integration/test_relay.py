@@ -75,6 +75,17 @@ class RelayStack:
                  "%s to leave milterout" % name)
 
 
+def qid_of(name):
+    """The Postfix queue id the relay's lines start with."""
+    return name.split(".")[0]
+
+
+def quarantined_line(name, what, why, bad):
+    """The relay's line for a file moved to the quarantine directory."""
+    return "%s: file=%s, status=quarantined (%s: %s), moved to %s/%s" % (
+        qid_of(name), name, what, why, bad, name)
+
+
 def queue_file(sender, rcpts, body, head=HEAD, dsn=None):
     env = b"S<%s>\n" % sender.encode()
     for i, r in enumerate(rcpts):
@@ -131,8 +142,10 @@ def test_byte_for_byte(stack):
     assert msgs[0].sender == "alice@example.org"
     assert msgs[0].recipients == ["bob@example.com"]
     assert without_first_received(msgs[0].data) == expected(data)
-    assert re.search(r"4F2A1B3C\.AAEE6: delivered by (SMTP|QMQP)",
-                     stack.m.stderr())
+    assert re.search(r"relay\[\d+\]: 4F2A1B3C: to=<bob@example\.com>, "
+                     r"relay=\S+, method=(SMTP|QMQP), delay=\d+, size=\d+, "
+                     r"nrcpt=1, file=4F2A1B3C\.AAEE6, status=sent \(",
+                     stack.m.stderr()), stack.m.stderr()
     time.sleep(1)
     assert len(stack.pf.sink_messages()) == 1      # exactly once
 
@@ -348,8 +361,8 @@ def test_garbage_goes_to_quarantine(msmilter_factory, postfix_factory,
     assert os.listdir(bad) == [name]
     with open(os.path.join(bad, name), "rb") as f:
         assert f.read() == content
-    assert "%s: unreadable queue file (%s); moved to %s/%s" % (
-        name, why, bad, name) in s.m.stderr()
+    assert quarantined_line(name, "unreadable queue file", why, bad) \
+        in s.m.stderr()
     assert s.pf.sink_messages() == []
 
 
@@ -456,8 +469,8 @@ def test_parameter_injection_quarantined(msmilter_factory, postfix_factory,
     s.wait_gone(name)
     bad = os.path.join(os.path.dirname(s.m.milterout), "milterout-invalid")
     assert os.listdir(bad) == [name]
-    assert "%s: unreadable queue file (%s); moved to %s/%s" % (
-        name, why, bad, name) in s.m.stderr()
+    assert quarantined_line(name, "unreadable queue file", why, bad) \
+        in s.m.stderr()
     time.sleep(1)
     assert s.pf.sink_messages() == []
     assert not re.search(r"reinject/smtpd\[\d+\]: \w+: client=",

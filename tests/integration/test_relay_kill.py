@@ -67,8 +67,9 @@ def kill_at(s, point):
 
     def then(drop):
         drop()
-        wait_for(lambda: "relay: testhook: stopped at %s" % point in
-                 s.m.stderr(), 20, "the relay at %s" % point)
+        wait_for(lambda: re.search(r"relay\[\d+\]: testhook: stopped at %s"
+                                   % point, s.m.stderr()), 20,
+                 "the relay at %s" % point)
         wait_for(stopped, 10, "the relay to stop")
         os.kill(pid, signal.SIGKILL)
         wait_for(lambda: child_pids(s.m.pid)["relay"] not in (None, pid),
@@ -113,7 +114,8 @@ def test_killed_between_steps(msmilter_factory, postfix_factory, test_base,
     assert re.findall(rb"^O<(.*)>$", rq[0], re.M) == [REFUSED.encode()]
     assert b"\nX-Test-MailScanner-Relay-Reject: " in rq[0]
     assert os.listdir(s.m.milterout) == []      # no progress file left
-    assert len(re.findall(r"relay: %s: .* requeued to " % re.escape(NAME),
+    assert len(re.findall(r"relay\[\d+\]: %s: .*file=%s, status=requeued "
+                          % (NAME.split(".")[0], re.escape(NAME)),
                           s.m.stderr())) <= 1
 
 
@@ -125,7 +127,9 @@ def test_killed_after_a_partial_delivery(msmilter_factory, postfix_factory,
     data = queue_file("alice@example.org", ["bob@example.com", DEFERRED],
                       b"Subject: partial\n\nhello\n")
     kill_at(s, "recorded")(lambda: s.drop(NAME, data))
-    wait_for(lambda: re.search(r"relay: %s: deferred" % re.escape(NAME),
+    wait_for(lambda: re.search(r"relay\[\d+\]: %s: .*file=%s, "
+                               r"status=deferred" % (NAME.split(".")[0],
+                                                     re.escape(NAME)),
                                s.m.stderr().split("stopped at recorded")[-1]),
              30, "the deferral after the restart")
     assert delivered(s) == ["bob@example.com"]

@@ -889,7 +889,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 59);	/* %org-name% and 58 keys */
+	assert_int_equal(lines, 60);	/* %org-name% and 59 keys */
 	free(a);
 	free(b);
 }
@@ -1129,6 +1129,7 @@ test_print_round_trip(void **state)
 	snprintf(want.milter_metrics_file, MSM_PATH_LEN, "/m/ms.prom");
 	want.milter_metrics_interval = 60;
 	snprintf(want.milter_control_socket, MSM_PATH_LEN, "/run/c");
+	snprintf(want.milter_syslog_socket, MSM_PATH_LEN, "/run/log");
 	want.milter_full_scanner = 1;
 	snprintf(want.milter_clamd_socket, MSM_PATH_LEN, "/run/clamd.sock");
 	want.milter_clamd_method = MSM_CLAMD_INSTREAM;
