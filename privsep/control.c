@@ -33,6 +33,8 @@ static struct {
 	time_t			 started;
 } ctl = { .fd = -1 };
 
+static const char *const scan_results[] = { "clean", "virus", "tempfail",
+    "oversize" };
 static const char *const message_results[] = { "committed", "rejected",
     "tempfailed", "accepted_loopback" };
 static const char *const relay_results[] = { "delivered", "deferred",
@@ -216,6 +218,12 @@ status_text(FILE *f, const struct metrics_counts *c, time_t now)
 	for (int i = 0; i < 4; i++)
 		fprintf(f, " %s %" PRIu64, relay_results[i], c->relay[i]);
 	fputc('\n', f);
+	if (p->set.milter_full_scanner) {
+		fputs("scan:", f);
+		for (int i = 0; i < 4; i++)
+			fprintf(f, " %s %" PRIu64, scan_results[i], c->scan[i]);
+		fputc('\n', f);
+	}
 	relay_queue_text(f, &p->children[CHILD_RELAY], now);
 	for (int i = 0; i < 2; i++)
 		if (c->queue_files[i] >= 0)
@@ -267,6 +275,14 @@ status_json(FILE *f, const struct metrics_counts *c, time_t now)
 		fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", relay_results[i],
 		    c->relay[i]);
 	fputs("},", f);
+	/* Full Milter Scanner mode only: clamd's verdicts. */
+	if (p->set.milter_full_scanner) {
+		fputs("\"scan\":{", f);
+		for (int i = 0; i < 4; i++)
+			fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "",
+			    scan_results[i], c->scan[i]);
+		fputs("},", f);
+	}
 	relay_queue_json(f, &p->children[CHILD_RELAY], now);
 	fputs(",\"queues\":{", f);
 	for (int i = 0; i < 2; i++)

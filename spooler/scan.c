@@ -287,6 +287,13 @@ scan_clamd(const struct scan_conf *c, int fd, uint64_t size,
 	int	 s, sent;
 
 	memset(r, 0, sizeof(*r));
+	/* Queued behind other scans past the bound (a stalled clamd holds
+	 * every thread): no point in asking now. */
+	if (left_ms(c) == 0) {
+		fail(r, "no scan thread free within Milter Clamd Timeout "
+		    "(clamd at %s busy or stalled)", c->socket);
+		return;
+	}
 	if ((s = dial(c)) == -1) {
 		fail(r, "cannot connect to clamd at %s: %s", c->socket,
 		    strerror(errno));

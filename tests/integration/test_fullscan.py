@@ -127,6 +127,12 @@ def test_eicar_rejected_with_its_name(msmilter_factory, postfix_factory,
     assert wait_for(lambda: metric(
         m, 'msmilter_scan_total{result="virus"}') == 1)
     assert metric(m, 'msmilter_scan_total{result="clean"}') == 0
+    # msmilter -s says so too.
+    st = json.loads(subprocess.run(
+        [m.binary, "-s", "--json", "-f", m.conf], stdout=subprocess.PIPE,
+        check=True).stdout)
+    assert st["scan"] == {"clean": 0, "virus": 1, "tempfail": 0,
+                          "oversize": 0}, st
     # msmilter-audit reads the record back.
     out = subprocess.run([os.path.join(build_dir(), "msmilter-audit"),
                           "show", "--event", "scan", m.audit_log],
