@@ -3,7 +3,9 @@
  * threads run under the spooler's seccomp filter (loaded with TSYNC before
  * they exist) and Landlock domain, and touch nothing but the files, the
  * directory descriptor and the session channels of the jobs they are
- * handed: no allocation; they send only COMMITTED and log lines.
+ * handed: no allocation; they send only COMMITTED and log lines.  In
+ * Full Milter Scanner mode they also connect to clamd (scan.c), remove the
+ * scanned file and send VERDICT instead.
  */
 #include <errno.h>
 #include <signal.h>

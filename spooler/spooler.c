@@ -10,6 +10,8 @@
  * COMMITTED, while the loop goes on reading other sessions.  The loop
  * takes the finished jobs back: it closes the files, answers failures,
  * and removes a durable file that capture can no longer be told about.
+ * In Full Milter Scanner mode (scan.h) the same threads have clamd scan
+ * the file instead, remove it and answer VERDICT: nothing is renamed.
  */
 #include <errno.h>
 #include <fcntl.h>
