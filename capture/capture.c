@@ -407,7 +407,7 @@ main(void)
 	drop_privileges(&capture.set);
 	/* Before libmilter's threads and any byte from Postfix. */
 	confine_by_path(&capture.set);
-	sandbox_seccomp(SANDBOX_CAPTURE, capture.set.milter_seccomp_debug);
+	sandbox_seccomp(SANDBOX_CAPTURE, 0, capture.set.milter_seccomp_debug);
 
 	/*
 	 * libmilter's own signal thread turns SIGTERM into smfi_stop(); that

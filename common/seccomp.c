@@ -146,14 +146,18 @@ static const struct sc_rule sc_spooler[] = {
 	ALLOW(getdents64), ALLOW(dup),
 	/* a requeued file from the relay, read by its descriptor */
 	ALLOW(pread64),
-	/*
-	 * Full Milter Scanner (spooler/scan.c).  Temp files read-write:
-	 * INSTREAM preads them, FDPASS hands them to clamd, which reads.
-	 * One unix stream socket per message to clamd's LocalSocket (no
-	 * TCP: an inet clamd is reached through a local socket only);
-	 * sendmsg (above) carries the bytes and, with SCM_RIGHTS, the
-	 * descriptor; read(2) and poll(2) (above) the answer.
-	 */
+};
+
+/*
+ * The spooler in Full Milter Scanner mode only (spooler/scan.c): a
+ * spooler that DISCARDs to milterin never gets these, so it still cannot
+ * reach any socket.  Temp files read-write: INSTREAM preads them, FDPASS
+ * hands them to clamd, which reads.  One unix stream socket per message
+ * to clamd's LocalSocket (no TCP: an inet clamd is reached through a
+ * local socket only); sendmsg (in sc_base) carries the bytes and, with
+ * SCM_RIGHTS, the descriptor; read(2) and poll(2) the answer.
+ */
+static const struct sc_rule sc_spooler_clamd[] = {
 	ALLOW(openat, EQ(2, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC),
 	    MASKED(3, ~0660u, 0)),
 	ALLOW(socket, EQ(0, AF_UNIX), EQ(1, STREAM_NB)),
@@ -237,6 +241,7 @@ static const struct sc_group capture_policy[] = {
 static const struct sc_group spooler_policy[] = {
 	GROUP(sc_base), GROUP(sc_threads), GROUP(sc_spooler), SC_SANITIZER
 };
+static const struct sc_group clamd_extra = GROUP(sc_spooler_clamd);
 static const struct sc_group relay_policy[] = {
 	GROUP(sc_base), GROUP(sc_threads), GROUP(sc_relay), SC_SANITIZER
 };
@@ -372,7 +377,7 @@ add_rule(scmp_filter_ctx ctx, const struct sc_rule *r, scmp_datum_t self)
 }
 
 void
-sandbox_seccomp(enum sandbox_proc proc, int debug)
+sandbox_seccomp(enum sandbox_proc proc, unsigned extras, int debug)
 {
 	scmp_filter_ctx	 ctx;
 	scmp_datum_t	 self = (scmp_datum_t)getpid();
@@ -400,6 +405,11 @@ sandbox_seccomp(enum sandbox_proc proc, int debug)
 				fatalx("seccomp rule %zu of %s: %s", i,
 				    grp->name, strerror(-rc));
 	}
+	for (size_t i = 0; (extras & SANDBOX_CLAMD) &&
+	    proc == SANDBOX_SPOOLER && i < clamd_extra.n; i++)
+		if ((rc = add_rule(ctx, &clamd_extra.rules[i], self)) != 0)
+			fatalx("seccomp rule %zu of %s: %s", i,
+			    clamd_extra.name, strerror(-rc));
 	if ((rc = seccomp_load(ctx)) != 0)
 		fatalx("seccomp_load: %s", strerror(-rc));
 	seccomp_release(ctx);

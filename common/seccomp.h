@@ -12,12 +12,15 @@ enum sandbox_proc { SANDBOX_CAPTURE, SANDBOX_SPOOLER, SANDBOX_RELAY,
 	SANDBOX_PROC_COUNT };
 
 /*
- * Load proc's allowlist for every thread of the process (TSYNC).  Any
- * other call kills the whole process with SIGSYS; with debug (Milter
+ * Load proc's allowlist, plus the extras the configuration enables, for
+ * every thread of the process (TSYNC).  Any other call kills the whole process with SIGSYS; with debug (Milter
  * Seccomp Debug = yes) it fails with ENOSYS instead and is logged by name.
  * Fatal when the filter cannot be loaded: we never run unconfined.
  */
-void	sandbox_seccomp(enum sandbox_proc proc, int debug);
+void	sandbox_seccomp(enum sandbox_proc proc, unsigned extras, int debug);
+
+/* extras: rules only some configurations need */
+#define SANDBOX_CLAMD	0x1	/* spooler, Milter Full Scanner = yes */
 
 /* Number of rules in proc's allowlist (for reports and tests). */
 size_t	sandbox_seccomp_rules(enum sandbox_proc proc);

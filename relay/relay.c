@@ -242,7 +242,7 @@ main(void)
 	watch(&r);
 	/* Before the first file or reply is read. */
 	confine_by_path(&r);
-	sandbox_seccomp(SANDBOX_RELAY, r.set.milter_seccomp_debug);
+	sandbox_seccomp(SANDBOX_RELAY, 0, r.set.milter_seccomp_debug);
 	log_info("ready, delivering %s by %s",
 	    r.set.outgoing_queue_dir,
 	    r.set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP");

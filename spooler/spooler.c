@@ -842,7 +842,8 @@ main(void)
 	umask(0);	/* the spool files get exactly the mode we ask for */
 	child_become_run_as(&sp.set);
 	confine_by_path(&sp);
-	sandbox_seccomp(SANDBOX_SPOOLER, sp.set.milter_seccomp_debug);
+	sandbox_seccomp(SANDBOX_SPOOLER, sp.set.milter_full_scanner ?
+	    SANDBOX_CLAMD : 0, sp.set.milter_seccomp_debug);
 
 	sp.msg.data = buf;
 	sp.msg.cap = sizeof(buf);

@@ -362,6 +362,7 @@ def hooked(msmilter_factory, postfix_factory):
     ("capture", HOOK_OPEN), ("capture", HOOK_EXEC),
     ("capture", HOOK_CONNECT), ("capture", HOOK_SOCKET),
     ("spooler", HOOK_SOCKET), ("spooler", HOOK_OPEN),
+    ("spooler", HOOK_CONNECT),     # connect: Full Scanner mode only
     ("relay", HOOK_OPEN), ("relay", HOOK_EXEC),
 ])
 def test_forbidden_call_kills_and_restarts(hooked, child, action):
