@@ -194,7 +194,6 @@ struct delivery {
 	int			 connect_failed;
 	struct progress		*pg;	/* what is done, on disk */
 	int			 removed;	/* delivered whole: unlinked */
-	int			 unlink_errno;	/* why not, when it could not be */
 };
 
 /* settle.c: before and after a delivery attempt (see there). */

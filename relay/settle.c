@@ -283,15 +283,12 @@ log_delivery(const struct relay *r, const struct delivery *d, size_t n,
  * read-only (EROFS): then only the memo remembers.
  */
 static int
-mark(const struct relay *r, struct delivery *d)
+mark(struct delivery *d)
 {
-	(void)r;
 	if (d->st.st_mode & S_ISVTX)
 		return 0;
-	if (fchmod(d->fd, (d->st.st_mode & 07777) | S_ISVTX) == -1) {
-		d->unlink_errno = errno;
+	if (fchmod(d->fd, (d->st.st_mode & 07777) | S_ISVTX) == -1)
 		return -1;
-	}
 	d->st.st_mode |= S_ISVTX;
 	return 0;
 }
@@ -338,10 +335,8 @@ settle_accepted(struct relay *r, struct delivery *d)
 	if (n > 0 && all) {
 		if (unlinkat(r->outdir, d->name, 0) == 0)
 			d->removed = 1;
-		else {
-			d->unlink_errno = errno;
-			mark(r, d);
-		}
+		else
+			mark(d);	/* finish() says why, once */
 	}
 	if (n > 0) {
 		progress_put(&w, 'D', NULL, idx, n, NULL);
@@ -564,7 +559,7 @@ record_attempt(struct relay *r, struct delivery *d, struct progress *pg,
 static void
 unremovable(struct relay *r, struct job *j, struct delivery *d, int e)
 {
-	int marked = mark(r, d) == 0;
+	int marked = mark(d) == 0;
 
 	snprintf(j->reply, sizeof(j->reply), "delivered but cannot unlink it "
 	    "(%s); %s", strerror(e), marked ? "marked delivered (mode +t), "

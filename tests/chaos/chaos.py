@@ -226,8 +226,12 @@ class Evidence:
                             fmt(died[0]), qid))
         tq = self.out_time.get(qid, acc[0] if acc else None)
         if tq is not None and (acc is None or acc[2] is None):
-            for f in self.c.faults:
-                if f[0] == "mta-down" and f[4] - 1 <= tq <= f[5] + 1 and \
+            # The nearest mta-down (Postfix logs whole seconds).
+            near = sorted((f for f in self.c.faults if f[0] == "mta-down"),
+                          key=lambda f: 0 if f[4] <= tq <= f[5] else
+                          min(abs(tq - f[4]), abs(tq - f[5])))
+            for f in near[:1]:
+                if f[4] - 1 <= tq <= f[5] + 1 and \
                         self.deferred_after(name, f[1]):
                     return ("mta-window", "%s: out queued it at %s, during "
                             "mta-down %s-%s (%s); the MTA's smtpd %s; the "
