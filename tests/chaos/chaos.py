@@ -12,7 +12,9 @@ commit timeout; milterin (a small tmpfs, or chmod when nothing can be
 mounted) filled up; the relay's MTA taken down mid-delivery (its listener
 closed, its smtpd processes kill -9'd) and brought back; the relay killed
 between a delivery and the unlink (milterout made read-only until the
-relay says "delivered but cannot unlink it", then kill -9).  The stand-in
+relay says "delivered but cannot unlink it", then kill -9; the relay sends
+nothing while milterout is read-only, so this happens only when the chmod
+lands mid-delivery, and otherwise the relay is killed after 5 s).  The stand-in
 for MailScanner is contrib/demo.py's: it moves milterin to milterout, and
 quarantines what the relay requeued with its Relay-Reject header.
 
