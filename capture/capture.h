@@ -81,6 +81,12 @@ void	capture_audit_reject(const char *client_addr, const char *client_name,
 	    size_t nrcpt, const char *rule);
 void	capture_audit_tempfail(const char *queue_id, const char *reason);
 
+/* report.c: the committed message's log line and commit time. */
+uint64_t capture_now_us(void);
+void	capture_report_committed(const char *postfix_id,
+	    const struct ipc_committed *done, const char *sender,
+	    size_t nrcpt, uint64_t eom_us);
+
 /* Start the thread that closes sessions silent for Milter Idle Timeout. */
 int	capture_idle_reaper(void);
 

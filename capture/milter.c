@@ -581,7 +581,9 @@ mlfi_connect(SMFICTX *ctx, char *hostname, _SOCK_ADDR *hostaddr)
 
 	format_addr(hostaddr, c->client_addr, sizeof(c->client_addr));
 	if (hostaddr != NULL && ignore_loopback && is_loopback(hostaddr)) {
-		log_debug("loopback client accepted without spooling");
+		log_info("NOQUEUE: accept: loopback client %s[%s] (Milter "
+		    "Ignore Loopback = yes): not spooled", hostname != NULL ?
+		    hostname : "unknown", c->client_addr);
 		capture_audit_loopback(c->client_addr);
 		return SMFIS_ACCEPT;
 	}
@@ -642,7 +644,7 @@ refuse_address(SMFICTX *ctx, struct conn *c, const char *code,
 		log_warnx("could not set the %s reply text", code);
 	/* Postfix has no queue id yet at MAIL; the client says who. */
 	log_info("%s: %s %s %s (client %s[%s])",
-	    i != NULL && queueid_valid(i) ? i : "-", code, xcode, text,
+	    i != NULL && queueid_valid(i) ? i : "NOQUEUE", code, xcode, text,
 	    c->client_name, c->client_addr);
 	return SMFIS_REJECT;
 }
@@ -1028,7 +1030,7 @@ mlfi_data(SMFICTX *ctx)
 	if (c->txn->error[0] == '\0' && blacklisted(c))
 		return reject_blacklisted(ctx, c);
 	if (c->txn->error[0] != '\0' || txn_begin(ctx, c) == -1) {
-		log_warnx("%s: TEMPFAIL at DATA: %s", c->txn->queue_id[0] ?
+		log_warnx("%s: tempfail at DATA (%s)", c->txn->queue_id[0] ?
 		    c->txn->queue_id : "-", c->txn->error);
 		capture_audit_tempfail(c->txn->queue_id, c->txn->error);
 		txn_abort(c);
@@ -1138,6 +1140,7 @@ mlfi_eom(SMFICTX *ctx)
 	struct conn		*c = conn_of(ctx, "end of message");
 	struct txn		*t = c != NULL ? c->txn : NULL;
 	struct ipc_committed	 done;
+	uint64_t		 eom_us = capture_now_us();
 
 	if (t != NULL && t->blacklisted)
 		return reject_blacklisted(ctx, c);
@@ -1149,16 +1152,13 @@ mlfi_eom(SMFICTX *ctx)
 	    txn_send(c, MSG_CAPTURE_COMMIT, NULL, 0, NULL, 0) == 0 &&
 	    await_reply(c, MSG_SPOOLER_COMMITTED, &done, sizeof(done)) == 0 &&
 	    ipc_string_ok(done.queue_id, sizeof(done.queue_id)) == 0) {
-		log_info("%s: committed, from=<%s> nrcpt=%zu size=%llu%s%s",
-		    done.queue_id, t->sender, t->nrcpt,
-		    (unsigned long long)done.size,
-		    strcmp(done.queue_id, t->queue_id) ? " postfix_id=" : "",
-		    strcmp(done.queue_id, t->queue_id) ? t->queue_id : "");
+		capture_report_committed(t->queue_id, &done, t->sender,
+		    t->nrcpt, eom_us);
 		txn_free(t);	/* committed: a later abort must not touch it */
 		c->txn = NULL;
 		return SMFIS_DISCARD;
 	}
-	log_warnx("%s: TEMPFAIL: %s", t->queue_id, t->error);
+	log_warnx("%s: tempfail (%s)", t->queue_id, t->error);
 	capture_audit_tempfail(t->queue_id, t->error);
 	txn_abort(c);
 	return tempfail(ctx, PUBLIC_TEMPFAIL);

@@ -12,6 +12,7 @@
 
 #include "child.h"
 #include "ipc.h"
+#include "landlock.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -115,6 +116,16 @@ child_become_run_as(const struct msm_settings *s)
 void
 child_ready(void)
 {
+	struct ipc_confined	 conf;
+	int			 tcp;
+
+	/* What Landlock holds us to: /proc does not show it the parent. */
+	memset(&conf, 0, sizeof(conf));
+	conf.landlock_abi = landlock_applied(&tcp);
+	conf.flags = tcp ? IPC_CONFINED_LL_TCP : 0;
+	if (ipc_send(IPC_PARENT_FD, MSG_CHILD_CONFINED, &conf, sizeof(conf),
+	    -1) == -1)
+		fatal("telling the parent how we are confined");
 	if (ipc_send(IPC_PARENT_FD, MSG_CHILD_READY, NULL, 0, -1) == -1)
 		fatal("telling the parent we are ready");
 }

@@ -66,6 +66,7 @@ static const char *check_absolute_or_empty(const char *v);
 static const char *check_reply_text(const char *v);
 static const char *check_socket_path(const char *v);
 static const char *check_control_socket(const char *v);
+static const char *check_syslog_socket(const char *v);
 static const char *check_address(const char *v);
 static const char *check_facility(const char *v);
 static const char *check_nonempty(const char *v);
@@ -214,6 +215,9 @@ static const struct key keys[] = {
 	/* msmilter -s asks the parent here (root only). */
 	KSTR("miltercontrolsocket", "Milter Control Socket",
 	    milter_control_socket, check_control_socket, 0),
+	/* Where the parent sends syslog records (a chroot, a container). */
+	KSTR("miltersyslogsocket", "Milter Syslog Socket",
+	    milter_syslog_socket, check_syslog_socket, 0),
 };
 
 #define NKEYS	(sizeof keys / sizeof keys[0])
@@ -363,6 +367,17 @@ check_control_socket(const char *v)
 	if (v[0] != '/')
 		return "expected an absolute path for the control socket, or "
 		    "nothing for none";
+	if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return "path too long for a unix socket (at most 107 bytes)";
+	return NULL;
+}
+
+static const char *
+check_syslog_socket(const char *v)
+{
+	if (v[0] != '/')
+		return "expected the absolute path of the syslog daemon's unix "
+		    "socket, such as /dev/log";
 	if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
 		return "path too long for a unix socket (at most 107 bytes)";
 	return NULL;
@@ -686,6 +701,7 @@ config_defaults(struct msm_settings *s)
 	SET(milter_metrics_file, "");
 	s->milter_metrics_interval = 15;
 	SET(milter_control_socket, "/run/msmilter/control");
+	SET(milter_syslog_socket, "/dev/log");
 #undef SET
 }
 

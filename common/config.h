@@ -90,6 +90,7 @@ struct msm_settings {
 	char	milter_metrics_file[MSM_PATH_LEN];	/* "" = off */
 	unsigned milter_metrics_interval;		/* 15 s */
 	char	milter_control_socket[MSM_PATH_LEN];	/* /run/msmilter/control */
+	char	milter_syslog_socket[MSM_PATH_LEN];	/* /dev/log */
 };
 
 /*

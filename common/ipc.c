@@ -59,6 +59,12 @@ static const struct type_rule rules[MSG_TYPE_COUNT] = {
 	[MSG_RELAY_AUDIT] = { "RELAY_AUDIT",
 	    AT_LEAST(sizeof(struct ipc_audit)), 0 },
 	[MSG_PARENT_AUDIT_SYNCED] = { "PARENT_AUDIT_SYNCED", EMPTY, 0 },
+	[MSG_CHILD_CONFINED] = { "CHILD_CONFINED",
+	    EXACTLY(struct ipc_confined), 0 },
+	[MSG_CAPTURE_COMMIT_TIME] = { "CAPTURE_COMMIT_TIME",
+	    EXACTLY(struct ipc_commit_time), 0 },
+	[MSG_RELAY_STATUS] = { "RELAY_STATUS",
+	    EXACTLY(struct ipc_relay_status), 0 },
 };
 
 /* Known type, payload within its bounds, a descriptor exactly where due. */

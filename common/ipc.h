@@ -38,7 +38,8 @@
  * of MSG_PARENT_SETTINGS, MSG_CHILD_READY and MSG_CHILD_LOG: they are how
  * peers of different versions still tell each other why they disagree.
  */
-#define IPC_VERSION		4	/* 3: requeue tokens; 4: audit events, settings keys */
+#define IPC_VERSION		5	/* 3: requeue tokens; 4: audit events, settings keys;
+					 * 5: confinement, commit times, relay status */
 #define IPC_MAGIC		0x494d534dU	/* "MSMI" little-endian */
 
 /* A child's exit status when it refuses the parent's protocol. */
@@ -81,6 +82,10 @@ enum msg_type {
 	/* every child -> parent */
 	MSG_CHILD_READY = 6,		/* empty: set-up done, sandboxed */
 	MSG_CHILD_LOG = 7,		/* struct ipc_log */
+	MSG_CHILD_CONFINED = 24,	/* struct ipc_confined, just before
+					 * READY: what Landlock applied
+					 * (the parent reads seccomp from
+					 * /proc itself) */
 
 	/* capture -> spooler, on the control channel */
 	MSG_CAPTURE_SESSION = 8,	/* fd: a new session channel, empty */
@@ -118,7 +123,12 @@ enum msg_type {
 	/* parent -> spooler: the event asked for AUDIT_F_ACK is on disk */
 	MSG_PARENT_AUDIT_SYNCED = 23,	/* empty */
 
-	MSG_TYPE_COUNT = 24
+	/* capture -> parent: end of message to the spooler's COMMITTED */
+	MSG_CAPTURE_COMMIT_TIME = 25,	/* struct ipc_commit_time */
+	/* relay -> parent: its queue, when that changed (msmilter -s) */
+	MSG_RELAY_STATUS = 26,		/* struct ipc_relay_status */
+
+	MSG_TYPE_COUNT = 27
 };
 
 struct ipc_hdr {
@@ -166,6 +176,26 @@ struct ipc_requeue {
 
 struct ipc_failed {
 	char		reason[IPC_REASON_MAX];
+};
+
+/* What a child's Landlock ruleset is (0: none in force). */
+struct ipc_confined {
+	int32_t		landlock_abi;	/* applied; 0 none */
+	uint32_t	flags;		/* IPC_CONFINED_* */
+};
+#define IPC_CONFINED_LL_TCP	0x1u	/* TCP connect rules (ABI >= 4) */
+
+struct ipc_commit_time {
+	uint64_t	usec;		/* end of message -> COMMITTED */
+};
+
+/* The relay's queue as it stands; times are time(2), 0 for none. */
+struct ipc_relay_status {
+	uint32_t	files;		/* milterout files it knows of */
+	uint32_t	deferred;	/* of those, backing off after a
+					 * temporary failure */
+	int64_t		next_retry;	/* earliest retry of a deferred one */
+	int64_t		mta_down_until;	/* no connection before this */
 };
 
 /* The audit events children report; which child may send which. */

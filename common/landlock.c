@@ -158,6 +158,20 @@ describe(const struct landlock_policy *p, int abi, char *buf, size_t len)
 }
 #endif
 
+/* What this process applied, for child_ready's report to the parent. */
+static struct {
+	int	abi;
+	int	tcp;
+} applied;
+
+int
+landlock_applied(int *tcp_rules)
+{
+	if (tcp_rules != NULL)
+		*tcp_rules = applied.tcp;
+	return applied.abi;
+}
+
 int
 sandbox_landlock(struct landlock_policy *p, int enabled)
 {
@@ -205,6 +219,8 @@ sandbox_landlock(struct landlock_policy *p, int enabled)
 	    syscall(SYS_landlock_restrict_self, ruleset, 0) == -1)
 		fatal("landlock_restrict_self");
 	close(ruleset);
+	applied.abi = abi;
+	applied.tcp = abi >= 4;		/* TCP handled: only rules pass */
 	describe(p, abi, line, sizeof(line));
 	log_info("%s", line);
 	return abi;

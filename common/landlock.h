@@ -52,5 +52,10 @@ int	landlock_abi(void);
  * refuses the ruleset.  A line in the log says what is still allowed.
  */
 int	sandbox_landlock(struct landlock_policy *p, int enabled);
+/*
+ * The ABI sandbox_landlock applied in this process (0: none), and
+ * whether TCP is confined too; reported to the parent for msmilter -s.
+ */
+int	landlock_applied(int *tcp_rules);
 
 #endif

@@ -15,11 +15,13 @@ enum log_dest { LOG_TO_STDERR, LOG_TO_SYSLOG, LOG_TO_PARENT };
 
 static struct {
 	enum log_dest	dest;
+	int		tagged;		/* stderr: "ident[pid]: " in front */
 	const char	*ident;
 	int		channel;
 	int		debug;
 	int		startup_fd;	/* see log_set_startup_fd */
-} logstate = { LOG_TO_STDERR, "msmilter", -1, 0, -1 };
+	log_syslog_fn	syslog;		/* the parent's syslog writer */
+} logstate = { LOG_TO_STDERR, 0, "msmilter", -1, 0, -1, NULL };
 
 static const struct {
 	const char	*name;
@@ -46,13 +48,25 @@ log_facility(const char *name)
 }
 
 void
-log_init_parent(const char *ident, int foreground, int facility, int debug)
+log_init_parent(const char *ident, enum log_mode mode, int facility,
+    int debug)
 {
 	logstate.ident = ident;
 	logstate.debug = debug;
-	logstate.dest = foreground ? LOG_TO_STDERR : LOG_TO_SYSLOG;
-	if (!foreground)
+	logstate.dest = mode == LOG_MODE_SYSLOG ? LOG_TO_SYSLOG : LOG_TO_STDERR;
+	logstate.tagged = mode == LOG_MODE_FOREGROUND;
+	/*
+	 * syslog(3) remains for records that are no log lines (the audit
+	 * checkpoints) and where no writer of our own is installed.
+	 */
+	if (mode == LOG_MODE_SYSLOG)
 		openlog(ident, LOG_PID | LOG_NDELAY, facility);
+}
+
+void
+log_set_syslog(log_syslog_fn fn)
+{
+	logstate.syslog = fn;
 }
 
 void
@@ -76,15 +90,33 @@ log_set_startup_fd(int fd)
 	logstate.startup_fd = fd;
 }
 
-void
-log_emit(int priority, const char *line)
+/* One line from the parent (child NULL) or a child, to where it goes. */
+static void
+emit(int priority, const char *child, long pid, const char *text)
 {
-	if (logstate.dest == LOG_TO_SYSLOG)
-		syslog(priority, "%s", line);
+	char tag[64];
+
+	if (child != NULL)
+		snprintf(tag, sizeof(tag), "%s/%s", logstate.ident, child);
 	else
-		dprintf(STDERR_FILENO, "%s\n", line);
+		snprintf(tag, sizeof(tag), "%s", logstate.ident);
+	if (logstate.dest == LOG_TO_SYSLOG && logstate.syslog != NULL)
+		logstate.syslog(priority, tag, pid, text);
+	else if (logstate.dest == LOG_TO_SYSLOG)
+		syslog(priority, "%s%s%s", child ? child : "", child ? ": " :
+		    "", text);
+	else if (logstate.tagged)
+		dprintf(STDERR_FILENO, "%s[%ld]: %s\n", tag, pid, text);
+	else
+		dprintf(STDERR_FILENO, "%s: %s\n", tag, text);
 	if (logstate.startup_fd != -1 && priority <= LOG_WARNING)
-		dprintf(logstate.startup_fd, "%s\n", line);
+		dprintf(logstate.startup_fd, "%s[%ld]: %s\n", tag, pid, text);
+}
+
+void
+log_emit_child(int priority, const char *child, long pid, const char *text)
+{
+	emit(priority, child, pid, text);
 }
 
 static void
@@ -92,16 +124,14 @@ log_vwrite(int priority, int with_errno, const char *fmt, va_list ap)
 {
 	char	 line[LOG_LINE_MAX];
 	int	 saved_errno = errno;
-	int	 n;
 
 	if (priority == LOG_DEBUG && !logstate.debug)
 		return;
-	/* The parent names a child's lines itself: a child cannot forge. */
-	n = logstate.dest == LOG_TO_PARENT ? 0 :
-	    snprintf(line, sizeof(line), "%s: ", logstate.ident);
-	if (n < 0 || (size_t)n >= sizeof(line))
-		n = 0;
-	vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+	/*
+	 * No name in front: the parent puts its own and, on a child's
+	 * line, the child's (a child cannot forge another's).
+	 */
+	vsnprintf(line, sizeof(line), fmt, ap);
 	if (with_errno) {
 		size_t used = strlen(line);
 		snprintf(line + used, sizeof(line) - used, ": %s",
@@ -118,10 +148,11 @@ log_vwrite(int priority, int with_errno, const char *fmt, va_list ap)
 		rec.priority = priority;
 		if (ipc_sendv2(logstate.channel, MSG_CHILD_LOG, &rec,
 		    offsetof(struct ipc_log, text), line, strlen(line) + 1,
-		    -1) == -1)
-			dprintf(STDERR_FILENO, "%s\n", line);
+		    -1) == -1)	/* no parent to tag it: as it would */
+			dprintf(STDERR_FILENO, "msmilter/%s[%ld]: %s\n",
+			    logstate.ident, (long)getpid(), line);
 	} else
-		log_emit(priority, line);
+		emit(priority, NULL, (long)getpid(), line);
 	errno = saved_errno;
 }
 

@@ -25,6 +25,7 @@
 #include "caps.h"
 #include "ipc.h"
 #include "log.h"
+#include "metrics.h"
 #include "parent.h"
 #include "sandbox.h"
 
@@ -145,7 +146,7 @@ exec_child(struct child *c, int chan)
 }
 
 /*
- * A log line from a child: we put its name in front, strip control
+ * A log line from a child: we put its name and pid in front, strip control
  * characters again, and never let it speak louder than LOG_CRIT (rsyslog
  * writes emergencies to every terminal).
  */
@@ -153,7 +154,6 @@ static int
 child_log(struct child *c, struct ipc_msg *m)
 {
 	struct ipc_log	 lg;
-	char		 line[LOG_LINE_MAX + 32];
 	char		*text = (char *)m->data + sizeof(lg);
 	size_t		 tlen;
 
@@ -164,11 +164,12 @@ child_log(struct child *c, struct ipc_msg *m)
 	if (text[tlen - 1] != '\0' || lg.priority < LOG_EMERG ||
 	    lg.priority > LOG_DEBUG)
 		return -1;
-	snprintf(line, sizeof(line), "%s: %s", c->name, text);
-	for (char *p = line; *p != '\0'; p++)
+	for (char *p = text; *p != '\0'; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			*p = '?';
-	log_emit(lg.priority < LOG_CRIT ? LOG_CRIT : lg.priority, line);
+	/* Its name and pid are ours to say: "msmilter/relay[PID]". */
+	log_emit_child(lg.priority < LOG_CRIT ? LOG_CRIT : lg.priority,
+	    c->name, (long)c->pid, text);
 	return 0;
 }
 
@@ -179,6 +180,54 @@ child_ready_record(struct child *c, struct ipc_msg *m)
 	if (m->hdr.len != 0 || c->ready)
 		return -1;
 	c->ready = 1;
+	return 0;
+}
+
+/* Landlock as the child applied it; once, before READY. */
+static int
+child_confined_record(struct child *c, struct ipc_msg *m)
+{
+	struct ipc_confined conf;
+
+	if (c->ready || c->confined || ipc_expect_size(m, sizeof(conf)) != 0)
+		return -1;
+	memcpy(&conf, m->data, sizeof(conf));
+	if (conf.landlock_abi < 0 || conf.landlock_abi > 255 ||
+	    (conf.flags & ~IPC_CONFINED_LL_TCP) != 0)
+		return -1;
+	c->confined = 1;
+	c->landlock_abi = conf.landlock_abi;
+	c->landlock_tcp = (conf.flags & IPC_CONFINED_LL_TCP) != 0;
+	return 0;
+}
+
+/* The relay's queue for msmilter -s; any time after READY. */
+static int
+relay_status_record(struct child *c, struct ipc_msg *m)
+{
+	struct ipc_relay_status st;
+
+	if (!c->ready || ipc_expect_size(m, sizeof(st)) != 0)
+		return -1;
+	memcpy(&st, m->data, sizeof(st));
+	if (st.deferred > st.files || st.next_retry < 0 ||
+	    st.mta_down_until < 0)
+		return -1;
+	c->status = st;
+	c->has_status = 1;
+	return 0;
+}
+
+/* Capture's end of message to COMMITTED, for msmilter_commit_seconds. */
+static int
+commit_time_record(struct child *c, struct ipc_msg *m)
+{
+	struct ipc_commit_time t;
+
+	if (!c->ready || ipc_expect_size(m, sizeof(t)) != 0)
+		return -1;
+	memcpy(&t, m->data, sizeof(t));
+	metrics_commit_time(t.usec);
 	return 0;
 }
 
@@ -198,6 +247,11 @@ static const struct {
 	{ CHILD_CAPTURE, MSG_CHILD_LOG, child_log },
 	{ CHILD_RELAY, MSG_CHILD_READY, child_ready_record },
 	{ CHILD_RELAY, MSG_CHILD_LOG, child_log },
+	{ CHILD_SPOOLER, MSG_CHILD_CONFINED, child_confined_record },
+	{ CHILD_CAPTURE, MSG_CHILD_CONFINED, child_confined_record },
+	{ CHILD_RELAY, MSG_CHILD_CONFINED, child_confined_record },
+	{ CHILD_RELAY, MSG_RELAY_STATUS, relay_status_record },
+	{ CHILD_CAPTURE, MSG_CAPTURE_COMMIT_TIME, commit_time_record },
 	/* audit events: each child its own kinds (privsep/audit.c) */
 	{ CHILD_CAPTURE, MSG_CAPTURE_AUDIT, audit_child_record },
 	{ CHILD_SPOOLER, MSG_SPOOLER_AUDIT, audit_child_record },
@@ -271,6 +325,7 @@ child_start(struct parent *p, struct child *c)
 
 	c->restart_at = 0;
 	c->ready = c->stopping = c->restart_now = c->setup_expired = 0;
+	c->confined = c->landlock_abi = c->landlock_tcp = c->has_status = 0;
 	if (ipc_pair(sv) == -1) {
 		log_warn("socketpair for %s", c->name);
 		return -1;
@@ -475,6 +530,7 @@ child_reaped(struct parent *p, pid_t pid, int status)
 		c->pid = 0;
 		c->ready = 0;
 		c->ready_by = 0;
+		c->has_status = 0;	/* its queue is the next one's to say */
 		if (p->terminating)
 			return;
 		/* At start-up a child that cannot start stops us: fatal. */

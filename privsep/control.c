@@ -91,6 +91,103 @@ control_fd(void)
 	return ctl.fd;
 }
 
+/*
+ * A child's seccomp mode from /proc/PID/status (0 none, 1 strict, 2
+ * filter), -1 when it cannot be read.  The kernel says it: the child's
+ * word is not needed.
+ */
+static int
+seccomp_mode(pid_t pid)
+{
+	char	 path[64], buf[4096], *at;
+	ssize_t	 n;
+	int	 fd, mode;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	if ((at = strstr(buf, "\nSeccomp:")) == NULL ||
+	    sscanf(at + 9, "%d", &mode) != 1)
+		return -1;
+	return mode;
+}
+
+static const char *
+seccomp_word(int mode)
+{
+	switch (mode) {
+	case 0:		return "NONE";
+	case 1:		return "strict";
+	case 2:		return "filter";
+	default:	return "unknown";
+	}
+}
+
+/* ", seccomp filter, landlock ABI 7 (TCP too)" for a running child. */
+static void
+confinement_text(FILE *f, const struct child *ch)
+{
+	fprintf(f, ", seccomp %s", seccomp_word(seccomp_mode(ch->pid)));
+	if (!ch->confined)
+		fputs(", landlock unknown", f);
+	else if (ch->landlock_abi == 0)
+		fputs(", landlock NONE", f);
+	else
+		fprintf(f, ", landlock ABI %d%s", ch->landlock_abi,
+		    ch->landlock_tcp ? " (TCP too)" : "");
+}
+
+/* Relay: the files backing off and the earliest retry. */
+static void
+relay_queue_text(FILE *f, const struct child *relay, time_t now)
+{
+	const struct ipc_relay_status *st = &relay->status;
+
+	if (!relay->has_status) {
+		fputs("relay queue: unknown\n", f);
+		return;
+	}
+	fprintf(f, "relay queue: %u files, %u deferred", st->files,
+	    st->deferred);
+	if (st->next_retry != 0)
+		fprintf(f, ", next retry in %lld s", (long long)
+		    (st->next_retry > now ? st->next_retry - now : 0));
+	if (st->mta_down_until > now)
+		fprintf(f, ", MTA unreachable: no delivery for %lld s",
+		    (long long)(st->mta_down_until - now));
+	fputc('\n', f);
+}
+
+/* "relay_queue":{...}, retry times as epoch seconds and seconds from now. */
+static void
+relay_queue_json(FILE *f, const struct child *relay, time_t now)
+{
+	const struct ipc_relay_status *st = &relay->status;
+
+	if (!relay->has_status) {
+		fputs("\"relay_queue\":null", f);
+		return;
+	}
+	fprintf(f, "\"relay_queue\":{\"files\":%u,\"deferred\":%u,",
+	    st->files, st->deferred);
+	if (st->next_retry != 0)
+		fprintf(f, "\"next_retry\":%lld,\"next_retry_in\":%lld,",
+		    (long long)st->next_retry, (long long)
+		    (st->next_retry > now ? st->next_retry - now : 0));
+	else
+		fputs("\"next_retry\":null,\"next_retry_in\":null,", f);
+	if (st->mta_down_until > now)
+		fprintf(f, "\"mta_down_until\":%lld}",
+		    (long long)st->mta_down_until);
+	else
+		fputs("\"mta_down_until\":null}", f);
+}
+
 static void
 status_text(FILE *f, const struct metrics_counts *c, time_t now)
 {
@@ -101,12 +198,14 @@ status_text(FILE *f, const struct metrics_counts *c, time_t now)
 	for (int i = 0; i < CHILD_COUNT; i++) {
 		const struct child *ch = &p->children[i];
 
-		if (ch->pid > 0)
+		if (ch->pid > 0) {
 			fprintf(f, "%-8s pid %d up %lld s restarts %" PRIu64
-			    "%s\n", ch->name, (int)ch->pid,
+			    "%s", ch->name, (int)ch->pid,
 			    (long long)(now - ch->started), c->restarts[i],
 			    ch->ready ? "" : " (starting)");
-		else
+			confinement_text(f, ch);
+			fputc('\n', f);
+		} else
 			fprintf(f, "%-8s not running (restarts %" PRIu64 ")\n",
 			    ch->name, c->restarts[i]);
 	}
@@ -117,6 +216,7 @@ status_text(FILE *f, const struct metrics_counts *c, time_t now)
 	for (int i = 0; i < 4; i++)
 		fprintf(f, " %s %" PRIu64, relay_results[i], c->relay[i]);
 	fputc('\n', f);
+	relay_queue_text(f, &p->children[CHILD_RELAY], now);
 	for (int i = 0; i < 2; i++)
 		if (c->queue_files[i] >= 0)
 			fprintf(f, "%s: %ld files, oldest %ld s\n",
@@ -136,13 +236,27 @@ status_json(FILE *f, const struct metrics_counts *c, time_t now)
 	for (int i = 0; i < CHILD_COUNT; i++) {
 		const struct child *ch = &p->children[i];
 
+		int sc = ch->pid > 0 ? seccomp_mode(ch->pid) : -1;
+
 		fprintf(f, "%s{\"name\":\"%s\",\"pid\":%d,\"running\":%s,"
-		    "\"ready\":%s,\"uptime\":%lld,\"restarts\":%" PRIu64 "}",
+		    "\"ready\":%s,\"uptime\":%lld,\"restarts\":%" PRIu64,
 		    i ? "," : "", ch->name, (int)ch->pid,
 		    ch->pid > 0 ? "true" : "false",
 		    ch->ready ? "true" : "false",
 		    ch->pid > 0 ? (long long)(now - ch->started) : 0LL,
 		    c->restarts[i]);
+		/* null: not known (not running, or not reported yet) */
+		if (sc >= 0)
+			fprintf(f, ",\"seccomp\":%d", sc);
+		else
+			fputs(",\"seccomp\":null", f);
+		if (ch->pid > 0 && ch->confined)
+			fprintf(f, ",\"landlock_abi\":%d,\"landlock_tcp\":%s}",
+			    ch->landlock_abi, ch->landlock_tcp ? "true" :
+			    "false");
+		else
+			fputs(",\"landlock_abi\":null,\"landlock_tcp\":null}",
+			    f);
 	}
 	fputs("],\"messages\":{", f);
 	for (int i = 0; i < 4; i++)
@@ -152,7 +266,9 @@ status_json(FILE *f, const struct metrics_counts *c, time_t now)
 	for (int i = 0; i < 4; i++)
 		fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", relay_results[i],
 		    c->relay[i]);
-	fputs("},\"queues\":{", f);
+	fputs("},", f);
+	relay_queue_json(f, &p->children[CHILD_RELAY], now);
+	fputs(",\"queues\":{", f);
 	for (int i = 0; i < 2; i++)
 		if (c->queue_files[i] >= 0)
 			fprintf(f, "%s\"%s\":{\"files\":%ld,"

@@ -1,6 +1,7 @@
 /*
  * msmilter -t as the doctor: after the configuration, the machine (queue
- * directories, chroot) and Postfix as postconf reports it (smtpd_milters,
+ * directories, chroot, their SELinux labels and AppArmor profiles:
+ * doctor_mac.c) and Postfix as postconf reports it (smtpd_milters,
  * milter_default_action, in_flow_delay, the HOLD header check, a relay
  * that loops back into a filtered smtpd, qmqpd_authorized_clients), and a
  * try of the relay target.  Each finding is one "error: ..." or
@@ -762,6 +763,12 @@ check_machine(struct doctor *d)
 	}
 }
 
+static void
+mac_say(void *arg, int error, const char *text)
+{
+	say(arg, error, "%s", text);
+}
+
 int
 doctor_run(const struct msm_settings *s, const char *postfix_dir)
 {
@@ -772,6 +779,7 @@ doctor_run(const struct msm_settings *s, const char *postfix_dir)
 	d.pfdir = postfix_dir;
 	d.pfname = postfix_dir ? postfix_dir : "(default instance)";
 	check_machine(&d);
+	doctor_mac(s, mac_say, &d);
 	d.main = postconf(&d, "-x", NULL);
 	if (d.main != NULL) {
 		d.master = postconf(&d, "-M", NULL);

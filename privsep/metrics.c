@@ -43,6 +43,18 @@ static const char *const message_results[] = { "committed", "rejected",
 static const char *const relay_results[] = { "delivered", "deferred",
     "requeued", "quarantined" };
 static const char *const queue_names[] = { "milterin", "milterout" };
+/*
+ * Bucket bounds of msmilter_commit_seconds: a durable commit on an SSD or
+ * a disk with a write cache takes well under a millisecond to a few (0.7
+ * ms measured here, ext4 on a VM disk), on a plain disk some tens;
+ * seconds mean trouble, and Milter Commit Timeout (60 s by default) ends
+ * the wait.
+ */
+static const uint64_t commit_bounds_us[METRICS_COMMIT_BUCKETS] = {
+	100, 250, 500,
+	1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000,
+	1000000, 2500000, 5000000, 10000000, 30000000, 60000000,
+};
 
 static const char *
 queue_path(int i)
@@ -92,6 +104,19 @@ metrics_event(uint32_t event)
 	case AUDIT_EV_QUARANTINED:	m.c.relay[3]++; break;
 	default: break;
 	}
+}
+
+void
+metrics_commit_time(uint64_t usec)
+{
+	size_t i = 0;
+
+	while (i < METRICS_COMMIT_BUCKETS && usec > commit_bounds_us[i])
+		i++;
+	if (i < METRICS_COMMIT_BUCKETS)
+		m.c.commit_le[i]++;
+	m.c.commit_count++;
+	m.c.commit_sum_us += usec;
 }
 
 void
@@ -223,6 +248,28 @@ metrics_snapshot(struct metrics_counts *out)
 	*out = m.c;
 }
 
+/* A Prometheus histogram: cumulative buckets, then sum and count. */
+static void
+format_commit(FILE *f, const struct metrics_counts *c)
+{
+	uint64_t cum = 0;
+
+	fputs("# HELP msmilter_commit_seconds Time from the end of a message "
+	    "to the spooler's commit reply, as capture waits for it.\n"
+	    "# TYPE msmilter_commit_seconds histogram\n", f);
+	for (int i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
+		cum += c->commit_le[i];
+		fprintf(f, "msmilter_commit_seconds_bucket{le=\"%g\"} %" PRIu64
+		    "\n", (double)commit_bounds_us[i] / 1e6, cum);
+	}
+	fprintf(f, "msmilter_commit_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n",
+	    c->commit_count);
+	fprintf(f, "msmilter_commit_seconds_sum %.6f\n",
+	    (double)c->commit_sum_us / 1e6);
+	fprintf(f, "msmilter_commit_seconds_count %" PRIu64 "\n",
+	    c->commit_count);
+}
+
 int
 metrics_format(FILE *f, const struct metrics_counts *c, int up)
 {
@@ -260,6 +307,7 @@ metrics_format(FILE *f, const struct metrics_counts *c, int up)
 		if (c->child_names[i] != NULL)
 			fprintf(f, "msmilter_child_restarts_total{child=\"%s\"} "
 			    "%" PRIu64 "\n", c->child_names[i], c->restarts[i]);
+	format_commit(f, c);
 	return ferror(f) ? -1 : 0;
 }
 

@@ -11,6 +11,9 @@
 
 #include "parent.h"
 
+/* msmilter_commit_seconds' upper bounds, microseconds; +Inf after. */
+#define METRICS_COMMIT_BUCKETS	18
+
 struct metrics_counts {
 	uint64_t	 messages[4];	/* committed rejected tempfailed
 					   accepted_loopback */
@@ -21,12 +24,19 @@ struct metrics_counts {
 	long		 queue_files[2];	/* milterin milterout; -1 */
 	long		 queue_oldest[2];	/* seconds, from first seen; -1 */
 	time_t		 started;
+	/* end of message to COMMITTED, as capture measured it */
+	uint64_t	 commit_le[METRICS_COMMIT_BUCKETS];	/* not
+							   cumulative */
+	uint64_t	 commit_count;
+	uint64_t	 commit_sum_us;
 };
 
 /* After audit_start, before the parent gives up its capabilities. */
 void	metrics_start(const struct parent *);
 /* Every event a child reported (enum ipc_audit_event). */
 void	metrics_event(uint32_t event);
+/* Capture's time from end of message to the spooler's COMMITTED. */
+void	metrics_commit_time(uint64_t usec);
 /* A child exited (audit_child_exit): a restart unless we stopped it. */
 void	metrics_child_exit(const char *child);
 /* The counters now, with the queues counted. */

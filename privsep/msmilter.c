@@ -32,6 +32,7 @@
 #include "metrics.h"
 #include "parent.h"
 #include "sandbox.h"
+#include "syslog_out.h"
 
 #define TERMINATE_SECONDS	40
 
@@ -431,6 +432,8 @@ reload(struct parent *p)
 		restart_child(&p->children[CHILD_RELAY]);
 	p->set = next;
 	log_set_debug(p->set.debug);
+	syslog_out_init(p->set.milter_syslog_socket,
+	    log_facility(p->set.syslog_facility));
 	children_send_settings(p);
 	if (next.milter_scanner) {
 		rules_free(&p->rules);
@@ -668,7 +671,7 @@ main(int argc, char *argv[])
 	const char		*path = MSM_DEFAULT_CONFIG;
 	const char		*postfix_dir = NULL;
 
-	log_init_parent("msmilter", 1, LOG_MAIL, 0);
+	log_init_parent("msmilter", LOG_MODE_CLI, LOG_MAIL, 0);
 	while ((ch = getopt_long(argc, argv, "dFf:sth", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'd': p.cmdline_debug = 1; break;
@@ -692,6 +695,9 @@ main(int argc, char *argv[])
 
 	if (json && !status)
 		usage();
+	/* A daemon in the foreground tags its lines from the first one. */
+	if (p.foreground && !status && !test_only)
+		log_init_parent("msmilter", LOG_MODE_FOREGROUND, LOG_MAIL, 0);
 	if (status) {
 		config_defaults(&p.set);
 		if (config_load(path, &p.set, report_line, NULL) != 0)
@@ -728,8 +734,12 @@ main(int argc, char *argv[])
 		    "keep your user id and no chroot is used; for "
 		    "development and tests only");
 	p.ready_fd = p.foreground ? -1 : detach();
-	log_init_parent("msmilter", p.foreground,
-	    log_facility(p.set.syslog_facility), p.set.debug);
+	syslog_out_init(p.set.milter_syslog_socket,
+	    log_facility(p.set.syslog_facility));
+	log_set_syslog(syslog_out_send);
+	log_init_parent("msmilter", p.foreground ? LOG_MODE_FOREGROUND :
+	    LOG_MODE_SYSLOG, log_facility(p.set.syslog_facility),
+	    p.set.debug);
 	report_landlock(&p.set);
 
 	p.pidfd = -1;

@@ -11,6 +11,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "ipc.h"
 
 /* Started in this order: the spooler must be there for the others. */
 enum child_id { CHILD_SPOOLER, CHILD_CAPTURE, CHILD_RELAY, CHILD_COUNT };
@@ -29,6 +30,12 @@ struct child {
 	long long	 started;
 	long long	 ready_by;	/* set-up deadline while not ready */
 	long long	 restart_at;	/* when to start it again */
+	/* What it said of itself (MSG_CHILD_CONFINED, MSG_RELAY_STATUS). */
+	int		 confined;	/* it reported, this start */
+	int		 landlock_abi;	/* 0: no Landlock in force */
+	int		 landlock_tcp;
+	int		 has_status;	/* relay: status below is set */
+	struct ipc_relay_status status;
 };
 
 /* Milter Scanner rulesets, serialized for capture. */

@@ -92,13 +92,19 @@ next_backoff(const struct relay *r, unsigned cur)
 	return next > r->set.relay_max_retry ? r->set.relay_max_retry : next;
 }
 
-/* Retry later, with jitter so that a queue does not retry in lockstep. */
-static void
+/*
+ * Retry later, with jitter so that a queue does not retry in lockstep.
+ * Returns the seconds until then (p may be gone after: ENOMEM).
+ */
+static unsigned
 defer(struct relay *r, struct pending *p, time_t now)
 {
+	unsigned wait;
+
 	p->backoff = next_backoff(r, p->backoff);
-	wait_until(r, p, now + p->backoff +
-	    (time_t)randombytes_uniform(p->backoff / 4 + 1));
+	wait = p->backoff + randombytes_uniform(p->backoff / 4 + 1);
+	wait_until(r, p, now + wait);
+	return wait;
 }
 
 static void
@@ -138,6 +144,17 @@ stuck(struct relay *r, struct pending *p, const struct job *j,
 	    (time_t)randombytes_uniform(p->backoff / 4 + 1));
 }
 
+static void
+log_deferred(const struct relay *r, const struct job *j, unsigned wait)
+{
+	char	 qid[QUEUEID_MAX], target[MSM_PATH_LEN + 32];
+
+	relay_log_id(j->name, qid, sizeof(qid));
+	relay_log_target(r, target, sizeof(target));
+	log_info("%s: relay=%s, file=%s, status=deferred (%s), next attempt "
+	    "in %u s", qid, target, j->name, j->reply, wait);
+}
+
 /* Results of finished jobs: the worker's verdict on each file. */
 void
 queue_collect(struct relay *r, time_t now)
@@ -159,9 +176,7 @@ queue_collect(struct relay *r, time_t now)
 				stuck(r, p, j, now);
 			else {
 				note_mta(r, j, now);
-				defer(r, p, now);
-				log_info("%s: deferred, next attempt in %u s: %s",
-				    p->name, p->backoff, j->reply);
+				log_deferred(r, j, defer(r, p, now));
 			}
 		}
 		free(j->memo);

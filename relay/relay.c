@@ -158,7 +158,8 @@ relay_loop(struct relay *r)
 		};
 		time_t		 now = time(NULL);
 
-		if (poll(pfd, 3, queue_next_timeout(r, now)) == -1 &&
+		if (poll(pfd, 3, relay_status_timeout(queue_next_timeout(r,
+		    now))) == -1 &&
 		    errno != EINTR)
 			fatal("poll");
 		now = time(NULL);
@@ -176,6 +177,7 @@ relay_loop(struct relay *r)
 		}
 		if (r->outdir != -1)
 			queue_run(r, now);
+		relay_status_report(r, now);
 	}
 	/* Let deliveries under way finish: a file is never left half done. */
 	workers_stop(r);

@@ -248,6 +248,17 @@ void	relay_audit_requeued(const struct relay *, const struct delivery *,
 void	relay_audit_quarantined(const struct relay *, const char *name,
 	    const char *what, const char *why);
 
+/* logline.c: the pieces of the lines about a message. */
+void	relay_log_id(const char *name, char *qid, size_t len);
+void	relay_log_target(const struct relay *, char *buf, size_t len);
+void	relay_log_rcpts(const struct delivery *, const uint32_t *idx,
+	    size_t n, char *buf, size_t len);
+
+/* status.c: the queue as msmilter -s shows it, sent when it changed. */
+void	relay_status_report(struct relay *, time_t now);
+/* The main loop's poll timeout, so that a change waits at most 1 s. */
+int	relay_status_timeout(int timeout_ms);
+
 /* worker.c: the deliveries. */
 int	workers_start(struct relay *);
 void	workers_stop(struct relay *);

@@ -81,9 +81,12 @@ static void
 channel_broke(struct relay *r, const struct delivery *d, int fd,
     const char *when)
 {
-	log_warnx("%s: the spooler's channel broke %s (%s); the requeue is "
-	    "asked again once the spooler is back", d->name, when,
-	    errno ? strerror(errno) : "closed");
+	char qid[QUEUEID_MAX];
+
+	relay_log_id(d->name, qid, sizeof(qid));
+	log_warnx("%s: file=%s, the spooler's channel broke %s (%s); the "
+	    "requeue is asked again once the spooler is back", qid, d->name,
+	    when, errno ? strerror(errno) : "closed");
 	if (r->spooler == fd) {
 		close(r->spooler);
 		r->spooler = -1;
@@ -195,6 +198,20 @@ commit(const struct relay *r, struct delivery *d, struct progress *pg,
 		    "may deliver or requeue it again", d->name, why);
 }
 
+static void
+log_requeued(const struct relay *r, const struct delivery *d,
+    const struct intent *in, const char *newid)
+{
+	char	 qid[QUEUEID_MAX], target[MSM_PATH_LEN + 32], to[300];
+
+	relay_log_id(d->name, qid, sizeof(qid));
+	relay_log_target(r, target, sizeof(target));
+	relay_log_rcpts(d, in->idx, in->n, to, sizeof(to));
+	log_notice("%s: to=%s, relay=%s, nrcpt=%zu, file=%s, status=requeued "
+	    "(%s), into %s/%s for MailScanner to quarantine", qid, to, target,
+	    in->n, d->name, in->reply, r->set.incoming_queue_dir, newid);
+}
+
 /*
  * Ask the spooler about the newest open requeue and record its answer:
  * 0 committed, 1 refused (its recipients are pending again), -1 not
@@ -213,10 +230,7 @@ ask_spooler(struct relay *r, struct delivery *d, struct progress *pg)
 		return -1;
 	if (rc == 0) {
 		testhook_at(TESTHOOK_AT_REQUEUED, "requeued");
-		log_notice("%s: %zu recipient%s rejected (%s); requeued to "
-		    "%s/%s for MailScanner to quarantine", d->name, in->n,
-		    in->n == 1 ? "" : "s", in->reply,
-		    r->set.incoming_queue_dir, newid);
+		log_requeued(r, d, in, newid);
 		relay_audit_requeued(r, d, in->idx, in->n, in->reply, newid);
 	}
 	memcpy(token, in->token, sizeof(token));
@@ -239,36 +253,20 @@ run_intents(struct relay *r, struct delivery *d, struct progress *pg)
 	return 0;
 }
 
+/* "QID: to=<...>, relay=..., status=sent (250 ...)", as Postfix says it. */
 static void
-log_delivery(const struct relay *r, const struct delivery *d, size_t n,
-    time_t mtime)
+log_delivery(const struct relay *r, const struct delivery *d,
+    const uint32_t *idx, size_t n, time_t mtime)
 {
-	char	 to[300];
-	size_t	 used = 0;
+	char	 qid[QUEUEID_MAX], target[MSM_PATH_LEN + 32], to[300];
 
-	/* The recipients this attempt delivered, shortened if many. */
-	to[0] = '\0';
-	for (size_t i = 0; i < d->q.nrcpt && used < sizeof(to); i++) {
-		int k;
-
-		if (d->outcome[i] != RCPT_DELIVERED)
-			continue;
-		k = snprintf(to + used, sizeof(to) - used, "%s<%s>",
-		    used ? "," : "", d->q.rcpts[i].addr);
-		if (k < 0 || (size_t)k >= sizeof(to) - used) {
-			snprintf(to + used, sizeof(to) - used, ",...");
-			break;
-		}
-		used += (size_t)k;
-	}
-	log_info("%s: delivered by %s to %s, from=<%s> to=%s nrcpt=%zu "
-	    "size=%lld delay=%llds reply=\"%s\"", d->name,
-	    r->set.delivery_method == MSM_DELIVER_QMQP ? "QMQP" : "SMTP",
-	    r->set.delivery_method == MSM_DELIVER_QMQP &&
-	    r->set.socket_type == MSM_SOCKET_UNIX ? r->set.socket_dir :
-	    r->set.relay_address, d->q.sender, to, n,
-	    (long long)(d->q.size - d->q.data_offset),
-	    (long long)(time(NULL) - mtime), d->reply);
+	relay_log_id(d->name, qid, sizeof(qid));
+	relay_log_target(r, target, sizeof(target));
+	relay_log_rcpts(d, idx, n, to, sizeof(to));
+	log_info("%s: to=%s, relay=%s, delay=%lld, size=%lld, nrcpt=%zu, "
+	    "file=%s, status=sent (%s)", qid, to, target,
+	    (long long)(time(NULL) - mtime),
+	    (long long)(d->q.size - d->q.data_offset), n, d->name, d->reply);
 }
 
 /* ---- right after the MTA's 250 ---- */
@@ -358,6 +356,7 @@ int
 settle_marked(struct relay *r, struct job *j, const struct stat *st)
 {
 	char progress[sizeof(PROGRESS_PREFIX) + sizeof(j->name)];
+	char qid[QUEUEID_MAX];
 
 	if (!(st->st_mode & S_ISVTX))
 		return 0;
@@ -368,8 +367,9 @@ settle_marked(struct relay *r, struct job *j, const struct stat *st)
 		j->result = JOB_STUCK;
 		return 1;
 	}
-	log_info("%s: removed: delivered before, and marked so when it "
-	    "could not be removed", j->name);
+	relay_log_id(j->name, qid, sizeof(qid));
+	log_info("%s: file=%s, status=removed (delivered before, and marked "
+	    "so when it could not be removed)", qid, j->name);
 	snprintf(progress, sizeof(progress), PROGRESS_PREFIX "%s", j->name);
 	if (unlinkat(r->outdir, progress, 0) == -1 && errno != ENOENT)
 		log_warn("%s: cannot remove it (the next rescan tries again)",
@@ -501,12 +501,10 @@ put_rejected(const struct relay *r, const struct delivery *d,
  * the front of idx; their count.
  */
 static size_t
-unrecorded(const struct delivery *d, const struct progress *pg,
-    uint32_t *idx, size_t n)
+unrecorded(const struct progress *pg, uint32_t *idx, size_t n)
 {
 	size_t k = 0;
 
-	(void)d;
 	for (size_t i = 0; i < n; i++)
 		if (pg->state[idx[i]] == RS_PENDING)
 			idx[k++] = idx[i];
@@ -520,16 +518,15 @@ record_attempt(struct relay *r, struct delivery *d, struct progress *pg,
 {
 	struct progress_rec	 w = { 0 };
 	uint32_t		*idx = calloc(d->q.nrcpt, sizeof(*idx));
-	size_t			 ndel, nrej, nleft = 0;
+	size_t			 ndel, nrej, nleft = 0, k;
 
 	if (idx == NULL) {
 		log_warn("%s: cannot record what is done", d->name);
 		return;
 	}
 	ndel = pick(d, RCPT_DELIVERED, idx);
-	if (ndel > 0 && unrecorded(d, pg, idx, ndel) > 0)
-		progress_put(&w, 'D', NULL, idx, unrecorded(d, pg, idx, ndel),
-		    NULL);
+	if ((k = unrecorded(pg, idx, ndel)) > 0)
+		progress_put(&w, 'D', NULL, idx, k, NULL);
 	if ((nrej = pick(d, RCPT_REJECTED, idx)) > 0) {
 		if (d->reject[0] == '\0')
 			snprintf(d->reject, sizeof(d->reject),
@@ -544,7 +541,7 @@ record_attempt(struct relay *r, struct delivery *d, struct progress *pg,
 	else
 		progress_note(pg, &w);	/* removing the file will say it */
 	if (ndel > 0) {
-		log_delivery(r, d, ndel, mtime);
+		log_delivery(r, d, idx, pick(d, RCPT_DELIVERED, idx), mtime);
 		relay_audit_delivered(r, d);
 	}
 	free(idx);

@@ -147,9 +147,10 @@ void
 relay_quarantine(const struct relay *r, struct job *j, const char *what,
     const char *why)
 {
-	char	 target[128], hidden[128];
+	char	 target[128], hidden[128], qid[QUEUEID_MAX];
 	int	 e;
 
+	relay_log_id(j->name, qid, sizeof(qid));
 	j->result = JOB_GONE;
 	if (r->badfd == -1) {
 		snprintf(j->reply, sizeof(j->reply), "%s (%s): no quarantine "
@@ -159,8 +160,8 @@ relay_quarantine(const struct relay *r, struct job *j, const char *what,
 	}
 	if (rename_free(r->outdir, j->name, r->badfd, j->name, target,
 	    sizeof(target)) == 0) {
-		log_warnx("%s: %s (%s); moved to %s/%s", j->name, what, why,
-		    r->badpath, target);
+		log_warnx("%s: file=%s, status=quarantined (%s: %s), moved to "
+		    "%s/%s", qid, j->name, what, why, r->badpath, target);
 		relay_audit_quarantined(r, j->name, what, why);
 		return;
 	}
@@ -168,9 +169,10 @@ relay_quarantine(const struct relay *r, struct job *j, const char *what,
 	snprintf(hidden, sizeof(hidden), ".invalid.%s", j->name);
 	if (rename_free(r->outdir, j->name, r->outdir, hidden, target,
 	    sizeof(target)) == 0) {
-		log_warnx("%s: %s (%s) that cannot go to %s (%s); renamed to "
-		    "%s in %s", j->name, what, why, r->badpath, strerror(e),
-		    target, r->set.outgoing_queue_dir);
+		log_warnx("%s: file=%s, status=quarantined (%s: %s), cannot "
+		    "go to %s (%s): renamed to %s in %s", qid, j->name, what,
+		    why, r->badpath, strerror(e), target,
+		    r->set.outgoing_queue_dir);
 		relay_audit_quarantined(r, j->name, what, why);
 		return;
 	}

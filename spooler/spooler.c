@@ -67,6 +67,8 @@ struct session {
 	char			 reason[IPC_REASON_MAX];
 	uint64_t		 t_write;	/* us in write(2), this message */
 	uint64_t		 t_commit;	/* when COMMIT was read */
+	char			 postfix_id[QUEUEID_MAX];	/* for the log:
+						   the file may get another */
 };
 
 /*
@@ -184,8 +186,9 @@ session_fail(struct session *s, struct spooler *sp, const char *detail)
 {
 	int err = errno;
 
-	log_warnx("%s: %s", s->file.queue_id[0] ? s->file.queue_id : "-",
-	    detail);
+	/* The message's line: Postfix keeps it and the client retries. */
+	log_warnx("%s: tempfail (%s)", s->postfix_id[0] ? s->postfix_id :
+	    "NOQUEUE", detail);
 	if (s->file.fd != -1 || s->file.renamed)
 		spool_discard(&sp->dir, &s->file);
 	snprintf(s->reason, sizeof(s->reason), "queue file not written: %s",
@@ -252,6 +255,7 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		return -1;
 	s->reason[0] = '\0';
 	s->t_write = 0;
+	snprintf(s->postfix_id, sizeof(s->postfix_id), "%s", b.queue_id);
 	t0 = stats_now_us();
 	r = spool_create(&sp->dir, &s->file, b.queue_id, reason,
 	    sizeof(reason));
@@ -393,8 +397,9 @@ commit_done(struct spooler *sp, struct commit_job *j)
 		withdraw(sp, s);
 		return;
 	}
-	log_debug("%s: committed to %s, %llu bytes", s->file.queue_id,
-	    sp->dir.path, (unsigned long long)s->file.size);
+	/* Durable, and capture has been told: one line per message. */
+	log_info("%s: committed as %s/%s, size=%llu", s->postfix_id,
+	    sp->dir.path, s->file.queue_id, (unsigned long long)s->file.size);
 	spool_done(&s->file);
 	hist_add(&sp->stats.commit, j->t_answer - s->t_commit);
 	hist_add(&sp->stats.write, s->t_write);

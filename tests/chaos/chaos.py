@@ -108,8 +108,10 @@ MAILLOG = re.compile(r"^(\w{3} +\d+ \d\d:\d\d:\d\d) \S+ [\w/-]+/smtpd\[(\d+)\]: 
 PROXY_ACCEPT = re.compile(r"proxy-accept: END-OF-MESSAGE: 250 .*queued as "
                           r"(\w+);")
 OUT_QUEUED = re.compile(r"^(\w+): client=")
-RELAY_RECORDED = re.compile(rb"^relay: ([\w.]+): delivered by \w+ to [^\n]*"
-                            rb"reply=\"2[^\n\"]*queued as (\w+)\"", re.M)
+# The relay's line for a delivery, in Postfix's shape (relay/logline.c):
+# "QID: to=<...>, relay=..., file=NAME, status=sent (250 ... queued as ID)".
+RELAY_RECORDED = re.compile(rb"file=([\w.]+), status=sent \(2[^\n]*queued "
+                            rb"as (\w+)\)")
 
 
 def fmt(t):
@@ -197,15 +199,16 @@ class Evidence:
         """The relay's lines about the tag's milterout files."""
         out = []
         for n in self.names(tag):
-            out += re.findall(rb"^relay: " + re.escape(n.encode()) +
-                              rb": [^\n]*", self.log, re.M)
+            key = re.escape(n.encode())
+            out += re.findall(rb"^[^\n]*relay\[\d+\]: [^\n]*(?:file=" + key +
+                              rb",|" + key + rb": )[^\n]*", self.log, re.M)
         return [x.decode("utf-8", "replace")[:160] for x in out]
 
     def deferred_after(self, name, offset):
         """Did the relay defer this file after that log offset (so it
         never saw the 250 of the attempt the MTA's death cut)?"""
-        return re.search(rb"^relay: " + re.escape(name.encode()) +
-                         rb": deferred, ", self.log[offset:], re.M)
+        return re.search(rb"file=" + re.escape(name.encode()) +
+                         rb", status=deferred ", self.log[offset:])
 
     def window(self, qid, name):
         """(class, why) when this unrecorded copy is SMTP's window."""

@@ -75,6 +75,12 @@ expect_ok(const struct ipc_hdr *h, int has_fd)
 		return h->len >= sizeof(struct ipc_audit) && !has_fd;
 	case MSG_PARENT_AUDIT_SYNCED:
 		return h->len == 0 && !has_fd;
+	case MSG_CHILD_CONFINED:
+		return h->len == sizeof(struct ipc_confined) && !has_fd;
+	case MSG_CAPTURE_COMMIT_TIME:
+		return h->len == sizeof(struct ipc_commit_time) && !has_fd;
+	case MSG_RELAY_STATUS:
+		return h->len == sizeof(struct ipc_relay_status) && !has_fd;
 	default:
 		return 0;	/* MSG_NONE, unknown */
 	}

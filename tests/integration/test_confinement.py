@@ -398,7 +398,7 @@ def test_debug_mode_logs_and_refuses(hooked):
     m, pf = hooked({"Milter Seccomp Debug": "yes"})
     pids = running_children(m)
     os.kill(pids["spooler"], signal.SIGRTMIN + HOOK_SOCKET)
-    wait_for(lambda: re.search(r"spooler: forbidden system call socket "
+    wait_for(lambda: re.search(r"spooler\[\d+\]: forbidden system call socket "
                                r"\(41\) refused with ENOSYS", m.stderr()),
              10, "the debug line")
     assert child_pids(m.pid) == pids      # refused, not killed

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from test_metrics import WRITTEN
+from test_metrics import WRITTEN, family
 
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__),
                                             "..", ".."))
@@ -20,7 +20,10 @@ OTHERS = {"node_textfile_mtime_seconds"}
 
 
 def names_in(expr):
-    return set(re.findall(r"\b((?:msmilter|node)_[a-zA-Z0-9_:]*)", expr))
+    """Metric families an expression names (a histogram's _bucket series
+    counts as its family)."""
+    return set(family(n) for n in
+               re.findall(r"\b((?:msmilter|node)_[a-zA-Z0-9_:]*)", expr))
 
 
 def alert_exprs():

@@ -45,7 +45,7 @@ def hook(m, child, action, value=0):
 
 
 def hook_result(m, child, what):
-    pat = r"%s: testhook: %s: (.*)" % (child, re.escape(what))
+    pat = r"%s\[\d+\]: testhook: %s: (.*)" % (child, re.escape(what))
     return wait_for(lambda: re.search(pat, m.stderr()), 10,
                     "the hook's log line").group(1)
 
@@ -63,16 +63,16 @@ def test_start_logs_abi_per_child(stack):
     log = stack.m.stderr()
     abi = landlock_abi()
     assert "landlock: ABI %d, file system and TCP rules" % abi in log, log
-    wait_for(lambda: all("%s: landlock: ABI %d" % (c, abi) in
-                         stack.m.stderr()
+    wait_for(lambda: all(re.search(r"%s\[\d+\]: landlock: ABI %d" % (c, abi),
+                                   stack.m.stderr())
                          for c in ("capture", "spooler", "relay")), 10,
              "a landlock line from every child")
     log = stack.m.stderr()
-    assert re.search(r"capture: landlock: .*: no file system access; no "
+    assert re.search(r"capture\[\d+\]: landlock: .*: no file system access; no "
                      r"TCP", log), log
-    assert re.search(r"spooler: landlock: .*: beneath %s; no TCP"
+    assert re.search(r"spooler\[\d+\]: landlock: .*: beneath %s; no TCP"
                      % re.escape(stack.m.milterin), log), log
-    assert re.search(r"relay: landlock: .*: beneath %s and .*; TCP: "
+    assert re.search(r"relay\[\d+\]: landlock: .*: beneath %s and .*; TCP: "
                      r"connect to port \d+ only"
                      % re.escape(stack.m.milterout), log), log
 
@@ -151,7 +151,7 @@ def test_kernel_without_landlock_still_runs_loudly(test_base,
     os.chmod(wrapper, 0o755)
     m = msmilter_factory(binary=wrapper)
     log = wait_for(lambda: (lambda s: s if all(
-        "%s: landlock: NOT AVAILABLE" % c in s
+        re.search(r"%s\[\d+\]: landlock: NOT AVAILABLE" % c, s)
         for c in ("capture", "spooler", "relay")) else None)(m.stderr()),
         10, "a loud line from every child")
     assert "landlock: NOT AVAILABLE in this kernel" in log

@@ -19,11 +19,19 @@ NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
 SAMPLE = re.compile(r"(%s)(?:\{(.*)\})? (\S+)$" % NAME)
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\.)*)"')
 
-# The names DESIGN.md lists (the histogram msmilter_commit_seconds is not
-# written yet).
+# The names DESIGN.md lists: metric families, as in their TYPE lines.
 WRITTEN = {"msmilter_up", "msmilter_messages_total", "msmilter_relay_total",
            "msmilter_queue_files", "msmilter_queue_oldest_seconds",
-           "msmilter_child_restarts_total"}
+           "msmilter_child_restarts_total", "msmilter_commit_seconds"}
+# Histograms: their samples are FAMILY_bucket{le=...}, _sum and _count.
+HISTOGRAMS = {"msmilter_commit_seconds"}
+HISTOGRAM_SUFFIX = re.compile(r"_(bucket|sum|count)$")
+
+
+def family(name):
+    """The family a sample (or a series a query names) belongs to."""
+    base = HISTOGRAM_SUFFIX.sub("", name)
+    return base if base in HISTOGRAMS and base != name else name
 
 
 def parse(text):
@@ -48,7 +56,10 @@ def parse(text):
         m = SAMPLE.match(line)
         assert m, "bad sample line %r" % line
         name, labels, value = m.groups()
-        assert name in types, "sample before its TYPE: " + line
+        fam = family(name)
+        assert fam in types, "sample before its TYPE: " + line
+        if fam != name:
+            assert types[fam] == "histogram", line
         lab = {}
         if labels:
             rest = labels
@@ -60,12 +71,26 @@ def parse(text):
                 if rest.startswith(","):
                     rest = rest[1:]
         float(value)
-        if types[name] == "counter":
+        if types[fam] == "counter":
             assert name.endswith("_total") and float(value) >= 0, line
         key = (name, frozenset(lab.items()))
         assert key not in samples, "duplicate sample " + line
         samples[key] = float(value)
+    for h in HISTOGRAMS:
+        if h in types:
+            check_histogram(samples, h)
     return types, samples
+
+
+def check_histogram(samples, name):
+    """Buckets cumulative up to +Inf, which equals _count; a _sum."""
+    buckets = sorted((float(dict(k[1])["le"]), v) for k, v in samples.items()
+                     if k[0] == name + "_bucket")
+    assert buckets and buckets[-1][0] == float("inf"), buckets
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), buckets
+    assert buckets[-1][1] == samples[(name + "_count", frozenset())]
+    assert samples[(name + "_sum", frozenset())] >= 0
 
 
 def value(samples, name, **labels):
@@ -164,6 +189,8 @@ def test_counts_after_known_traffic(stacks):
         st.wait_gone(name)
     wait_metric(path, "msmilter_relay_total", 2, result="delivered")
     wait_metric(path, "msmilter_queue_files", 0, queue="milterout")
+    # Capture reports each commit's time once Postfix has its answer.
+    wait_metric(path, "msmilter_commit_seconds_count", 3)
     _, samples = read_metrics(path)
     assert value(samples, "msmilter_messages_total", result="committed") == 3
     for r in ("rejected", "tempfailed", "accepted_loopback"):
@@ -171,6 +198,11 @@ def test_counts_after_known_traffic(stacks):
     for r in ("deferred", "requeued", "quarantined"):
         assert value(samples, "msmilter_relay_total", result=r) == 0
     assert value(samples, "msmilter_queue_files", queue="milterin") == 3
+    # Each committed message once in the commit latency histogram
+    # (capture's time from the end of the message to COMMITTED).
+    assert value(samples, "msmilter_commit_seconds_count") == 3
+    assert value(samples, "msmilter_commit_seconds_bucket", le="+Inf") == 3
+    assert 0 < value(samples, "msmilter_commit_seconds_sum") < 3 * 60
     assert value(samples, "msmilter_queue_oldest_seconds",
                  queue="milterout") == 0
     # The oldest file's age, from the scan that first saw it, grows.
@@ -217,3 +249,9 @@ def test_loopback_is_counted(stacks):
                 result="accepted_loopback")
     _, samples = read_metrics(path)
     assert value(samples, "msmilter_messages_total", result="committed") == 0
+    # Each said in the log: no queue id yet at connect, as Postfix says.
+    capture = child_pids(st.m.pid)["capture"]
+    assert len(re.findall(r"^msmilter/capture\[%d\]: NOQUEUE: accept: "
+                          r"loopback client \S+\[127\.0\.0\.1\] \(Milter "
+                          r"Ignore Loopback = yes\): not spooled$" % capture,
+                          st.m.stderr(), re.M)) >= 2, st.m.stderr()

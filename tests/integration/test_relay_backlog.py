@@ -12,7 +12,7 @@ from postfix import child_pids, free_port
 from test_capture import wait_for
 from test_relay import HEAD
 
-RESCAN = re.compile(r"relay: rescanned \S+: (\d+) names, (\d+) queued")
+RESCAN = re.compile(r"relay\[\d+\]: rescanned \S+: (\d+) names, (\d+) queued")
 
 
 def relay_cpu(pid):

@@ -15,8 +15,8 @@ import pytest
 
 from postfix import child_pids
 from test_capture import wait_for
-from test_relay import RelayStack, expected, queue_file, \
-    without_first_received
+from test_relay import RelayStack, expected, quarantined_line, \
+    queue_file, without_first_received
 
 GOOD = "A0A0A0A0A.GOOD1"
 
@@ -118,15 +118,17 @@ def test_odd_entry_moved_aside_not_delivered(msmilter_factory,
     why = re.escape(WHY[kind])
     if kind == "root-directory":
         # Cannot be re-parented by postfix: renamed within milterout.
-        line = (r"%s: not a queue file we may deliver \(%s\) that cannot "
-                r"go to %s \(Permission denied\); renamed to "
-                r"\.invalid\.%s in %s" % (re.escape(name), why,
-                                          re.escape(bad), re.escape(name),
-                                          re.escape(s.m.milterout)))
+        line = (r"%s: file=%s, status=quarantined \(not a queue file we "
+                r"may deliver: %s\), cannot go to %s \(Permission denied\): "
+                r"renamed to \.invalid\.%s in %s" % (
+                    re.escape(name.split(".")[0]), re.escape(name), why,
+                    re.escape(bad), re.escape(name),
+                    re.escape(s.m.milterout)))
         assert os.path.isdir(os.path.join(s.m.milterout, ".invalid." + name))
     else:
-        line = r"%s: not a queue file we may deliver \(%s\); moved to %s/%s" \
-            % (re.escape(name), why, re.escape(bad), re.escape(name))
+        line = re.escape(quarantined_line(name, "not a queue file we may "
+                                          "deliver", "@WHY@", bad)) \
+            .replace("@WHY@", why)
         moved = os.lstat(os.path.join(bad, name))
         if kind == "symlink":
             assert stat.S_ISLNK(moved.st_mode)
@@ -264,7 +266,7 @@ def test_planted_quarantine_path_refused(msmilter_factory, postfix_factory,
         assert not os.path.lexists(target["path"])  # root made nothing
     # The relay will not use it either (it logs once it has started, which
     # under the sanitizers can be well after the parent's line).
-    refusal = re.compile(r"relay: cannot use %s \(.*\): unreadable files "
+    refusal = re.compile(r"relay\[\d+\]: cannot use %s \(.*\): unreadable files "
                          r"stay in milterout" % re.escape(bad))
     wait_for(lambda: refusal.search(s.m.stderr()), 20, "the relay's refusal")
     s.drop("6CDE345.DDDDD", b"garbage, no envelope\n")

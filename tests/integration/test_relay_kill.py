@@ -68,8 +68,9 @@ def stop_at(s, point, drop):
             return f.read().rsplit(")", 1)[1].split()[0] == "T"
 
     drop()
-    wait_for(lambda: "relay: testhook: stopped at %s\n" % point in
-             s.m.stderr(), 20, "the relay at %s" % point)
+    wait_for(lambda: re.search(r"relay\[\d+\]: testhook: stopped at %s\n"
+                               % point, s.m.stderr()), 20,
+             "the relay at %s" % point)
     wait_for(stopped, 10, "the relay to stop")
     return pid
 
@@ -125,7 +126,8 @@ def test_killed_between_steps(msmilter_factory, postfix_factory, test_base,
     assert re.findall(rb"^O<(.*)>$", rq[0], re.M) == [REFUSED.encode()]
     assert b"\nX-Test-MailScanner-Relay-Reject: " in rq[0]
     assert os.listdir(s.m.milterout) == []      # no progress file left
-    assert len(re.findall(r"relay: %s: .* requeued to " % re.escape(NAME),
+    assert len(re.findall(r"relay\[\d+\]: %s: .*file=%s, status=requeued "
+                          % (NAME.split(".")[0], re.escape(NAME)),
                           s.m.stderr())) <= 1
 
 
@@ -137,7 +139,9 @@ def test_killed_after_a_partial_delivery(msmilter_factory, postfix_factory,
     data = queue_file("alice@example.org", ["bob@example.com", DEFERRED],
                       b"Subject: partial\n\nhello\n")
     kill_at(s, "recorded")(lambda: s.drop(NAME, data))
-    wait_for(lambda: re.search(r"relay: %s: deferred" % re.escape(NAME),
+    wait_for(lambda: re.search(r"relay\[\d+\]: %s: .*file=%s, "
+                               r"status=deferred" % (NAME.split(".")[0],
+                                                     re.escape(NAME)),
                                s.m.stderr().split("stopped at recorded")[-1]),
              30, "the deferral after the restart")
     assert delivered(s) == ["bob@example.com"]
@@ -178,7 +182,7 @@ def test_readonly_milterout_mid_delivery(msmilter_factory, postfix_factory,
     data = queue_file("alice@example.org", ["bob@example.com"],
                       b"Subject: read-only\n\nhello\n")
     path = os.path.join(s.m.milterout, NAME)
-    said = "relay: %s: delivered but cannot unlink it" % NAME
+    said = "%s: delivered but cannot unlink it" % NAME
     pid = stop_at(s, "sending", lambda: s.drop(NAME, data))
     os.chmod(s.m.milterout, 0o550)
     try:
@@ -218,7 +222,7 @@ def test_spooler_killed_during_a_requeue(msmilter_factory, postfix_factory,
     finally:
         os.kill(spooler, signal.SIGKILL)
     os.kill(relay, signal.SIGCONT)
-    wait_for(lambda: "relay: %s: the spooler's channel broke" % NAME in
+    wait_for(lambda: "file=%s, the spooler's channel broke" % NAME in
              s.m.stderr(), 20, "the relay to see the channel break")
     settle(s, ["bob@example.com"])
     assert child_pids(s.m.pid)["relay"] == relay        # still the same

@@ -67,15 +67,17 @@ def test_rejected_again_is_quarantined_not_requeued(
     assert os.listdir(bad) == [name]
     with open(os.path.join(bad, name), "rb") as f:
         assert f.read() == cleaned
-    assert re.search(r"relay: %s: rejected again \(1 recipient refused "
-                     r"again: 554 5\.1\.1 .*no such user here; MailScanner "
-                     r"quarantined it once already, so it is not requeued "
-                     r"a second time\); moved to %s/%s" % (
-                         re.escape(name), re.escape(bad), re.escape(name)),
+    assert re.search(r"relay\[\d+\]: %s: file=%s, status=quarantined "
+                     r"\(rejected again: 1 recipient refused again: 554 "
+                     r"5\.1\.1 .*no such user here; MailScanner quarantined "
+                     r"it once already, so it is not requeued a second "
+                     r"time\), moved to %s/%s" % (
+                         re.escape(name.split(".")[0]), re.escape(name),
+                         re.escape(bad), re.escape(name)),
                      s.m.stderr()), s.m.stderr()
     time.sleep(3)                       # rescans, retries: nothing more
     assert milterin_files(s) == []      # no second requeue
-    assert len(re.findall(r"requeued to ", s.m.stderr())) == 1
+    assert len(re.findall(r"status=requeued ", s.m.stderr())) == 1
     assert [m.recipients for m in s.pf.sink_messages()] == \
         [["bob@example.com"]]
     assert os.listdir(s.m.milterout) == []
@@ -93,7 +95,7 @@ def test_failed_quarantine_is_retried_with_backoff(msmilter_factory,
     os.chmod(s.m.milterout, 0o550)
     try:
         s.drop(name, b"no envelope at all\n")
-        line = (r"relay: %s: unreadable queue file \(no S<sender> line\): "
+        line = (r"relay\[\d+\]: %s: unreadable queue file \(no S<sender> line\): "
                 r"cannot move it to \S+ \(Permission denied\) nor rename it "
                 r"\(Permission denied\); left in place, trying again in "
                 r"\d+ s, then backing off to at most every 2 s" %
@@ -108,5 +110,6 @@ def test_failed_quarantine_is_retried_with_backoff(msmilter_factory,
     s.wait_gone(name, timeout=10)
     bad = os.path.join(os.path.dirname(s.m.milterout), "milterout-invalid")
     assert os.listdir(bad) == [name]
-    assert len(re.findall(r"%s: unreadable queue file \(no S<sender> line\); "
-                          r"moved to " % re.escape(name), s.m.stderr())) == 1
+    assert len(re.findall(r"file=%s, status=quarantined \(unreadable queue "
+                          r"file: no S<sender> line\), moved to "
+                          % re.escape(name), s.m.stderr())) == 1

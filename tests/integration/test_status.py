@@ -127,3 +127,74 @@ def test_control_socket_refuses(stacks):  # noqa: F811
     assert not os.path.exists(m.control)
     p = status(m)
     assert p.returncode == 1 and b"is msmilter running?" in p.stderr
+
+
+def test_status_shows_confinement_per_child(stacks):  # noqa: F811
+    """seccomp from /proc (mode 2, filter) and Landlock as each child
+    applied it: the kernel's ABI here, TCP rules from ABI 4."""
+    from test_landlock import landlock_abi
+    st, _ = stacks()
+    m = st.m
+    abi = landlock_abi()
+    s = json.loads(status(m, "--json").stdout)
+    pids = child_pids(m.pid)
+    for c in s["children"]:
+        assert c["pid"] == pids[c["name"]]
+        assert c["seccomp"] == 2, c
+        assert c["landlock_abi"] == abi, c
+        assert c["landlock_tcp"] == (abi >= 4), c
+    out = status(m).stdout.decode()
+    for name in ("spooler", "capture", "relay"):
+        line = re.search(r"^%s +pid %d up .*$" % (name, pids[name]), out,
+                         re.M)
+        assert line, out
+        want = ", seccomp filter, landlock ABI %d%s" % (
+            abi, " (TCP too)" if abi >= 4 else "") if abi else \
+            ", seccomp filter, landlock NONE"
+        assert line.group(0).endswith(want), line.group(0)
+
+
+def test_status_with_the_mta_down_shows_deferrals_and_next_retry(stacks):  # noqa: F811,E501
+    """Nothing listens where the relay delivers: the file is deferred, the
+    status counts the deferral and names a retry in the future."""
+    import time
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))         # bound, never listening: refused
+    port = dead.getsockname()[1]
+    try:
+        st, _ = stacks({"Milter Relay Min Retry": "60",
+                        "Milter Relay Max Retry": "120"})
+        m = st.m
+        # Point the relay at the dead port (a reload restarts the relay).
+        m.settings["MSMail Relay Port"] = str(port)
+        m.write_config()
+        old_relay = child_pids(m.pid)["relay"]
+        m.signal(1)
+        wait_for(lambda: child_pids(m.pid)["relay"] not in (None, old_relay),
+                 20, "the relay to restart with the new port")
+        st.drop("4F2A1B3C0D", queue_file("a@example.org", ["b@example.com"],
+                                         b"Subject: x\n\nbody\n"))
+
+        def deferred():
+            s = json.loads(status(m, "--json").stdout)
+            q = s["relay_queue"]
+            return s if s["relay"]["deferred"] >= 1 and q and \
+                q["deferred"] == 1 else None
+        wait_for(deferred, 30, "the deferral in the status")
+        s = deferred()
+        now = time.time()
+        q = s["relay_queue"]
+        assert q["files"] == 1 and s["relay"]["delivered"] == 0
+        # Backing off 60 s (plus jitter) from the failed attempt.
+        assert now < q["next_retry"] <= now + 60 + 16, (now, q)
+        assert 0 < q["next_retry_in"] <= 60 + 16, q
+        assert q["mta_down_until"] is not None and \
+            q["mta_down_until"] > now - 1, q
+        out = status(m).stdout.decode()
+        r = re.search(r"^relay queue: 1 files, 1 deferred, next retry in "
+                      r"(\d+) s, MTA unreachable: no delivery for \d+ s$",
+                      out, re.M)
+        assert r and int(r.group(1)) > 0, out
+        assert os.listdir(m.milterout) == ["4F2A1B3C0D"]
+    finally:
+        dead.close()

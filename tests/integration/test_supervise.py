@@ -244,8 +244,8 @@ def test_background_start_reports_failure(msmilter_factory):
             s.listen()
             p = run_background(m)
         assert p.returncode != 0
-        assert b"capture: cannot listen on inet:%d@127.0.0.1" % m.port \
-            in p.stderr, p.stderr
+        assert re.search(rb"capture\[\d+\]: cannot listen on inet:%d@"
+                         rb"127\.0\.0\.1" % m.port, p.stderr), p.stderr
         assert b"cannot start capture" in p.stderr, p.stderr
         wait_for(lambda: daemons(m) == [], 10, "the failed daemon to go")
     finally:

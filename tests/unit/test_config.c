@@ -889,7 +889,7 @@ assert_all_lines_differ(const struct msm_settings *s)
 			fail_msg("same as the default: %s", la);
 		lines++;
 	}
-	assert_int_equal(lines, 54);	/* %org-name% and 53 keys */
+	assert_int_equal(lines, 55);	/* %org-name% and 54 keys */
 	free(a);
 	free(b);
 }
@@ -1099,6 +1099,7 @@ test_print_round_trip(void **state)
 	snprintf(want.milter_metrics_file, MSM_PATH_LEN, "/m/ms.prom");
 	want.milter_metrics_interval = 60;
 	snprintf(want.milter_control_socket, MSM_PATH_LEN, "/run/c");
+	snprintf(want.milter_syslog_socket, MSM_PATH_LEN, "/run/log");
 	assert_all_lines_differ(&want);
 	out = print_to_string(&want);
 	assert_int_equal(load_text(f, out, path, sizeof path), 0);
