@@ -221,7 +221,10 @@ class Evidence:
             # with no quit= among the session's counts.
             vanished = nxt.startswith("disconnect from") and \
                 "quit=" not in nxt
-            died = [d for d in self.deaths if t250 - 1 < d < tend + 2]
+            # The client's socket closes when the relay dies: the smtpd
+            # logs the disconnect at once, in the second of the death
+            # (Postfix logs whole seconds, the audit log microseconds).
+            died = [d for d in self.deaths if tend - 1 <= d < tend + 1]
             if vanished and died:
                 return ("relay-window", "%s: the MTA's smtpd[%s] logged its "
                         "250 at %s; its client then vanished with no other "
