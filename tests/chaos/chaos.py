@@ -14,8 +14,8 @@ closed, its smtpd processes kill -9'd) and brought back; the relay killed
 between a delivery and the unlink (milterout made read-only until the
 relay says "delivered but cannot unlink it", then kill -9; the relay sends
 nothing while milterout is read-only, so this happens only when the chmod
-lands mid-delivery, and otherwise the relay is killed after 5 s).  The stand-in
-for MailScanner is contrib/demo.py's: it moves milterin to milterout, and
+lands mid-delivery, and otherwise the relay is killed after 5 s).  The
+stand-in for MailScanner is contrib/demo.py's: it moves milterin to milterout, and
 quarantines what the relay requeued with its Relay-Reject header.
 
 At the end every message that got 250 must be at the sink exactly once
@@ -23,21 +23,23 @@ At the end every message that got 250 must be at the sink exactly once
 requeued exactly once; no temp file left; nothing in milterout-invalid.
 
 Each duplicate is classified with its evidence (Evidence below), copy by
-copy: a copy at the sink is the relay's when "out" queued it under a queue
-id the relay logged in its "delivered ... queued as ID" line.  A copy the
+copy: a copy at the sink is recorded when "out" queued it under the queue
+id of a 250 the relay logged ("file=NAME, status=sent (250 ... queued as
+ID)"), which it does right after recording the 250 (relay/settle.c).  A copy the
 relay never recorded is explained only by SMTP's own window (RFC 1047),
 shown from the logs of both sides:
 
   relay-window  the relay's MTA logged its 250 for that queue id, its
                 client then vanished without another command (the smtpd's
                 next line is a disconnect with no QUIT), and the relay
-                died (the audit log's child_exit) within a second of it:
+                died (the audit log's child_exit) in that second:
                 killed after the MTA had the whole message and before the
                 relay could record the 250.
   mta-window    the relay's MTA was killed (an mta-down fault) while out
-                queued that copy, and its smtpd never reported the
-                session's end: the 250 died with it, so the relay, which
-                never saw it, sent the message again.
+                queued that copy, its smtpd never reported the session's
+                end, and the relay deferred the file after the fault: the
+                250 died with the smtpd, so the relay, which never saw it,
+                sent the message again.
 
 Any other duplicate is a failure, with what the logs say about it.
 
