@@ -160,6 +160,7 @@ int	progress_commit(const struct relay *, struct progress *,
 /* Apply them to pg only: the step after them records it on disk. */
 void	progress_note(struct progress *, struct progress_rec *);
 void	progress_remove(const struct relay *, struct progress *);
+void	progress_drop_open(struct progress *, size_t keep);
 void	progress_free(struct progress *);
 void	progress_sweep(struct relay *, const char *entry);
 

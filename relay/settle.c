@@ -187,15 +187,17 @@ requeue(struct relay *r, struct delivery *d, const struct intent *in,
 }
 
 /* Append and sync lines; when the disk will not take them, say so. */
-static void
+static int
 commit(const struct relay *r, struct delivery *d, struct progress *pg,
     struct progress_rec *w)
 {
 	char why[300];
 
-	if (progress_commit(r, pg, w, why, sizeof(why)) == -1)
-		log_warnx("%s: cannot record what is done (%s): a restart now "
-		    "may deliver or requeue it again", d->name, why);
+	if (progress_commit(r, pg, w, why, sizeof(why)) == 0)
+		return 0;
+	log_warnx("%s: cannot record what is done (%s): a restart now "
+	    "may deliver it again", d->name, why);
+	return -1;
 }
 
 static void
@@ -536,9 +538,19 @@ record_attempt(struct relay *r, struct delivery *d, struct progress *pg,
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		nleft += pg->state[i] == RS_PENDING &&
 		    d->outcome[i] != RCPT_DELIVERED;
-	if (nrej > 0 || nleft > 0 || pg->exists)
-		commit(r, d, pg, &w);
-	else
+	if (nrej > 0 || nleft > 0 || pg->exists) {
+		size_t was = pg->nopen;
+
+		/*
+		 * A requeue that is not on disk is not asked: were the relay
+		 * killed after the spooler committed it, its successor would
+		 * know of no token and requeue the rejection a second time.
+		 * Its recipients stay pending; a later attempt, once milterout
+		 * is writable again, is refused again and records it.
+		 */
+		if (commit(r, d, pg, &w) == -1 && pg->nopen > was)
+			progress_drop_open(pg, was);
+	} else
 		progress_note(pg, &w);	/* removing the file will say it */
 	if (ndel > 0) {
 		log_delivery(r, d, idx, pick(d, RCPT_DELIVERED, idx), mtime);

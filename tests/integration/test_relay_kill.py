@@ -231,3 +231,38 @@ def test_spooler_killed_during_a_requeue(msmilter_factory, postfix_factory,
     assert len(rq) == 1, rq
     assert re.findall(rb"^O<(.*)>$", rq[0], re.M) == [REFUSED.encode()]
     assert os.listdir(s.m.milterout) == []
+
+
+def test_readonly_milterout_requeue_not_asked(msmilter_factory,
+                                              postfix_factory, test_base):
+    """milterout turns read-only mid-delivery of a file whose one recipient
+    the MTA refuses: the requeue cannot be recorded, so the spooler is not
+    asked (it used to be, and a relay killed after the spooler committed
+    it and before the file was marked requeued it again after the
+    restart, under a token nobody knew).  Killed anyway, the relay's
+    successor requeues it once milterout is writable: one requeue."""
+    s = stack(msmilter_factory, postfix_factory, test_base)
+    data = queue_file("alice@example.org", [REFUSED],
+                      b"Subject: refused\n\nhello\n")
+    pid = stop_at(s, "sending", lambda: s.drop(NAME, data))
+    os.chmod(s.m.milterout, 0o550)
+    try:
+        # Stop the relay again if it asks the spooler after all.
+        if LIBC.sigqueue(pid, signal.SIGRTMIN + HOOK_STOP_AT,
+                         POINTS["requeued"]) != 0:
+            raise OSError(ctypes.get_errno(), "sigqueue")
+        os.kill(pid, signal.SIGCONT)
+        wait_for(lambda: re.search(r"relay\[\d+\]: (testhook: stopped at "
+                                   r"requeued|.*file=%s, status=deferred)"
+                                   % re.escape(NAME), s.m.stderr()), 20,
+                 "the deferral (or the requeue)")
+        kill_relay(s, pid)
+    finally:
+        os.chmod(s.m.milterout, 0o750)
+    s.wait_gone(NAME, timeout=40)
+    time.sleep(3)                       # several rescans and retries
+    rq = requeued(s)
+    assert len(rq) == 1, rq
+    assert re.findall(rb"^O<(.*)>$", rq[0], re.M) == [REFUSED.encode()]
+    assert delivered(s) == []
+    assert os.listdir(s.m.milterout) == []
