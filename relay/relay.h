@@ -195,6 +195,7 @@ struct delivery {
 	int			 connect_failed;
 	struct progress		*pg;	/* what is done, on disk */
 	int			 removed;	/* delivered whole: unlinked */
+	int			 unrecorded;	/* a 250 we could not record */
 };
 
 /* settle.c: before and after a delivery attempt (see there). */

@@ -342,8 +342,8 @@ settle_accepted(struct relay *r, struct delivery *d)
 		progress_put(&w, 'D', NULL, idx, n, NULL);
 		if (d->removed || (all && (d->st.st_mode & S_ISVTX)))
 			progress_note(pg, &w);	/* said by the file itself */
-		else
-			commit(r, d, pg, &w);
+		else if (commit(r, d, pg, &w) == -1)
+			d->unrecorded = 1;
 		testhook_at(TESTHOOK_AT_ACCEPTED, "accepted");
 	}
 	free(idx);
@@ -546,9 +546,15 @@ record_attempt(struct relay *r, struct delivery *d, struct progress *pg,
 		 * killed after the spooler committed it, its successor would
 		 * know of no token and requeue the rejection a second time.
 		 * Its recipients stay pending; a later attempt, once milterout
-		 * is writable again, is refused again and records it.
+		 * is writable again, is refused again and records it.  Unless
+		 * recipients delivered now could not be recorded either: then
+		 * the quickest record is to finish the file, requeue and all,
+		 * and mark it done (finish, mark), a few milliseconds away,
+		 * where waiting for milterout would leave them at stake until
+		 * it is writable again.
 		 */
-		if (commit(r, d, pg, &w) == -1 && pg->nopen > was)
+		if (commit(r, d, pg, &w) == -1 && pg->nopen > was &&
+		    !d->unrecorded && k == 0)
 			progress_drop_open(pg, was);
 	} else
 		progress_note(pg, &w);	/* removing the file will say it */
