@@ -142,6 +142,7 @@ class Evidence:
                          for n, q in RELAY_RECORDED.findall(log)}
         self.accept = {}        # qid -> (time, smtpd pid, its next line)
         self.out_time = {}      # qid -> time "out" queued it
+        self.out_end = {}       # qid -> time out's smtpd saw its client go
         self.read_mta(c.pf_mta.maillog_path)
         self.read_out(c.pf_out.maillog_path)
         self.deaths = self.relay_deaths()
@@ -162,11 +163,22 @@ class Evidence:
                 open_accept[pid] = a.group(1)
 
     def read_out(self, path):
+        """When out queued each copy, and when its smtpd then saw its
+        client (the MTA's smtpd, the proxy) go: at once when that one
+        was killed, however long out's own commit took."""
+        open_qid = {}           # smtpd pid -> queue id of its transaction
         for line in self.lines(path):
             m = MAILLOG.match(line)
-            q = OUT_QUEUED.match(m.group(3)) if m else None
+            if not m:
+                continue
+            t, pid, text = maillog_time(m.group(1)), m.group(2), m.group(3)
+            q = OUT_QUEUED.match(text)
             if q:
-                self.out_time[q.group(1)] = maillog_time(m.group(1))
+                self.out_time[q.group(1)] = t
+                open_qid[pid] = q.group(1)
+            elif pid in open_qid and (text.startswith("disconnect from") or
+                                      text.startswith("lost connection")):
+                self.out_end[open_qid.pop(pid)] = t
 
     @staticmethod
     def lines(path):
@@ -235,6 +247,9 @@ class Evidence:
                             qid, pid, fmt(t250), nxt[:60], fmt(tend),
                             fmt(died[0]), qid))
         tq = self.out_time.get(qid, acc[0] if acc else None)
+        # out's smtpd sees its client go when the MTA's smtpd is killed,
+        # also when out's commit took long (a loaded machine).
+        tq = self.out_end.get(qid, tq)
         if tq is not None and (acc is None or acc[2] is None):
             # The nearest mta-down (Postfix logs whole seconds).
             near = sorted((f for f in self.c.faults if f[0] == "mta-down"),
@@ -243,7 +258,8 @@ class Evidence:
             for f in near[:1]:
                 if f[4] - 1 <= tq <= f[5] + 1 and \
                         self.deferred_after(name, f[1]):
-                    return ("mta-window", "%s: out queued it at %s, during "
+                    return ("mta-window", "%s: out queued it (its client "
+                            "gone) at %s, during "
                             "mta-down %s-%s (%s); the MTA's smtpd %s; the "
                             "relay deferred the file after that, never "
                             "recording %s" % (
