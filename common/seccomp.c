@@ -186,6 +186,16 @@ static const struct sc_rule sc_relay[] = {
 	/* is the locked file still the one at that name, still there? */
 	ALLOW(newfstatat, EQ(3, AT_SYMLINK_NOFOLLOW)),
 	ALLOW(faccessat2, EQ(2, F_OK), EQ(3, AT_SYMLINK_NOFOLLOW)),
+	/*
+	 * Is milterout writable, so that what the MTA takes can be recorded
+	 * (relay/settle.c, writable)?  And a delivered file that cannot be
+	 * removed is marked delivered with the sticky bit, on its descriptor
+	 * (settle.c, mark).  The mode is not checked: it is the file's own
+	 * plus S_ISVTX, which the filter cannot know; the descriptors the
+	 * relay holds are milterout files of its own user anyway.
+	 */
+	ALLOW(faccessat2, EQ(2, W_OK), EQ(3, AT_EACCESS)),
+	ALLOW(fchmod),
 	ALLOW(renameat2, EQ(4, RENAME_NOREPLACE)), ALLOW(unlinkat, EQ(2, 0)),
 	ALLOW(getdents64), ALLOW(dup), ALLOW(pread64),
 	/* workers tell the main thread a job is done */

@@ -55,6 +55,14 @@ enum testhook_point {
 					   file not removed yet */
 	TESTHOOK_AT_REMOVED,		/* relay: the file removed; its
 					   progress file not yet */
+	/* Issue 15's range: 20-29. */
+	TESTHOOK_AT_ACCEPTED = 20,	/* relay: the MTA said 250 and that is
+					   recorded (a whole file: removed or
+					   marked); nothing logged yet */
+	TESTHOOK_AT_REQUEUE_SENT = 21,	/* relay: a requeue sent to the
+					   spooler, its answer not read yet */
+	TESTHOOK_AT_SENDING = 22,	/* relay: milterout found writable,
+					   the MTA not contacted yet */
 };
 
 #ifdef MSM_TESTHOOKS

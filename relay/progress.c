@@ -503,6 +503,17 @@ progress_remove(const struct relay *r, struct progress *pg)
 	pg->exists = 0;
 }
 
+/*
+ * Forget the requeues after the first keep (applied in memory, never
+ * written): their recipients are pending again.
+ */
+void
+progress_drop_open(struct progress *pg, size_t keep)
+{
+	while (pg->nopen > keep)
+		free(pg->open[--pg->nopen].idx);
+}
+
 void
 progress_free(struct progress *pg)
 {

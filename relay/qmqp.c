@@ -184,5 +184,7 @@ done:
 	for (size_t i = 0; i < d->q.nrcpt; i++)
 		if (d->outcome[i] == RCPT_PENDING)
 			d->outcome[i] = o;
+	if (o == RCPT_DELIVERED)
+		settle_accepted(r, d);	/* before anything else */
 	return 0;
 }

@@ -160,6 +160,7 @@ int	progress_commit(const struct relay *, struct progress *,
 /* Apply them to pg only: the step after them records it on disk. */
 void	progress_note(struct progress *, struct progress_rec *);
 void	progress_remove(const struct relay *, struct progress *);
+void	progress_drop_open(struct progress *, size_t keep);
 void	progress_free(struct progress *);
 void	progress_sweep(struct relay *, const char *entry);
 
@@ -192,6 +193,9 @@ struct delivery {
 	char			 reply[512];	/* last relevant reply */
 	char			 reject[512];	/* first permanent reply */
 	int			 connect_failed;
+	struct progress		*pg;	/* what is done, on disk */
+	int			 removed;	/* delivered whole: unlinked */
+	int			 unrecorded;	/* a 250 we could not record */
 };
 
 /* settle.c: before and after a delivery attempt (see there). */
@@ -199,6 +203,10 @@ int	settle_begin(struct relay *, struct job *, struct delivery *,
 	    struct progress *);
 void	settle_end(struct relay *, struct job *, struct delivery *,
 	    struct progress *);
+/* Right after the MTA's 250 (smtp.c, qmqp.c), before anything else. */
+void	settle_accepted(struct relay *, struct delivery *);
+/* A file marked delivered by an earlier attempt: 1 when j->result says. */
+int	settle_marked(struct relay *, struct job *, const struct stat *);
 
 /* worker.c: move a file aside that must not be delivered (j->result). */
 void	relay_quarantine(const struct relay *, struct job *, const char *what,

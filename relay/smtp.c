@@ -568,7 +568,8 @@ smtp_deliver(struct worker *wk, struct delivery *d)
 	refuse_long_addresses(d);
 	for (;;) {
 		struct reply	 rep;
-		size_t		 n = 0, naccepted;
+		size_t		 n = 0, naccepted = 0;
+		int		 rc;
 
 		/* At most RCPTS_PER_TXN: Postfix counts overshoot as errors. */
 		for (size_t i = 0; i < d->q.nrcpt; i++)
@@ -602,7 +603,11 @@ smtp_deliver(struct worker *wk, struct delivery *d)
 			break;
 		}
 		wk->smtp->idle = 0;
-		if (transaction(wk->smtp, d, sel, &naccepted) == -1) {
+		rc = transaction(wk->smtp, d, sel, &naccepted);
+		/* Before anything else: a relay killed now must not resend. */
+		if (naccepted > 0)
+			settle_accepted(wk->r, d);
+		if (rc == -1) {
 			smtp_close(wk);
 			for (size_t i = 0; i < d->q.nrcpt; i++)
 				if (sel[i] && d->outcome[i] != RCPT_DELIVERED)

@@ -219,6 +219,12 @@ deliver_locked(struct worker *w, struct job *j, int fd)
 	d.name = j->name;
 	d.fd = fd;
 	j->result = JOB_DEFERRED;
+	if (fstat(fd, &d.st) == -1) {
+		log_warn("%s", j->name);
+		return;
+	}
+	if (settle_marked(r, j, &d.st))
+		return;		/* delivered before: only removed */
 	switch (qfile_read(fd, &d.q, err, sizeof(err))) {
 	case 0:
 		break;
@@ -235,10 +241,6 @@ deliver_locked(struct worker *w, struct job *j, int fd)
 		    "their DSN parameters are not passed on", j->name,
 		    d.q.dsn_ignored);
 	choose_queue_id(&d, r->set.queue_type);
-	if (fstat(fd, &d.st) == -1) {
-		log_warn("%s", j->name);
-		goto out;
-	}
 	if (settle_begin(r, j, &d, &pg) == -1)
 		goto out;
 	if (any_pending(&d) && r->set.delivery_method == MSM_DELIVER_QMQP)

@@ -527,9 +527,16 @@ class SmtpSink:
             names = sorted(os.listdir(self.dir))
         except FileNotFoundError:
             return []
-        paths = [os.path.join(self.dir, n) for n in names]
-        paths.sort(key=lambda p: (os.stat(p).st_mtime_ns, p))
-        return paths
+        # smtp-sink removes the dump of a transaction that was cut short:
+        # a name listed a moment ago may be gone (seen under load).
+        stamped = []
+        for n in names:
+            p = os.path.join(self.dir, n)
+            try:
+                stamped.append((os.stat(p).st_mtime_ns, p))
+            except FileNotFoundError:
+                pass
+        return [p for _, p in sorted(stamped)]
 
     def open_files(self):
         """Dump files smtp-sink still has open (transactions in progress)."""
@@ -563,8 +570,11 @@ class SmtpSink:
         for p in self.files():
             if p in busy:
                 continue
-            with open(p, "rb") as f:
-                out.append(parse_sink_dump(f.read(), p))
+            try:
+                with open(p, "rb") as f:
+                    out.append(parse_sink_dump(f.read(), p))
+            except FileNotFoundError:
+                continue            # cut short and removed meanwhile
         return out
 
     def clear(self):
