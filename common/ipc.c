@@ -95,6 +95,21 @@ ipc_pair(int sv[2])
 	return socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv);
 }
 
+void
+ipc_attach_fd(struct msghdr *msg, union ipc_fdroom *room, int fd)
+{
+	struct cmsghdr *cm;
+
+	memset(room, 0, sizeof(*room));
+	msg->msg_control = room->buf;
+	msg->msg_controllen = sizeof(room->buf);
+	cm = CMSG_FIRSTHDR(msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+}
+
 static int
 send_record(int sock, uint32_t type, const void *p1, size_t len1,
     const void *p2, size_t len2, int fd, int flags)
@@ -102,10 +117,7 @@ send_record(int sock, uint32_t type, const void *p1, size_t len1,
 	struct ipc_hdr	 hdr;
 	struct iovec	 iov[3];
 	struct msghdr	 msg;
-	union {
-		struct cmsghdr	hdr;
-		char		buf[CMSG_SPACE(sizeof(int))];
-	} cmsgbuf;
+	union ipc_fdroom cmsgbuf;
 	ssize_t		 n;
 
 	if (len1 + len2 > IPC_MAX_PAYLOAD) {
@@ -124,18 +136,8 @@ send_record(int sock, uint32_t type, const void *p1, size_t len1,
 	memset(&msg, 0, sizeof(msg));
 	msg.msg_iov = iov;
 	msg.msg_iovlen = 3;
-	if (fd >= 0) {
-		struct cmsghdr *cmsg;
-
-		memset(&cmsgbuf, 0, sizeof(cmsgbuf));
-		msg.msg_control = cmsgbuf.buf;
-		msg.msg_controllen = sizeof(cmsgbuf.buf);
-		cmsg = CMSG_FIRSTHDR(&msg);
-		cmsg->cmsg_level = SOL_SOCKET;
-		cmsg->cmsg_type = SCM_RIGHTS;
-		cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(cmsg), &fd, sizeof(int));
-	}
+	if (fd >= 0)
+		ipc_attach_fd(&msg, &cmsgbuf, fd);
 	do {
 		n = sendmsg(sock, &msg, MSG_NOSIGNAL | flags);
 	} while (n == -1 && errno == EINTR);

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 
 /* Fixed descriptor of a child's channel to the parent. */
 #define IPC_PARENT_FD		3
@@ -272,6 +273,15 @@ struct ipc_msg {
 const char	*ipc_type_name(uint32_t type);
 
 /* A SOCK_SEQPACKET socketpair, close-on-exec on both ends. */
+/* Control data with room for one descriptor (SCM_RIGHTS). */
+union ipc_fdroom {
+	struct cmsghdr	align;
+	char		buf[CMSG_SPACE(sizeof(int))];
+};
+
+/* Make msg carry fd (SCM_RIGHTS), its control data in room. */
+void	ipc_attach_fd(struct msghdr *msg, union ipc_fdroom *room, int fd);
+
 int	ipc_pair(int sv[2]);
 
 /* Send one record; fd >= 0 is passed along.  0 or -1 with errno. */

@@ -36,6 +36,7 @@
 
 #include "clamd_reply.h"
 #include "doctor.h"
+#include "ipc.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -792,13 +793,9 @@ static int
 clamd_fdpass(const char *path, char *why, size_t whylen)
 {
 	static const char	 text[] = "Subject: msmilter -t\n\nclean\n";
-	union {
-		char		buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr	align;
-	} u;
+	union ipc_fdroom	 u;
 	struct iovec		 iov = { (void *)(uintptr_t)"", 1 };
 	struct msghdr		 msg;
-	struct cmsghdr		*cm;
 	struct clamd_reply	 r;
 	char			 buf[CLAMD_REPLY_MAX + 1];
 	size_t			 n;
@@ -817,16 +814,9 @@ clamd_fdpass(const char *path, char *why, size_t whylen)
 		return -1;
 	}
 	memset(&msg, 0, sizeof(msg));
-	memset(&u, 0, sizeof(u));
 	msg.msg_iov = &iov;
 	msg.msg_iovlen = 1;
-	msg.msg_control = u.buf;
-	msg.msg_controllen = sizeof(u.buf);
-	cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &f, sizeof(int));
+	ipc_attach_fd(&msg, &u, f);
 	if (write(s, "zFILDES", 8) != 8 || sendmsg(s, &msg, 0) != 1) {
 		snprintf(why, whylen, "cannot pass it a descriptor: %s",
 		    strerror(errno));

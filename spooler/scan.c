@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "ipc.h"
 #include "scan.h"
 #include "stats.h"
 
@@ -133,10 +134,7 @@ static int
 send_all(int s, struct iovec *iov, int n, int pass_fd,
     const struct scan_conf *c)
 {
-	union {
-		char		buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr	align;
-	} u;
+	union ipc_fdroom u;
 	struct msghdr	 msg;
 	ssize_t		 w;
 
@@ -144,18 +142,8 @@ send_all(int s, struct iovec *iov, int n, int pass_fd,
 		memset(&msg, 0, sizeof(msg));
 		msg.msg_iov = iov;
 		msg.msg_iovlen = (size_t)n;
-		if (pass_fd != -1) {
-			struct cmsghdr *cm;
-
-			memset(&u, 0, sizeof(u));
-			msg.msg_control = u.buf;
-			msg.msg_controllen = sizeof(u.buf);
-			cm = CMSG_FIRSTHDR(&msg);
-			cm->cmsg_level = SOL_SOCKET;
-			cm->cmsg_type = SCM_RIGHTS;
-			cm->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(cm), &pass_fd, sizeof(int));
-		}
+		if (pass_fd != -1)
+			ipc_attach_fd(&msg, &u, pass_fd);
 		if ((w = sendmsg(s, &msg, MSG_NOSIGNAL)) == -1) {
 			if (errno == EINTR)
 				continue;
