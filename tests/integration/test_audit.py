@@ -25,13 +25,14 @@ from postfix import (MsMilter, Postfix, RawSMTP, build_dir, child_pids,
 from queuefile import real_files
 from test_capture import CLIENT, queued_id, wait_for
 from test_confinement import hooks_binary, running_children
+from testhooks import ACTION
 
 AUDIT = os.path.join(build_dir(), "msmilter-audit")
 EPOCH = {"Milter Audit Epoch": "1"}
 SEAL_EVENTS = {"file_start", "epoch_close", "checkpoint"}
 MAIL_EVENTS = {"accept_loopback", "reject", "tempfail", "commit",
                "delivered", "deferred", "requeued", "quarantined"}
-HOOK_FOREIGN_AUDIT = 10         # common/testhook.h
+HOOK_FOREIGN_AUDIT = ACTION["FOREIGN_AUDIT"]
 
 
 def audit(*args, check=False):

@@ -13,12 +13,13 @@ import threading
 
 from postfix import RawSMTP
 from queuefile import parse, real_files, temp_files
+from testhooks import ACTION
 from test_capture import child_pids, queued_id, wait_for, xclient
 from test_confinement import hooks_binary
 
-# common/testhook.h
-HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC, HOOK_FAIL_FSYNC, HOOK_FAIL_DIRSYNC = \
-    11, 12, 13, 14
+HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC, HOOK_FAIL_FSYNC, HOOK_FAIL_DIRSYNC = (
+    ACTION[a] for a in ("STALL_COMMIT", "STALL_DIRSYNC", "FAIL_FSYNC",
+                        "FAIL_DIRSYNC"))
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 LIBC.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]

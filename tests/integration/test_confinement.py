@@ -22,6 +22,7 @@ import pytest
 
 from postfix import PROJECT_ROOT, build_dir, child_pids, data_reply
 from queuefile import real_files, temp_files
+from testhooks import ACTION
 
 CLIENT = dict(xclient_addr="192.0.2.25", xclient_name="client.example.net",
               helo="helo.example.net")
@@ -35,9 +36,9 @@ CAPS = {"chown": 0, "dac_override": 1, "dac_read_search": 2, "fowner": 3,
         "sys_chroot": 18, "sys_ptrace": 19, "sys_admin": 21,
         "sys_resource": 24, "audit_write": 29, "setfcap": 31}
 
-# common/testhook.h: SIGRTMIN + action
-HOOK_OPEN, HOOK_EXEC, HOOK_CONNECT, HOOK_SOCKET, HOOK_BAD_RECORD = 1, 2, 3, \
-    4, 5
+# SIGRTMIN + action
+HOOK_OPEN, HOOK_EXEC, HOOK_CONNECT, HOOK_SOCKET, HOOK_BAD_RECORD = (
+    ACTION[a] for a in ("OPEN", "EXEC", "CONNECT", "SOCKET", "BAD_RECORD"))
 
 SECSYS = r"killed by signal 31 \(Bad system call\): a forbidden system " \
          r"call \(seccomp"

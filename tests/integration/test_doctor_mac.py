@@ -14,6 +14,7 @@ import subprocess
 import pytest
 
 from postfix import build_dir
+from test_confinement import hooks_binary
 from test_doctor import ms
 
 SPOOL_IN = "system_u:object_r:msmilter_spool_in_t:s0"
@@ -21,14 +22,6 @@ SPOOL_OUT = "system_u:object_r:msmilter_spool_out_t:s0"
 WRONG = "system_u:object_r:var_spool_t:s0"
 PROFILES = ("msmilter", "msmilter-capture", "msmilter-spooler",
             "msmilter-relay")
-
-
-def hooks_binary():
-    b = os.path.join(build_dir() + "-testhooks", "msmilter")
-    if not os.access(b, os.X_OK):
-        pytest.fail("%s not built: make BUILD=%s testhooks"
-                    % (b, os.path.basename(build_dir())))
-    return b
 
 
 def write(path, text):

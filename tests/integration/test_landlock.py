@@ -19,8 +19,10 @@ from postfix import build_dir, free_port
 from test_confinement import (hooks_binary, running_children, send_ok,
                               wait_for)
 from queuefile import real_files
+from testhooks import ACTION
 
-HOOK_CREATE_OUTSIDE, HOOK_READ_OUTSIDE, HOOK_CONNECT_PORT = 6, 7, 8
+HOOK_CREATE_OUTSIDE, HOOK_READ_OUTSIDE, HOOK_CONNECT_PORT = (
+    ACTION[a] for a in ("CREATE_OUTSIDE", "READ_OUTSIDE", "CONNECT_PORT"))
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 # union sigval is passed in one register on x86-64, like a pointer.

@@ -19,10 +19,11 @@ import pytest
 from postfix import child_pids
 from test_confinement import hooks_binary, wait_for
 from test_relay import RelayStack, queue_file
+from testhooks import ACTION, point
 
-HOOK_STOP_AT = 9
-POINTS = {"recorded": 1, "requeued": 2, "done": 3, "removed": 4,
-          "accepted": 20, "requeue sent": 21, "sending": 22}
+HOOK_STOP_AT = ACTION["STOP_AT"]
+POINTS = {p: point(p) for p in ("recorded", "requeued", "done", "removed",
+                                "accepted", "requeue sent", "sending")}
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 # union sigval is passed in one register on x86-64, like a pointer.
