@@ -25,7 +25,10 @@ libsodium-dev libpcre2-dev libcmocka-dev"
 # clamav-daemon: tests/integration/test_fullscan.py and make bench run
 # their own clamd (private config, socket and test database); the
 # packaged services are disabled below and never needed.
-TEST_PKGS="postfix swaks miltertest python3-pytest openssl clamav-daemon"
+# prometheus: its promtool checks the metrics file and the alert rules
+# (test_metrics.py, test_contrib.py); its server is disabled below.
+TEST_PKGS="postfix swaks miltertest python3-pytest openssl clamav-daemon \
+prometheus"
 # tests/integration/test_package.py: dpkg-buildpackage with debian/'s
 # Build-Depends, systemd-analyze for the unit, man for its Documentation=.
 PACKAGE_PKGS="dpkg-dev debhelper dh-apparmor fakeroot selinux-policy-dev \
@@ -103,10 +106,11 @@ case " $missing " in
 esac
 
 case " $missing " in
-*" clamav-daemon "*)
+*" clamav-daemon "*|*" prometheus "*)
 	# No system clamd or freshclam: the tests start their own clamd,
-	# and freshclam would only try the network.
-	for svc in clamav-daemon clamav-freshclam; do
+	# and freshclam would only try the network.  No Prometheus server:
+	# the tests only run promtool.
+	for svc in clamav-daemon clamav-freshclam prometheus; do
 		if command -v systemctl >/dev/null 2>&1; then
 			systemctl disable --now "$svc" >/dev/null 2>&1 || true
 		fi
