@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
 #include "config.h"
 #include "ipc.h"
 #include "qfile.h"
@@ -82,7 +83,6 @@ void	capture_audit_reject(const char *client_addr, const char *client_name,
 void	capture_audit_tempfail(const char *queue_id, const char *reason);
 
 /* report.c: the committed message's log line and commit time. */
-uint64_t capture_now_us(void);
 void	capture_report_committed(const char *postfix_id,
 	    const struct ipc_committed *done, const char *sender,
 	    size_t nrcpt, uint64_t eom_us);

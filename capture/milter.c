@@ -1222,7 +1222,7 @@ mlfi_eom(SMFICTX *ctx)
 	struct txn		*t = c != NULL ? c->txn : NULL;
 	union spooler_answer	 a;
 	struct ipc_committed	 done;
-	uint64_t		 eom_us = capture_now_us();
+	uint64_t		 eom_us = clock_now_us();
 	uint32_t		 got = MSG_NONE;
 
 	memset(&a, 0, sizeof(a));

@@ -14,15 +14,6 @@
 #include "capture.h"
 #include "log.h"
 
-uint64_t
-capture_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int
 metrics_on(void)
 {
@@ -39,7 +30,7 @@ capture_report_committed(const char *postfix_id,
     const struct ipc_committed *done, const char *sender, size_t nrcpt,
     uint64_t eom_us)
 {
-	struct ipc_commit_time	 t = { capture_now_us() - eom_us };
+	struct ipc_commit_time	 t = { clock_now_us() - eom_us };
 	int			 renamed = strcmp(done->queue_id,
 				    postfix_id) != 0;
 

@@ -130,7 +130,7 @@ answer(struct commit_job *j)
 	c.size = j->file->size;
 	j->answered = ipc_send_nowait(j->chan, MSG_SPOOLER_COMMITTED, &c,
 	    sizeof(c)) == 0;
-	j->t_answer = stats_now_us();
+	j->t_answer = clock_now_us();
 }
 
 /*
@@ -152,10 +152,10 @@ sync_rounds(struct commit_pool *p)
 
 	while ((batch = queue_take_all(&p->renamed)) != NULL) {
 		pthread_mutex_unlock(&p->lock);
-		t0 = stats_now_us();
+		t0 = clock_now_us();
 		err = sync_dir(p, reason, sizeof(reason)) == 0 ? 0 :
 		    errno != 0 ? errno : EIO;
-		t = stats_now_us() - t0;
+		t = clock_now_us() - t0;
 		n = 0;
 		for (j = batch; j != NULL; j = j->next, n++) {
 			if (err != 0) {
@@ -178,7 +178,7 @@ answer_verdict(struct commit_job *j)
 {
 	j->answered = ipc_send_nowait(j->chan, MSG_SPOOLER_VERDICT,
 	    &j->verdict, sizeof(j->verdict)) == 0;
-	j->t_answer = stats_now_us();
+	j->t_answer = clock_now_us();
 }
 
 /*
@@ -193,10 +193,10 @@ scan_job(struct commit_pool *p, struct commit_job *j)
 {
 	struct clamd_reply	 r;
 	struct spool_file	*f = j->file;
-	uint64_t		 t0 = stats_now_us();
+	uint64_t		 t0 = clock_now_us();
 
 	scan_clamd(&j->scan_conf, f->fd, f->size, &r);
-	j->t_scan = stats_now_us() - t0;
+	j->t_scan = clock_now_us() - t0;
 	if (unlinkat(p->dir->fd, f->temp_name, 0) == -1 && errno != ENOENT)
 		log_warn("cannot remove %s/%s", p->dir->path, f->temp_name);
 	f->temp_name[0] = '\0';
@@ -246,14 +246,14 @@ worker(void *arg)
 			continue;
 		}
 
-		t0 = stats_now_us();
+		t0 = clock_now_us();
 		r = sync_file(j);
-		t1 = stats_now_us();
+		t1 = clock_now_us();
 		j->t_fsync = t1 - t0;
 		if (r == 0) {
 			r = spool_rename(p->dir, j->file, j->reason,
 			    sizeof(j->reason));
-			j->t_rename = stats_now_us() - t1;
+			j->t_rename = clock_now_us() - t1;
 		}
 		j->err = r == 0 ? 0 : errno != 0 ? errno : EIO;
 

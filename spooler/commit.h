@@ -41,7 +41,7 @@ struct commit_job {
 	int			 answered;	/* COMMITTED sent to capture */
 	char			 reason[IPC_REASON_MAX];
 	uint64_t		 t_fsync, t_rename;	/* us; 0 if not done */
-	uint64_t		 t_answer;	/* stats_now_us() when answered */
+	uint64_t		 t_answer;	/* clock_now_us() when answered */
 	struct ipc_verdict	 verdict;	/* scan: what capture is told */
 	uint64_t		 t_scan;	/* scan: us from connect to answer */
 	/* On one job of each directory fsync, for the stats: */

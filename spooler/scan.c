@@ -72,7 +72,7 @@ fail(struct clamd_reply *r, const char *fmt, ...)
 static int
 left_ms(const struct scan_conf *c)
 {
-	uint64_t now = stats_now_us();
+	uint64_t now = clock_now_us();
 
 	if (now >= c->deadline_us)
 		return 0;

@@ -18,7 +18,7 @@
 struct scan_conf {
 	char		 socket[sizeof(((struct sockaddr_un *)0)->sun_path)];
 	int		 method;		/* MSM_CLAMD_* */
-	uint64_t	 deadline_us;		/* stats_now_us() clock */
+	uint64_t	 deadline_us;		/* clock_now_us() clock */
 };
 
 void	scan_conf_set(struct scan_conf *c, const struct msm_settings *s,

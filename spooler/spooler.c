@@ -122,10 +122,10 @@ static int
 session_write(struct session *s, const void *p, size_t len, char *reason,
     size_t rlen)
 {
-	uint64_t	 t0 = stats_now_us();
+	uint64_t	 t0 = clock_now_us();
 	int		 r = spool_write(&s->file, p, len, reason, rlen);
 
-	s->t_write += stats_now_us() - t0;
+	s->t_write += clock_now_us() - t0;
 	return r;
 }
 
@@ -259,10 +259,10 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	s->reason[0] = '\0';
 	s->t_write = 0;
 	snprintf(s->postfix_id, sizeof(s->postfix_id), "%s", b.queue_id);
-	t0 = stats_now_us();
+	t0 = clock_now_us();
 	r = spool_create(&sp->dir, &s->file, b.queue_id, reason,
 	    sizeof(reason));
-	hist_add(&sp->stats.create, stats_now_us() - t0);
+	hist_add(&sp->stats.create, clock_now_us() - t0);
 	if (r == 0 && sp->dir.scan)
 		spool_tap_head(s->file.tap, m->data + sizeof(b),
 		    m->hdr.len - sizeof(b));	/* see spool.h */
@@ -306,7 +306,7 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 			return 0;
 		}
 		s->state = S_COMMITTING;
-		s->t_commit = stats_now_us();
+		s->t_commit = clock_now_us();
 		s->job.file = &s->file;
 		s->job.chan = s->chan;
 		s->job.owner = s;

@@ -66,15 +66,6 @@ hist_pct(const struct hist *h, unsigned pct)
 	return h->max;
 }
 
-uint64_t
-stats_now_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static int
 put(char *buf, size_t len, size_t *off, const char *name,
     const struct hist *h)

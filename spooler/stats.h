@@ -10,6 +10,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "clock.h"
+
 /*
  * Values below 16 have a bucket each; above, every power of two is cut
  * into 8 buckets, so a percentile is exact to 1/8 (12.5 %) of its value.
@@ -42,8 +44,6 @@ struct spool_stats {
 void		hist_add(struct hist *h, uint64_t v);
 /* The upper bound of the bucket holding the pct-th percentile (0: none). */
 uint64_t	hist_pct(const struct hist *h, unsigned pct);
-/* Microseconds on CLOCK_MONOTONIC (vDSO: no system call). */
-uint64_t	stats_now_us(void);
 /* "stats: ..." as one log line. */
 void		stats_log(const struct spool_stats *st);
 
