@@ -103,7 +103,7 @@ spool_clean_temp(struct spool_dir *d)
 }
 
 int
-spool_create(struct spool_dir *d, struct spool_file *f, const char *queue_id,
+spool_prepare(struct spool_dir *d, struct spool_file *f, const char *queue_id,
     char *reason, size_t rlen)
 {
 	memset(f, 0, sizeof(*f));
@@ -116,24 +116,44 @@ spool_create(struct spool_dir *d, struct spool_file *f, const char *queue_id,
 	snprintf(f->queue_id, sizeof(f->queue_id), "%s", queue_id);
 	snprintf(f->temp_name, sizeof(f->temp_name), SPOOL_TEMP_PREFIX "%s-%08x",
 	    queue_id, randombytes_random());
-	f->fd = openat(d->fd, f->temp_name, (d->scan ? O_RDWR : O_WRONLY) |
-	    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, d->mode);
-	if (f->fd == -1) {
-		snprintf(reason, rlen, "cannot create %s/%s: %s", d->path,
-		    f->temp_name, strerror(errno));
-		return -1;
-	}
 	if (d->audit != SPOOL_AUDIT_OFF)
 		f->tap = spool_tap_new();	/* audit.c */
 	return 0;
 }
 
 int
-spool_write(struct spool_file *f, const void *p, size_t len, char *reason,
-    size_t rlen)
+spool_open_file(const struct spool_dir *d, struct spool_file *f,
+    char *reason, size_t rlen)
 {
-	const char	*cp = p;
-	size_t		 total = len;
+	f->fd = openat(d->fd, f->temp_name, (d->scan ? O_RDWR : O_WRONLY) |
+	    O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, d->mode);
+	if (f->fd == -1) {
+		snprintf(reason, rlen, "cannot create %s/%s: %s", d->path,
+		    f->temp_name, strerror(errno));
+		f->temp_name[0] = '\0';	/* not ours: never remove it */
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_create(struct spool_dir *d, struct spool_file *f, const char *queue_id,
+    char *reason, size_t rlen)
+{
+	if (spool_prepare(d, f, queue_id, reason, rlen) == -1)
+		return -1;
+	if (spool_open_file(d, f, reason, rlen) == -1) {
+		spool_discard(d, f);	/* frees the tap, removes nothing */
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_write_bytes(struct spool_file *f, const void *p, size_t len,
+    char *reason, size_t rlen)
+{
+	const char *cp = p;
 
 	while (len > 0) {
 		ssize_t n = write(f->fd, cp, len);
@@ -149,7 +169,16 @@ spool_write(struct spool_file *f, const void *p, size_t len, char *reason,
 		len -= (size_t)n;
 		f->size += (uint64_t)n;
 	}
-	spool_tap_update(f->tap, p, total);	/* the bytes as written */
+	return 0;
+}
+
+int
+spool_write(struct spool_file *f, const void *p, size_t len, char *reason,
+    size_t rlen)
+{
+	if (spool_write_bytes(f, p, len, reason, rlen) == -1)
+		return -1;
+	spool_tap_update(f->tap, p, len);	/* the bytes as written */
 	return 0;
 }
 
