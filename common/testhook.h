@@ -41,7 +41,6 @@ enum testhook_action {
 	TESTHOOK_STALL_DIRSYNC,	/* wait <value> ms before each directory fsync */
 	TESTHOOK_FAIL_FSYNC,	/* the next <value> file fsyncs fail, EIO */
 	TESTHOOK_FAIL_DIRSYNC,	/* the next <value> directory fsyncs fail, EIO */
-	TESTHOOK_STALL_CREATE,	/* wait <value> ms before each file creation */
 	TESTHOOK_COUNT
 };
 

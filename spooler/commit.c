@@ -3,10 +3,9 @@
  * threads run under the spooler's seccomp filter (loaded with TSYNC before
  * they exist) and Landlock domain, and touch nothing but the files, the
  * directory descriptor and the session channels of the jobs they are
- * handed: no allocation (the event loop feeds the audit tap, which may
- * allocate, before it hands over a head); they send only COMMITTED and
- * log lines.  In Full Milter Scanner mode they also connect to clamd
- * (scan.c), remove the scanned file and send VERDICT instead.
+ * handed: no allocation; they send only COMMITTED and log lines.  In
+ * Full Milter Scanner mode they also connect to clamd (scan.c), remove the
+ * scanned file and send VERDICT instead.
  */
 #include <errno.h>
 #include <signal.h>
@@ -81,8 +80,6 @@ stall(int which)
 	unsigned	 ms = testhook_stall_ms(which);
 	struct timespec	 ts = { (time_t)(ms / 1000), (long)(ms % 1000) * 1000000 };
 
-	if (ms > 0)
-		log_info("testhook: stall %d for %u ms", which, ms);
 	while (ms > 0 && nanosleep(&ts, &ts) == -1 && errno == EINTR)
 		;
 }
@@ -175,30 +172,6 @@ sync_rounds(struct commit_pool *p)
 	}
 }
 
-/*
- * Step 1, and the head BEGIN brought.  Here, not on the event loop: a
- * create can cost more than everything else the loop does for a message
- * (ext4 looks for a free inode in the directory's group; without a
- * journal it also passes over every inode freed in the last minute or
- * more, measured at 0.7 ms a file on the test machine), and the loop must
- * go on reading the other sessions meanwhile.  Failures go back with
- * their errno; the event loop removes what was created.
- */
-static void
-create_job(struct commit_pool *p, struct commit_job *j)
-{
-	uint64_t	 t0 = clock_now_us();
-	int		 r;
-
-	stall(TESTHOOK_STALL_CREATE);
-	r = spool_open_file(p->dir, j->file, j->reason, sizeof(j->reason));
-	if (r == 0 && j->head_len > 0)
-		r = spool_write_bytes(j->file, j->head, j->head_len,
-		    j->reason, sizeof(j->reason));
-	j->err = r == 0 ? 0 : errno != 0 ? errno : EIO;
-	j->t_create = clock_now_us() - t0;
-}
-
 /* The verdict for capture: the file is gone by now. */
 static void
 answer_verdict(struct commit_job *j)
@@ -245,9 +218,9 @@ commit_answer_verdict(struct commit_job *j)
 }
 
 /*
- * Workers: create a file, or fsync one and rename it into place.  Many
- * at once: the file system commits concurrent fsyncs together, which one
- * thread cannot ask for.  A failure goes straight back (the event loop removes the file and
+ * Workers: fsync one file, rename it into place.  Many at once: the file
+ * system commits concurrent fsyncs together, which one thread cannot ask
+ * for.  A failure goes straight back (the event loop removes the file and
  * answers FAILED).  A renamed file waits for a directory fsync: the worker
  * that finds none running does it; the others go on with their next file.
  */
@@ -265,11 +238,8 @@ worker(void *arg)
 			pthread_cond_wait(&p->to_sync, &p->lock);
 		pthread_mutex_unlock(&p->lock);
 
-		if (j->kind != JOB_COMMIT) {
-			if (j->kind == JOB_CREATE)
-				create_job(p, j);
-			else
-				scan_job(p, j);
+		if (j->scan) {
+			scan_job(p, j);
 			pthread_mutex_lock(&p->lock);
 			j->next = NULL;
 			finish(p, j);
@@ -355,7 +325,7 @@ commit_submit(struct commit_pool *p, struct commit_job *j)
 	j->answered = 0;
 	j->reason[0] = '\0';
 	j->t_fsync = j->t_rename = j->t_dirsync = j->t_answer = 0;
-	j->t_scan = j->t_create = 0;
+	j->t_scan = 0;
 	j->round = 0;
 	pthread_mutex_lock(&p->lock);
 	queue_put(&p->todo, j);

@@ -1,12 +1,11 @@
 /*
- * The commit pool: the file system's slow steps of spool.c's commit path,
- * off the event loop.  Worker threads create each temp file (step 1) and
- * write the head the BEGIN record brought; at COMMIT they fsync files
- * concurrently (the journal batches them) and rename each into place;
- * whichever worker finds no directory fsync running does one for every
- * file renamed so far (group commit), answers COMMITTED on their session
- * channels, and hands the jobs back to the event loop.  Trusts the event
- * loop, and nothing else reaches it.
+ * The commit pool: steps 3 to 5 of spool.c's commit path and the answer,
+ * off the event loop.  Worker threads fsync files concurrently (the
+ * journal batches them) and rename each into place; whichever worker
+ * finds no directory fsync running does one for every file renamed so far
+ * (group commit), answers COMMITTED on their session channels, and hands
+ * the jobs back to the event loop.  Trusts the event loop, and nothing
+ * else reaches it.
  */
 #ifndef MSM_SPOOL_COMMIT_H
 #define MSM_SPOOL_COMMIT_H
@@ -24,30 +23,23 @@
  * hands it back, the job and its spool_file belong to the pool: the event
  * loop neither reads nor frees them (nor the session that holds them).
  */
-enum job_kind {
-	JOB_CREATE,	/* step 1 and the head: the loop then answers BEGUN */
-	JOB_COMMIT,	/* steps 3 to 5 and COMMITTED */
-	JOB_SCAN,	/* Milter Full Scanner: instead of steps 3 to 5, clamd
-			   scans the file, the worker removes it and answers
-			   VERDICT (scan.h) */
-};
-
 struct commit_job {
-	enum job_kind		 kind;
 	struct spool_file	*file;
 	int			 chan;		/* the session's channel */
 	void			*owner;		/* the event loop's session */
 	int			 loop_answers;	/* 1: the event loop answers
 						   (after the audit record) */
-	const void		*head;		/* create: bytes to write first */
-	size_t			 head_len;	/* (the tap has seen them) */
-	struct scan_conf	 scan_conf;	/* scan */
+	/*
+	 * Milter Full Scanner: instead of steps 3 to 5, clamd scans the
+	 * file, the worker removes it and answers VERDICT (scan.h).
+	 */
+	int			 scan;
+	struct scan_conf	 scan_conf;
 	struct commit_job	*next;
 	/* Filled by the pool: */
 	int			 err;		/* 0: durable; else errno */
 	int			 answered;	/* COMMITTED sent to capture */
 	char			 reason[IPC_REASON_MAX];
-	uint64_t		 t_create;	/* us: create and head */
 	uint64_t		 t_fsync, t_rename;	/* us; 0 if not done */
 	uint64_t		 t_answer;	/* clock_now_us() when answered */
 	struct ipc_verdict	 verdict;	/* scan: what capture is told */
@@ -65,7 +57,7 @@ struct commit_pool {
 	struct spool_dir	*dir;
 	pthread_mutex_t		 lock;
 	pthread_cond_t		 to_sync;	/* workers wait on todo */
-	struct commit_queue	 todo;		/* waiting for a worker */
+	struct commit_queue	 todo;		/* waiting for a file fsync */
 	struct commit_queue	 renamed;	/* waiting for a directory fsync */
 	struct commit_queue	 done;		/* for the event loop */
 	int			 syncing;	/* a directory fsync is running */
@@ -75,8 +67,7 @@ struct commit_pool {
 /* Start the threads; 0, or -1 with errno.  dir must outlive the pool. */
 int	commit_start(struct commit_pool *p, struct spool_dir *dir,
 	    int workers);
-/* Hand a job to the pool: a file to create, or one whose last byte is
-   written. */
+/* Hand a message whose last byte is written to the pool. */
 void	commit_submit(struct commit_pool *p, struct commit_job *j);
 /* Event loop, after the audit record: send a scan job's VERDICT. */
 void	commit_answer_verdict(struct commit_job *j);

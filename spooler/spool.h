@@ -45,20 +45,7 @@ int	spool_clean_temp(struct spool_dir *d);
 /* Create the temp file for queue_id.  0, or -1 with reason set. */
 int	spool_create(struct spool_dir *d, struct spool_file *f,
 	    const char *queue_id, char *reason, size_t rlen);
-/*
- * The two halves of spool_create: choose the temp name (and open the
- * directory if it is not), then create the file.  The second may run on
- * a commit thread: it only reads d.
- */
-int	spool_prepare(struct spool_dir *d, struct spool_file *f,
-	    const char *queue_id, char *reason, size_t rlen);
-int	spool_open_file(const struct spool_dir *d, struct spool_file *f,
-	    char *reason, size_t rlen);
-/* Append to the file; the audit tap sees the bytes. */
 int	spool_write(struct spool_file *f, const void *p, size_t len,
-	    char *reason, size_t rlen);
-/* The same, without the tap: the caller fed it already. */
-int	spool_write_bytes(struct spool_file *f, const void *p, size_t len,
 	    char *reason, size_t rlen);
 /*
  * fsync the file and rename it into place under its queue id (or a fresh

@@ -55,12 +55,10 @@
 enum { PFD_PARENT, PFD_CONTROL, PFD_RELAY, PFD_COMMIT, PFD_SESSIONS };
 
 /*
- * S_CREATING and S_COMMITTING: the file and the job are the commit pool's
- * until it hands the job back; the session is not freed before, nor read
- * from (see commit_done).
+ * S_COMMITTING: the file and the job are the commit pool's until it hands
+ * the job back; the session is not freed before (see commit_done).
  */
-enum session_state { S_IDLE, S_CREATING, S_WRITING, S_FAILED,
-	S_COMMITTING };
+enum session_state { S_IDLE, S_WRITING, S_FAILED, S_COMMITTING };
 
 struct session {
 	int			 chan;
@@ -72,8 +70,6 @@ struct session {
 	char			 reason[IPC_REASON_MAX];
 	uint64_t		 t_write;	/* us in write(2), this message */
 	uint64_t		 t_commit;	/* when COMMIT was read */
-	void			*head;		/* BEGIN's bytes, while the
-						   pool creates the file */
 	char			 postfix_id[QUEUEID_MAX];	/* for the log:
 						   the file may get another */
 };
@@ -166,13 +162,6 @@ fail:
 	close(chan);
 }
 
-/* The commit pool holds the session's file and job. */
-static int
-in_pool(const struct session *s)
-{
-	return s->state == S_CREATING || s->state == S_COMMITTING;
-}
-
 /* Close a session; whatever it had not committed is removed. */
 static void
 session_close(struct spooler *sp, size_t i)
@@ -180,7 +169,7 @@ session_close(struct spooler *sp, size_t i)
 	struct session *s = sp->sessions[i];
 
 	/* The pool still holds its file: freeing it here would be a bug. */
-	if (in_pool(s)) {
+	if (s->state == S_COMMITTING) {
 		log_warnx("session_close: session still committing");
 		abort();
 	}
@@ -203,7 +192,8 @@ session_fail(struct session *s, struct spooler *sp, const char *detail)
 	/* The message's line: Postfix keeps it and the client retries. */
 	log_warnx("%s: tempfail (%s)", s->postfix_id[0] ? s->postfix_id :
 	    "NOQUEUE", detail);
-	spool_discard(&sp->dir, &s->file);	/* whatever is ours of it */
+	if (s->file.fd != -1 || s->file.renamed)
+		spool_discard(&sp->dir, &s->file);
 	snprintf(s->reason, sizeof(s->reason), "queue file not written: %s",
 	    strerror(err));
 	s->state = S_FAILED;
@@ -250,19 +240,13 @@ restart_if_dir_appeared(struct spooler *sp)
 	exit(0);
 }
 
-/*
- * BEGIN: the pool creates the file and writes the head (commit.c says
- * why not here); the session is not read until it is done, and capture
- * waits for BEGUN meanwhile.  The audit tap sees the head now, so that
- * the threads allocate nothing.
- */
 static int
 on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 {
 	struct ipc_begin	 b;
 	char			 reason[IPC_REASON_MAX];
-	const unsigned char	*head = m->data + sizeof(b);
-	size_t			 hlen = m->hdr.len - sizeof(b);
+	uint64_t		 t0;
+	int			 r;
 
 	if (s->state != S_IDLE || m->hdr.len < sizeof(b))
 		return -1;
@@ -275,57 +259,23 @@ on_begin(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 	s->reason[0] = '\0';
 	s->t_write = 0;
 	snprintf(s->postfix_id, sizeof(s->postfix_id), "%s", b.queue_id);
-	if (spool_prepare(&sp->dir, &s->file, b.queue_id, reason,
-	    sizeof(reason)) == -1) {
+	t0 = clock_now_us();
+	r = spool_create(&sp->dir, &s->file, b.queue_id, reason,
+	    sizeof(reason));
+	hist_add(&sp->stats.create, clock_now_us() - t0);
+	if (r == 0 && sp->dir.scan)
+		spool_tap_head(s->file.tap, m->data + sizeof(b),
+		    m->hdr.len - sizeof(b));	/* see spool.h */
+	if (r == -1 || (!sp->dir.scan && session_write(s, m->data + sizeof(b),
+	    m->hdr.len - sizeof(b), reason, sizeof(reason)) == -1)) {
 		session_fail(s, sp, reason);
 		reply_failed(s);	/* capture answers 451 at DATA */
 		return 0;
 	}
-	if (sp->dir.scan) {
-		spool_tap_head(s->file.tap, head, hlen);	/* see spool.h */
-		hlen = 0;
-	} else
-		spool_tap_update(s->file.tap, head, hlen);
-	if (hlen > 0 && (s->head = malloc(hlen)) == NULL) {
-		session_fail(s, sp, "no memory for the head");
-		reply_failed(s);
-		return 0;
-	}
-	if (hlen > 0)
-		memcpy(s->head, head, hlen);
-	s->state = S_CREATING;
-	s->job.kind = JOB_CREATE;
-	s->job.file = &s->file;
-	s->job.chan = s->chan;
-	s->job.owner = s;
-	s->job.head = s->head;
-	s->job.head_len = hlen;
-	commit_submit(&sp->pool, &s->job);
-	return 0;
-}
-
-/*
- * The file exists and holds the head, or could not be made.  Answered,
- * so that a full disk is refused before the body is sent.
- */
-static void
-create_done(struct spooler *sp, struct session *s, struct commit_job *j)
-{
-	free(s->head);
-	s->head = NULL;
-	hist_add(&sp->stats.create, j->t_create);
 	s->state = S_WRITING;
-	if (s->hangup)
-		s->broken = 1;		/* closed after this; the file goes */
-	if (j->err != 0) {
-		errno = j->err;
-		session_fail(s, sp, j->reason);
-		if (!s->broken)
-			reply_failed(s);	/* capture answers 451 */
-		return;
-	}
-	if (!s->broken)
-		answer(s, MSG_SPOOLER_BEGUN, NULL, 0);
+	/* Answered, so a full disk is refused before the body is sent. */
+	answer(s, MSG_SPOOLER_BEGUN, NULL, 0);
+	return 0;
 }
 
 /* One record from a session; -1 means the peer broke the protocol. */
@@ -361,8 +311,8 @@ session_record(struct spooler *sp, struct session *s, const struct ipc_msg *m)
 		s->job.chan = s->chan;
 		s->job.owner = s;
 		s->job.loop_answers = sp->dir.audit == SPOOL_AUDIT_ACK;
-		s->job.kind = sp->dir.scan ? JOB_SCAN : JOB_COMMIT;
-		if (sp->dir.scan)
+		s->job.scan = sp->dir.scan;
+		if (s->job.scan)
 			scan_conf_set(&s->job.scan_conf, &sp->set,
 			    s->t_commit);
 		commit_submit(&sp->pool, &s->job);
@@ -460,11 +410,7 @@ commit_done(struct spooler *sp, struct commit_job *j)
 {
 	struct session *s = j->owner;
 
-	if (j->kind == JOB_CREATE) {
-		create_done(sp, s, j);
-		return;
-	}
-	if (j->kind == JOB_SCAN) {
+	if (j->scan) {
 		scan_done(sp, s, j);
 		return;
 	}
@@ -527,7 +473,8 @@ commit_collect_all(struct spooler *sp)
 static int
 session_read(struct spooler *sp, struct session *s)
 {
-	for (int n = 0; n < RECORDS_PER_ROUND && !in_pool(s); n++) {
+	for (int n = 0; n < RECORDS_PER_ROUND && s->state != S_COMMITTING;
+	    n++) {
 		int r;
 
 		if (n > 0) {
@@ -807,14 +754,14 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 			struct session *s = sp->sessions[i];
 
 			/*
-			 * While the pool has its file a session is only
+			 * While its file is committed a session is only
 			 * watched for a hang-up (poll reports it unasked),
 			 * and once seen, no longer: it stays until the pool
 			 * is done with it.
 			 */
 			sp->pfds[i + PFD_SESSIONS] = (struct pollfd){
 			    s->hangup ? -1 : s->chan,
-			    in_pool(s) ? 0 : POLLIN, 0 };
+			    s->state == S_COMMITTING ? 0 : POLLIN, 0 };
 		}
 		if (ppoll(sp->pfds, n + PFD_SESSIONS, sp->terminating ?
 		    &second : NULL, waitmask) == -1) {
@@ -834,7 +781,7 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 
 			if (sp->pfds[i + PFD_SESSIONS].revents == 0)
 				continue;
-			if (in_pool(s))
+			if (s->state == S_COMMITTING)
 				s->hangup = 1;
 			else if (session_read(sp, s) == -1)
 				session_close(sp, i);
@@ -843,7 +790,7 @@ spooler_loop(struct spooler *sp, const sigset_t *waitmask)
 			commit_collect_all(sp);
 		for (size_t i = sp->nsessions; i-- > 0;)
 			if (sp->sessions[i]->broken &&
-			    !in_pool(sp->sessions[i]))
+			    sp->sessions[i]->state != S_COMMITTING)
 				session_close(sp, i);
 	}
 }

@@ -17,10 +17,9 @@ from testhooks import ACTION
 from test_capture import child_pids, queued_id, wait_for, xclient
 from test_confinement import hooks_binary
 
-(HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC, HOOK_FAIL_FSYNC, HOOK_FAIL_DIRSYNC,
- HOOK_STALL_CREATE) = (
+HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC, HOOK_FAIL_FSYNC, HOOK_FAIL_DIRSYNC = (
     ACTION[a] for a in ("STALL_COMMIT", "STALL_DIRSYNC", "FAIL_FSYNC",
-                        "FAIL_DIRSYNC", "STALL_CREATE"))
+                        "FAIL_DIRSYNC"))
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 LIBC.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
@@ -65,10 +64,10 @@ def send(port, i, results):
     results.append((code, text, i))
 
 
-def send_all(port, n, start=0):
+def send_all(port, n):
     results = []
     threads = [threading.Thread(target=send, args=(port, i, results))
-               for i in range(start, start + n)]
+               for i in range(n)]
     for t in threads:
         t.start()
     return threads, results
@@ -203,58 +202,3 @@ def test_session_closed_mid_commit_leaves_no_file(msmilter_factory,
     assert "killed by signal" not in m.stderr()
     pf.wait_queue_empty(timeout=10)
     assert pf.sink_messages() == []
-
-
-def test_session_closed_while_the_file_is_created(msmilter_factory,
-                                                  postfix_factory):
-    """The commit threads create the temp file while the event loop reads
-    other sessions.  Capture gives up waiting for BEGUN (1 s) while the
-    creation is stalled: the client gets 451, the file created afterwards
-    is removed, and meanwhile another session's message is committed."""
-    m, pf = hooked_stack(msmilter_factory, postfix_factory,
-                         {"Milter Commit Timeout": "1"})
-    spooler = child_pids(m.pid)["spooler"]
-    hook(m, HOOK_STALL_CREATE, 3000)
-    res = []
-    stalled = threading.Thread(target=send, args=(pf.smtp_port, 1, res))
-    stalled.start()
-    wait_for(lambda: res != [], 30, "the stalled session's answer")
-    stalled.join()
-    code, text, _ = res[0]
-    assert code == 451 and "4.3.0" in text, text
-    # The stalled thread finishes, and its file goes again.
-    wait_for(lambda: temp_files(m.milterin) == [] and
-             real_files(m.milterin) == [], 10, "no file")
-    hook(m, HOOK_STALL_CREATE, 0)
-    res = []
-    send(pf.smtp_port, 2, res)
-    assert res[0][0] == 250, res
-    check_outcome(m, res)
-    assert len(real_files(m.milterin)) == 1
-    assert temp_files(m.milterin) == []
-    assert child_pids(m.pid)["spooler"] == spooler
-    assert "killed by signal" not in m.stderr()
-
-
-def test_event_loop_reads_on_while_a_file_is_created(msmilter_factory,
-                                                     postfix_factory):
-    """One creation stalled for 10 s holds up only its own session: eight
-    others, sent meanwhile, are all committed before it answers (seven
-    other commit threads are free), and then it is committed too."""
-    m, pf = hooked_stack(msmilter_factory, postfix_factory,
-                         {"Milter Commit Timeout": "30"})
-    stalling = "testhook: stall %d for 10000 ms" % HOOK_STALL_CREATE
-    hook(m, HOOK_STALL_CREATE, 10000)
-    first = []
-    t = threading.Thread(target=send, args=(pf.smtp_port, 0, first))
-    t.start()
-    wait_for(lambda: stalling in m.stderr(), 20, "the stalled creation")
-    hook(m, HOOK_STALL_CREATE, 0)       # the next ones are not stalled
-    threads, res = send_all(pf.smtp_port, 8, start=1)
-    join(threads)
-    assert first == [], "the stalled session answered before the others"
-    assert sorted(r[0] for r in res) == [250] * 8, res
-    t.join()
-    assert first[0][0] == 250, first
-    check_outcome(m, res + first)
-    assert len(real_files(m.milterin)) == 9
