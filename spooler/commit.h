@@ -61,6 +61,8 @@ struct commit_pool {
 	struct commit_queue	 renamed;	/* waiting for a directory fsync */
 	struct commit_queue	 done;		/* for the event loop */
 	int			 syncing;	/* a directory fsync is running */
+	int			 in_flight;	/* files between todo and renamed */
+	pthread_cond_t		 renamed_one;	/* in_flight went down */
 	int			 wake;		/* eventfd: done is not empty */
 };
 

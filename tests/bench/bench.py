@@ -8,7 +8,7 @@ messages) goes through a private Postfix (in_flow_delay = 0) four times:
   (b) nullmilter: a do-nothing libmilter milter that DISCARDs, the
       ceiling of any discarding milter;
   (c) msmilter: every message spooled durably into milterin (ext4 here,
-      or wherever /tmp is);
+      or wherever BENCH_DIR, /tmp unless set, is);
   (t) msmilter with milterin on a tmpfs, where fsync costs nothing: c/t
       is the physical cost of durability;
   (d) msmilter with the audit log on and keyed, as installed ((c) runs
@@ -58,6 +58,8 @@ SIZES = [int(x) * 1024 for x in
 # row, so the ratios compare runs made seconds apart.
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "1"))
 SMTP_SOURCE = "/usr/sbin/smtp-source"
+# Where Postfix's queues and milterin live (a 0755 directory).
+BENCH_DIR = os.environ.get("BENCH_DIR", "/tmp")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -82,8 +84,18 @@ def settle():
         pass
 
 
+def cpu_idle_ticks():
+    """(idle, total) clock ticks of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        ticks = [int(x) for x in f.readline().split()[1:]]
+    return ticks[3] + ticks[4], sum(ticks[:8])
+
+
 def smtp_source(port, size, sessions):
+    """Seconds the run took, and the share of the machine's CPU time that
+    was idle meanwhile (near 0: the cores, not the disk, set the pace)."""
     settle()
+    idle0, total0 = cpu_idle_ticks()
     args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES),
             "-l", str(size), "-f", "bench@example.org",
             "-t", "sink@example.com", "-M", "bench.example.org",
@@ -92,9 +104,10 @@ def smtp_source(port, size, sessions):
     p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=1800)
     elapsed = time.monotonic() - t0
+    idle1, total1 = cpu_idle_ticks()
     if p.returncode != 0:
         raise RuntimeError("smtp-source failed: %s" % p.stdout.decode())
-    return elapsed
+    return elapsed, (idle1 - idle0) / max(1, total1 - total0)
 
 
 def proc_cpu(pid):
@@ -156,8 +169,8 @@ def run_case(base, label, size, sessions, milter=None, msm=None):
             pids = msmilter_pids(msm.pid)
             cpu0 = {k: proc_cpu(p) for k, p in pids.items()}
             rss0 = vm_rss_kb(pids["capture"])
-        elapsed = smtp_source(pf.smtp_port, size, sessions)
-        extra = {}
+        elapsed, idle = smtp_source(pf.smtp_port, size, sessions)
+        extra = {"idle": idle}
         if msm is not None:
             extra["cpu"] = {k: proc_cpu(p) - cpu0[k] for k, p in pids.items()}
             extra["hwm"] = {k: P.vm_hwm_kb(p) for k, p in pids.items()}
@@ -327,10 +340,10 @@ def milter_bench(base, null, clamd=None):
             rows = []
             for r in range(ROUNDS):
                 row = {}
-                a, _ = run_case(base, "a%d" % r, size, sessions)
+                a, a_extra = run_case(base, "a%d" % r, size, sessions)
                 null_cpu = proc_cpu(null.pid)
-                b, _ = run_case(base, "b%d" % r, size, sessions,
-                                milter=null_port_of(null))
+                b, b_extra = run_case(base, "b%d" % r, size, sessions,
+                                      milter=null_port_of(null))
                 null_cpu = proc_cpu(null.pid) - null_cpu
                 row.update(a=a, b=b)
                 cases = [("c", {}), ("t", {"tmpfs": True}),
@@ -358,6 +371,11 @@ def milter_bench(base, null, clamd=None):
                     else ""))
                 print("  (a) Postfix, no milter   %8.1f msg/s" % a)
                 print("  (b) nullmilter           %8.1f msg/s" % b)
+                print("  CPU idle while each ran: " + ", ".join(
+                    "(%s) %.0f%%" % (n, e["idle"] * 100) for n, e in
+                    [("a", a_extra), ("b", b_extra)] +
+                    [(n, row[n + "_extra"]) for n, _ in cases
+                     if row.get(n) is not None]))
                 print("  (c) msmilter             %8.1f msg/s   c/a = %.2f"
                       "   c/b = %.2f" % (row["c"], row["c"] / a,
                                          row["c"] / b))
@@ -576,15 +594,15 @@ def main():
         print("make bench: " + reason)
         return 1
     build = P.build_dir()
-    base = P.make_base("msmilter-bench-")
+    base = P.make_base("msmilter-bench-", BENCH_DIR)
     null_port = P.free_port()
     null = subprocess.Popen([os.path.join(build, "nullmilter"),
                              "inet:%d@127.0.0.1" % null_port])
     _null_ports[null.pid] = null_port
     print("msmilter bench: %s sessions, %d messages per case, smtp-source "
-          "through a private Postfix with in_flow_delay = 0; /tmp is %s" %
+          "through a private Postfix with in_flow_delay = 0; %s" %
           (" and ".join(str(s) for s in SESSIONS_LIST), MESSAGES,
-           fs_type("/tmp")), flush=True)
+           fs_desc(BENCH_DIR)), flush=True)
     ok = True
     clamd = None
     try:
@@ -604,10 +622,24 @@ def main():
     return 0 if ok else 1
 
 
-def fs_type(path):
-    p = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", path],
+def fs_desc(path):
+    """"/tmp is ext4 with a journal": ext4 without one (some virtual
+    machines' disks) frees and finds inodes differently (settle())."""
+    p = subprocess.run(["findmnt", "-n", "-o", "FSTYPE,SOURCE", "-T", path],
                        stdout=subprocess.PIPE, universal_newlines=True)
-    return p.stdout.strip() or "?"
+    fields = p.stdout.split()
+    if not fields:
+        return "%s is on ?" % path
+    desc = "%s is %s" % (path, fields[0])
+    if fields[0] == "ext4" and len(fields) > 1:
+        dev = os.path.basename(fields[1])
+        try:
+            journal = any(n.startswith(dev + "-")
+                          for n in os.listdir("/proc/fs/jbd2"))
+        except OSError:
+            journal = False
+        desc += " with a journal" if journal else " without a journal"
+    return desc
 
 
 if __name__ == "__main__":

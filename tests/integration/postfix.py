@@ -1217,11 +1217,11 @@ def vm_hwm_kb(pid):
 # Temp dirs
 
 
-def make_base(prefix="msmtest-"):
+def make_base(prefix="msmtest-", parent="/tmp"):
     """A fresh root-owned 0755 directory under /tmp (not pytest's tmp_path:
     that sits below a 0700 directory that postfix-owned processes cannot
     traverse)."""
-    d = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    d = tempfile.mkdtemp(prefix=prefix, dir=parent)
     os.chmod(d, 0o755)
     return d
 
