@@ -190,6 +190,65 @@ relay_queue_json(FILE *f, const struct child *relay, time_t now)
 		fputs("\"mta_down_until\":null}", f);
 }
 
+/* A bucket bound as "<= 2.5 ms"; past the last one, "> 60 s". */
+static void
+bound_text(FILE *f, uint64_t us)
+{
+	if (us == UINT64_MAX)
+		fputs("> 60 s", f);
+	else
+		fprintf(f, "<= %g ms", (double)us / 1000.0);
+}
+
+/*
+ * Capture's end of message to COMMITTED (msmilter_commit_seconds): what
+ * durability adds to every DISCARD, as the histogram's buckets bound it.
+ */
+static void
+commit_text(FILE *f, const struct metrics_counts *c)
+{
+	/* Capture reports the times only for the metrics file. */
+	if (ctl.p->set.milter_metrics_file[0] == '\0') {
+		fputs("commit: not measured (no Milter Metrics File)\n", f);
+		return;
+	}
+	if (c->commit_count == 0) {
+		fputs("commit: none yet\n", f);
+		return;
+	}
+	fprintf(f, "commit: %" PRIu64 " messages, mean %.1f ms, p50 ",
+	    c->commit_count, (double)c->commit_sum_us / 1000.0 /
+	    (double)c->commit_count);
+	bound_text(f, metrics_commit_quantile(c, 0.5));
+	fputs(", p99 ", f);
+	bound_text(f, metrics_commit_quantile(c, 0.99));
+	fputs(" (end of message to COMMITTED)\n", f);
+}
+
+/* The same in microseconds; null where there is no bound. */
+static void
+commit_json(FILE *f, const struct metrics_counts *c)
+{
+	static const double qs[] = { 0.5, 0.99 };
+	static const char *const names[] = { "p50_le_us", "p99_le_us" };
+
+	if (ctl.p->set.milter_metrics_file[0] == '\0') {
+		fputs("\"commit\":null,", f);
+		return;
+	}
+	fprintf(f, "\"commit\":{\"count\":%" PRIu64 ",\"sum_us\":%" PRIu64,
+	    c->commit_count, c->commit_sum_us);
+	for (size_t i = 0; i < 2; i++) {
+		uint64_t us = metrics_commit_quantile(c, qs[i]);
+
+		if (us == 0 || us == UINT64_MAX)
+			fprintf(f, ",\"%s\":null", names[i]);
+		else
+			fprintf(f, ",\"%s\":%" PRIu64, names[i], us);
+	}
+	fputs("},", f);
+}
+
 static void
 status_text(FILE *f, const struct metrics_counts *c, time_t now)
 {
@@ -224,6 +283,7 @@ status_text(FILE *f, const struct metrics_counts *c, time_t now)
 			fprintf(f, " %s %" PRIu64, scan_results[i], c->scan[i]);
 		fputc('\n', f);
 	}
+	commit_text(f, c);
 	relay_queue_text(f, &p->children[CHILD_RELAY], now);
 	for (int i = 0; i < 2; i++)
 		if (c->queue_files[i] >= 0)
@@ -283,6 +343,7 @@ status_json(FILE *f, const struct metrics_counts *c, time_t now)
 			    scan_results[i], c->scan[i]);
 		fputs("},", f);
 	}
+	commit_json(f, c);
 	relay_queue_json(f, &p->children[CHILD_RELAY], now);
 	fputs(",\"queues\":{", f);
 	for (int i = 0; i < 2; i++)

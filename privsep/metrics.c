@@ -128,6 +128,25 @@ metrics_commit_time(uint64_t usec)
 	m.c.commit_sum_us += usec;
 }
 
+uint64_t
+metrics_commit_quantile(const struct metrics_counts *c, double q)
+{
+	uint64_t	 rank, cum = 0;
+
+	if (c->commit_count == 0)
+		return 0;
+	/* The smallest bucket holding at least q of the commits. */
+	rank = (uint64_t)(q * (double)c->commit_count + 0.999999);
+	if (rank == 0)
+		rank = 1;
+	for (size_t i = 0; i < METRICS_COMMIT_BUCKETS; i++) {
+		cum += c->commit_le[i];
+		if (cum >= rank)
+			return commit_bounds_us[i];
+	}
+	return UINT64_MAX;
+}
+
 void
 metrics_child_exit(const char *child)
 {

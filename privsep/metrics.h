@@ -42,6 +42,12 @@ void	metrics_start(const struct parent *);
 void	metrics_event(uint32_t event, const char *result);
 /* Capture's time from end of message to the spooler's COMMITTED. */
 void	metrics_commit_time(uint64_t usec);
+/*
+ * Upper bound, microseconds, of the msmilter_commit_seconds bucket that
+ * holds quantile q (0.5, 0.99): 0 before the first commit, UINT64_MAX
+ * when it is past the last bound.
+ */
+uint64_t metrics_commit_quantile(const struct metrics_counts *, double q);
 /* A child exited (audit_child_exit): a restart unless we stopped it. */
 void	metrics_child_exit(const char *child);
 /* The counters now, with the queues counted. */

@@ -10,6 +10,8 @@ import socket
 import stat
 import subprocess
 
+import pytest
+
 from postfix import child_pids
 from queuefile import real_files
 from test_capture import wait_for
@@ -44,6 +46,12 @@ def ask(path, data):
         return out
 
 
+# msmilter_commit_seconds' bucket bounds (privsep/metrics.c), microseconds.
+COMMIT_BOUNDS_US = [100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000,
+                    100000, 250000, 500000, 1000000, 2500000, 5000000,
+                    10000000, 30000000, 60000000]
+
+
 def test_status_after_known_traffic(stacks):  # noqa: F811
     st, _ = stacks()
     m = st.m
@@ -64,6 +72,8 @@ def test_status_after_known_traffic(stacks):  # noqa: F811
     assert stat.S_ISSOCK(mode) and stat.S_IMODE(mode) == 0o600
     assert os.stat(m.control).st_uid == 0
 
+    wait_for(lambda: json.loads(status(m, "--json").stdout)["commit"]
+             ["count"] == 2, 10, "capture's two commit times")
     p = status(m, "--json")
     assert p.returncode == 0, p.stderr
     s = json.loads(p.stdout)
@@ -80,6 +90,14 @@ def test_status_after_known_traffic(stacks):  # noqa: F811
                           "quarantined": 0}
     assert s["queues"]["milterin"]["files"] == 2
     assert 0 <= s["queues"]["milterin"]["oldest_seconds"] < 60
+    # Capture's end of message to COMMITTED, bounded by the buckets of
+    # msmilter_commit_seconds.
+    c = s["commit"]
+    assert c["count"] == 2 and c["sum_us"] > 0, c
+    assert c["p50_le_us"] in COMMIT_BOUNDS_US, c
+    assert c["p50_le_us"] <= c["p99_le_us"] and \
+        c["p99_le_us"] in COMMIT_BOUNDS_US, c
+    assert c["sum_us"] <= 2 * c["p99_le_us"], c
     assert s["queues"]["milterout"] == {"files": 0, "oldest_seconds": 0}
 
     p = status(m)
@@ -90,6 +108,11 @@ def test_status_after_known_traffic(stacks):  # noqa: F811
     assert "messages: committed 2 rejected 0 tempfailed 0 " \
         "accepted_loopback 0\n" in out
     assert "relay: delivered 1 deferred 0 requeued 0 quarantined 0\n" in out
+    r = re.search(r"commit: 2 messages, mean ([\d.]+) ms, p50 <= ([\d.]+) ms, "
+                  r"p99 <= ([\d.]+) ms \(end of message to COMMITTED\)\n", out)
+    assert r, out
+    assert float(r.group(1)) == pytest.approx(c["sum_us"] / 2000, abs=0.06)
+    assert float(r.group(2)) * 1000 == c["p50_le_us"]
     assert re.search(r"milterin: 2 files, oldest \d+ s\n"
                      r"milterout: 0 files, oldest 0 s\n", out), out
 
@@ -198,3 +221,15 @@ def test_status_with_the_mta_down_shows_deferrals_and_next_retry(stacks):  # noq
         assert os.listdir(m.milterout) == ["4F2A1B3C0D"]
     finally:
         dead.close()
+
+
+def test_status_without_metrics_says_commit_not_measured(msmilter_factory):
+    """Capture reports commit times only when there is a metrics file:
+    without one, -s says so instead of showing an empty histogram."""
+    m = msmilter_factory()
+    p = status(m)
+    assert p.returncode == 0, p.stderr
+    assert "commit: not measured (no Milter Metrics File)\n" in \
+        p.stdout.decode()
+    p = status(m, "--json")
+    assert json.loads(p.stdout)["commit"] is None
