@@ -665,22 +665,25 @@ class LoopExt4:
         os.chmod(self.mnt, 0o755)
 
     def close(self):
+        """Unmount (lazily: a process the bench could not stop may still
+        hold a file there) and remove the image."""
         if self.mnt and getattr(self, "mounted", False):
-            subprocess.run(["umount", self.mnt])
+            subprocess.run(["umount", "-l", self.mnt])
             self.mounted = False
-        if self.mnt:
-            os.rmdir(self.mnt)
-            self.mnt = None
-        if self.image:
-            os.unlink(self.image)
-            self.image = None
+        for path, remove in ((self.mnt, os.rmdir), (self.image, os.unlink)):
+            try:
+                if path:
+                    remove(path)
+            except OSError as e:
+                print("make bench: cannot remove %s: %s" % (path, e))
+        self.mnt = self.image = None
 
 
 def bench_dir():
     """(directory, LoopExt4 or None, why): BENCH_DIR; else /tmp, unless
     it is ext4 without a journal and we may mount a journaled one."""
     if BENCH_DIR:
-        return BENCH_DIR, None, "BENCH_DIR"
+        return BENCH_DIR, None, None
     if not fs_desc("/tmp").endswith("without a journal"):
         return "/tmp", None, None
     if os.geteuid() != 0:
@@ -689,7 +692,8 @@ def bench_dir():
         loop = LoopExt4()
     except OSError as e:
         return "/tmp", None, "no journaled ext4 (%s)" % e
-    return loop.mnt, loop, "/tmp is ext4 without a journal (LoopExt4)"
+    return loop.mnt, loop, ("a loop device: /tmp's ext4 has no journal; "
+                            "BENCH_DIR=/tmp runs there")
 
 
 def main():
