@@ -337,6 +337,7 @@ commit_start(struct commit_pool *p, struct spool_dir *dir, int workers)
 		errno = r;
 		return -1;
 	}
+	pthread_condattr_destroy(&cattr);
 	pthread_attr_setstacksize(&attr, COMMIT_STACK);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	/*

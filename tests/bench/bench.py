@@ -85,9 +85,9 @@ def settle():
     before this one freed thousands (Postfix's queue files, the last
     case's milterin), so a file created here would cost up to a whole
     group's scan more than in the case before.  Writing everything out
-    and dropping the clean caches forgets them: each case then pays only
-    for what it deletes itself.  Needs root; without it, the order of
-    the cases shows in the numbers."""
+    and dropping the clean caches forgets most of them, not all (a block
+    read again brings its freed inodes back): hence LoopExt4.  Needs
+    root."""
     os.sync()
     try:
         with open(DROP_CACHES, "w") as f:
@@ -103,11 +103,18 @@ def cpu_idle_ticks():
     return ticks[3] + ticks[4], sum(ticks[:8])
 
 
+def idle_share(since):
+    """The machine's idle share of CPU time since cpu_idle_ticks() said
+    since."""
+    idle, total = cpu_idle_ticks()
+    return (idle - since[0]) / max(1, total - since[1])
+
+
 def smtp_source(port, size, sessions):
     """Seconds the run took, and the share of the machine's CPU time that
     was idle meanwhile (near 0: the cores, not the disk, set the pace)."""
     settle()
-    idle0, total0 = cpu_idle_ticks()
+    ticks = cpu_idle_ticks()
     args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES),
             "-l", str(size), "-f", "bench@example.org",
             "-t", "sink@example.com", "-M", "bench.example.org",
@@ -116,10 +123,10 @@ def smtp_source(port, size, sessions):
     p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=1800)
     elapsed = time.monotonic() - t0
-    idle1, total1 = cpu_idle_ticks()
+    idle = idle_share(ticks)
     if p.returncode != 0:
         raise RuntimeError("smtp-source failed: %s" % p.stdout.decode())
-    return elapsed, (idle1 - idle0) / max(1, total1 - total0)
+    return elapsed, idle
 
 
 def proc_cpu(pid):
@@ -529,15 +536,13 @@ def relay_ceiling(tool, target):
             str(RELAY_SIZE), "-f", "bench@example.org",
             "-t", "sink@example.com", target]
     settle()
-    idle0, total0 = cpu_idle_ticks()
+    ticks = cpu_idle_ticks()
     t0 = time.monotonic()
     p = subprocess.run(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                        timeout=1800)
     if p.returncode != 0:
         raise RuntimeError("%s failed: %s" % (tool, p.stdout.decode()))
-    rate = MESSAGES / (time.monotonic() - t0)
-    idle1, total1 = cpu_idle_ticks()
-    return rate, (idle1 - idle0) / max(1, total1 - total0)
+    return MESSAGES / (time.monotonic() - t0), idle_share(ticks)
 
 
 def fill_staging(m, count):
@@ -579,7 +584,7 @@ def relay_case(base, method, pf):
     # Steady state: the relay is up; the files arrive as MailScanner
     # renames them in, all at once.
     settle()
-    idle0, total0 = cpu_idle_ticks()
+    ticks = cpu_idle_ticks()
     t0 = time.monotonic()
     for name in os.listdir(staging):
         os.rename(os.path.join(staging, name),
@@ -590,8 +595,7 @@ def relay_case(base, method, pf):
             if time.monotonic() - t0 > 600:
                 raise RuntimeError("relay did not drain milterout")
         rate = MESSAGES / (time.monotonic() - t0)
-        idle1, total1 = cpu_idle_ticks()
-        idle = (idle1 - idle0) / max(1, total1 - total0)
+        idle = idle_share(ticks)
         pids = msmilter_pids(m.pid)
         cpu = proc_cpu(pids["relay"])
         hwm = P.vm_hwm_kb(pids["relay"])
@@ -655,9 +659,9 @@ class LoopExt4:
     in /var/tmp.  ext4 without a journal (this machine's /tmp) skips, when
     it looks for a free inode, every inode freed in the last minute whose
     table block is cached: each case then pays for the deletions of the
-    one before it (measured: the spooler's create p50 0.45 ms in the case
-    after the nullmilter's, 0.04 ms in the others), so the cases' order
-    shows in their ratios.  A journal makes the allocator forget that,
+    ones before it (measured: the spooler's create p50 from 0.04 to 0.77
+    ms between the cases of one run), so the cases' order shows in their
+    ratios.  A journal makes the allocator forget that,
     and it is what a mail server's file system has."""
 
     def __init__(self):
