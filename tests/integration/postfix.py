@@ -1166,6 +1166,17 @@ class MsMilter:
         except FileNotFoundError:
             return ""
 
+    def logged(self, *texts, timeout=10):
+        """stderr once it holds every one of texts, or as it is after
+        timeout seconds: the children's lines reach it through the
+        parent, possibly after the SMTP reply they explain."""
+        deadline = time.monotonic() + timeout
+        while True:
+            err = self.stderr()
+            if all(t in err for t in texts) or time.monotonic() > deadline:
+                return err
+            time.sleep(0.05)
+
     def milterin_files(self):
         """Names in milterin (temp files included), sorted."""
         return sorted(os.listdir(self.milterin))

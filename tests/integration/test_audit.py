@@ -592,7 +592,8 @@ def test_rotation_by_size(msmilter_factory, postfix_factory):
     m.stop()
     files = log_files(m)
     assert len(files) >= 3, files
-    assert "Milter Audit Rotate Size reached" in m.stderr()
+    assert "Milter Audit Rotate Size reached" in m.logged(
+        "Milter Audit Rotate Size reached")
     rc, out = verify(keys, files)
     assert rc == 0, out
 
@@ -633,7 +634,7 @@ def test_full_disk_never_stops_mail(msmilter_factory, postfix_factory,
         for i in range(8):
             r = pf.send(to=["full%d@example.com" % i], **CLIENT)
             assert data_reply(r.transcript).startswith("250"), r.transcript
-        assert "AUDIT LOG NOT WRITTEN" in m.stderr()
+        assert "AUDIT LOG NOT WRITTEN" in m.logged("AUDIT LOG NOT WRITTEN")
         os.unlink(filler)
         pf.send(to=["after@example.com"], **CLIENT)
         m.stop()
@@ -673,7 +674,7 @@ def test_audit_log_off(msmilter_factory, postfix_factory):
     assert data_reply(r.transcript).startswith("250")
     m.stop()
     assert not os.path.exists(m.audit_log)
-    assert "audit log: off" in m.stderr()
+    assert "audit log: off" in m.logged("audit log: off")
 
 
 def test_show_and_stats(msmilter_factory, postfix_factory):

@@ -262,7 +262,7 @@ def test_milterin_not_writable_tempfails(stack):
     assert reply.startswith("451 4.3.0"), r.transcript
     assert data_reply(r.transcript) is None
     assert os.listdir(stack.m.milterin) == []
-    assert "Permission denied" in stack.m.stderr()
+    assert "Permission denied" in stack.m.logged("Permission denied")
     # Postfix kept nothing either: the client still owns the message.
     assert_discarded(stack.pf)
     os.chmod(stack.m.milterin, 0o750)
@@ -282,7 +282,8 @@ def test_milterin_missing_tempfails_until_created(msmilter_factory,
         m.start()
     finally:
         m.write_config = real_write
-    assert "cannot open Incoming Queue Dir" in m.stderr()
+    assert "cannot open Incoming Queue Dir" in m.logged(
+        "cannot open Incoming Queue Dir")
     pf = postfix_factory(milter=m)
     r = pf.send(to=["a@example.com"], data=b"Subject: x\r\n\r\nx\r\n",
                 **CLIENT)

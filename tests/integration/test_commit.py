@@ -140,7 +140,7 @@ def test_fsync_failure_gives_451_and_no_file(msmilter_factory,
     send(pf.smtp_port, 1, res)
     code, text, _ = res[0]
     assert code == 451 and "4.3.0" in text, text
-    assert "Input/output error" in m.stderr()
+    assert "Input/output error" in m.logged("Input/output error")
     wait_for(lambda: os.listdir(m.milterin) == [], 10, "no file")
     # The fault was used up: the next message is committed.
     send(pf.smtp_port, 2, res)

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 
 import pytest
 
@@ -24,17 +23,6 @@ def run_script(m, name):
     assert p.returncode == 0, "%s failed:\n%s\n--- msmilter:\n%s" % (
         name, out, m.stderr())
     return out
-
-
-def logged(m, *texts, timeout=10):
-    """msmilter's stderr once it holds every text: the children's lines
-    reach it through the parent, maybe after miltertest is done."""
-    deadline = time.monotonic() + timeout
-    while True:
-        err = m.stderr()
-        if all(t in err for t in texts) or time.monotonic() > deadline:
-            return err
-        time.sleep(0.05)
 
 
 def files(m):
@@ -60,7 +48,7 @@ def test_no_macros_short_queue_id(msmilter):
                      % names[0].encode(), data)
     assert data.endswith(b"Subject: no macros\n\nbody\n")
     msg = "no usable queue id from Postfix (missing)"
-    assert msg in logged(msmilter, msg)
+    assert msg in msmilter.logged(msg)
 
 
 def test_no_macros_long_queue_id(msmilter_factory):
@@ -79,7 +67,7 @@ def test_unsafe_queue_id_is_replaced(msmilter):
     run_script(msmilter, "unsafe-queue-id.lua")
     names = files(msmilter)
     assert len(names) == 1 and re.fullmatch(r"[0-9A-F]+", names[0]), names
-    assert "(unsafe)" in logged(msmilter, "(unsafe)")
+    assert "(unsafe)" in msmilter.logged("(unsafe)")
     assert not os.path.exists("/etc/passwd.tmp")
 
 
@@ -96,7 +84,7 @@ def test_line_break_in_sender_refused(msmilter):
     assert files(msmilter) == []
     msg = "FORGED1: 553 5.1.7 Sender address refused: line break in an " \
         "address"
-    assert msg in logged(msmilter, msg), out
+    assert msg in msmilter.logged(msg), out
 
 
 def test_crlf_split_across_chunks(msmilter):
@@ -111,7 +99,7 @@ def test_session_cap_refuses_every_stage(msmilter_factory):
     run_script(m, "session-cap.lua")
     assert len(files(m)) == 1, files(m)
     msg = "Milter Max Children sessions reached"
-    assert msg in logged(m, msg)
+    assert msg in m.logged(msg)
 
 
 def test_envelope_budget_and_address_lengths(msmilter_factory):
@@ -124,7 +112,7 @@ def test_envelope_budget_and_address_lengths(msmilter_factory):
     assert re.findall(rb"^O<([^>]*)>$", data, re.M) == \
         [b"r%d@example.com" % i for i in range(1, 10)]
     msg = "Milter Max Envelope Size (4096 bytes) at 9 recipients"
-    assert msg in logged(m, msg)
+    assert msg in m.logged(msg)
 
 
 def test_bad_dsn_and_address_refused_at_rcpt(msmilter):
@@ -138,6 +126,6 @@ def test_bad_dsn_and_address_refused_at_rcpt(msmilter):
             "addr-type;xtext",
             "BADDSN1: 553 5.1.3 Recipient address refused: space outside a "
             "quoted local part")
-    err = logged(msmilter, *msgs)
+    err = msmilter.logged(*msgs)
     for msg in msgs:
         assert msg in err
