@@ -565,9 +565,13 @@ class SmtpSink:
         deadline = time.monotonic() + settle
         while self.open_files() and time.monotonic() < deadline:
             time.sleep(0.02)
+        # Listed first, then checked: a dump created after the check but
+        # listed with the others was read empty (seen under the
+        # sanitizers).  One not yet listed waits for the next call.
+        files = self.files()
         busy = self.open_files()
         out = []
-        for p in self.files():
+        for p in files:
             if p in busy:
                 continue
             try:
