@@ -272,7 +272,6 @@ struct ipc_msg {
 
 const char	*ipc_type_name(uint32_t type);
 
-/* A SOCK_SEQPACKET socketpair, close-on-exec on both ends. */
 /* Control data with room for one descriptor (SCM_RIGHTS). */
 union ipc_fdroom {
 	struct cmsghdr	align;
@@ -282,6 +281,7 @@ union ipc_fdroom {
 /* Make msg carry fd (SCM_RIGHTS), its control data in room. */
 void	ipc_attach_fd(struct msghdr *msg, union ipc_fdroom *room, int fd);
 
+/* A SOCK_SEQPACKET socketpair, close-on-exec on both ends. */
 int	ipc_pair(int sv[2]);
 
 /* Send one record; fd >= 0 is passed along.  0 or -1 with errno. */

@@ -666,6 +666,7 @@ class LoopExt4:
 
     def __init__(self):
         self.image = self.mnt = None
+        self.mounted = False
         fd, self.image = tempfile.mkstemp(prefix="msmilter-bench-",
                                           suffix=".img", dir="/var/tmp")
         os.close(fd)
@@ -686,7 +687,7 @@ class LoopExt4:
     def close(self):
         """Unmount (lazily: a process the bench could not stop may still
         hold a file there) and remove the image."""
-        if self.mnt and getattr(self, "mounted", False):
+        if self.mounted:
             subprocess.run(["umount", "-l", self.mnt])
             self.mounted = False
         for path, remove in ((self.mnt, os.rmdir), (self.image, os.unlink)):
