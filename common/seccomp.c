@@ -140,6 +140,8 @@ static const struct sc_rule sc_spooler[] = {
 	/* link+unlink where the file system has no RENAME_NOREPLACE */
 	ALLOW(linkat, EQ(4, 0)), ALLOW(unlinkat, EQ(2, 0)),
 	ALLOW(fsync),
+	/* a commit round starts write-back of its files (commit.c) */
+	ALLOW(sync_file_range),
 	/* the commit pool tells the event loop a commit is done (commit.c) */
 	ALLOW(eventfd2),
 	/* leftover temp files at start: fdopendir on a dup, readdir */

@@ -1,11 +1,13 @@
 /*
  * The commit pool: steps 3 to 5 of spool.c's commit path and the answer,
- * off the event loop.  Worker threads fsync files concurrently (the
- * journal batches them) and rename each into place; whichever worker
- * finds no directory fsync running does one for every file renamed so far
- * (group commit), answers COMMITTED on their session channels, and hands
- * the jobs back to the event loop.  Trusts the event loop, and nothing
- * else reaches it.
+ * off the event loop.  One worker at a time runs commit rounds: the
+ * directory fsync for the files renamed in the round before (then
+ * COMMITTED on their session channels), an fsync of each file handed
+ * over since, and their renames.  Under load a round begins at most every
+ * HOLD_US (commit.c), so that one journal commit serves several files
+ * instead of each file and each directory fsync paying for its own.  The
+ * other workers scan (Full Milter Scanner mode).  Finished jobs go back to
+ * the event loop.  Trusts the event loop, and nothing else reaches it.
  */
 #ifndef MSM_SPOOL_COMMIT_H
 #define MSM_SPOOL_COMMIT_H
@@ -56,13 +58,14 @@ struct commit_queue {
 struct commit_pool {
 	struct spool_dir	*dir;
 	pthread_mutex_t		 lock;
-	pthread_cond_t		 to_sync;	/* workers wait on todo */
+	pthread_cond_t		 to_sync;	/* idle workers wait here */
 	struct commit_queue	 todo;		/* waiting for a file fsync */
+	struct commit_queue	 scans;		/* waiting for clamd */
 	struct commit_queue	 renamed;	/* waiting for a directory fsync */
 	struct commit_queue	 done;		/* for the event loop */
-	int			 syncing;	/* a directory fsync is running */
-	int			 in_flight;	/* files between todo and renamed */
-	pthread_cond_t		 renamed_one;	/* in_flight went down */
+	int			 syncing;	/* a worker runs the rounds */
+	uint64_t		 round_start_us;	/* the last round's */
+	uint64_t		 last_submit_us, gap_us; /* between the last two */
 	int			 wake;		/* eventfd: done is not empty */
 };
 

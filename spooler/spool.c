@@ -11,16 +11,17 @@
  * Only then may capture say DISCARD.  Any failure before 5 removes what we
  * wrote and capture answers TEMPFAIL, so Postfix keeps its copy.
  *
- * Who runs which step (spooler.c, commit.c): 1 and 2 the event loop; 3
- * and 4 one of the commit pool's worker threads, several files at once; 5
- * and the answer whichever worker finds no directory fsync running.  The
+ * Who runs which step (spooler.c, commit.c): 1 and 2 the event loop; 3,
+ * 4, 5 and the answer the commit pool, in rounds that one worker thread
+ * runs at a time.  A round does step 5 for the files renamed in the round
+ * before it, then steps 3 and 4 for the files handed over since.  The
  * order per file stays 3, 4, 5, answer, because each step starts only
  * after the one before it returned for that file:
- *   - a worker renames only after its own fsync returned 0;
- *   - a job joins the queue for step 5 only after its rename returned,
- *     and the worker doing step 5 takes the whole queue before it calls
- *     fsync: so one directory fsync covers every file in its batch (group
- *     commit), and a rename that finishes during it waits for the next;
+ *   - a file is renamed only after its own fsync returned 0;
+ *   - it joins the queue for step 5 only after its rename returned, and
+ *     a round takes the whole queue before it calls the directory fsync:
+ *     so one directory fsync covers every file in its batch (group
+ *     commit), and a file renamed in this round waits for the next one's;
  *   - COMMITTED is sent for a batch only after its directory fsync
  *     returned 0.
  * A failed step (EIO, ENOSPC) hands the job back with its errno; the event
@@ -49,7 +50,10 @@
  * (fdatasync/fsync 1.02 median, 0.58 to 1.36, 8 pairs).  No
  * sync_file_range to start write-back while the body still arrives: 0.94
  * (0.71 to 1.15) in the same pairs, mixed in make bench at 100 KB, and it
- * would run, and may block, on the event loop.
+ * would run, and may block, on the event loop.  A commit round does start
+ * write-back of its files (SYNC_FILE_RANGE_WRITE) just before its first
+ * fsync, so that their blocks are in the journal commit that fsync
+ * starts; the fsync of each file still follows, and is what counts.
  */
 #include <dirent.h>
 #include <errno.h>

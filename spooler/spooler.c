@@ -48,7 +48,7 @@
 /* How many records one session may hand us per round: fairness. */
 #define RECORDS_PER_ROUND	8
 
-/* Threads that fsync files at once; one of them the directory. */
+/* The commit pool: one runs the commit rounds, the others scan. */
 #define COMMIT_WORKERS		8
 
 /* Our descriptors in front of the sessions' in pfds[]. */
