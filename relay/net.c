@@ -126,3 +126,28 @@ net_write_all(int fd, const void *p, size_t len)
 	}
 	return 0;
 }
+
+void
+wbuf_flush(struct wbuf *w)
+{
+	if (w->len > 0 && !w->failed && net_write_all(w->fd, w->data, w->len))
+		w->failed = 1;
+	w->len = 0;
+}
+
+void
+wbuf_put(struct wbuf *w, const void *p, size_t n)
+{
+	const char *cp = p;
+
+	while (n > 0) {
+		size_t k = n < WBUF_SIZE - w->len ? n : WBUF_SIZE - w->len;
+
+		memcpy(w->data + w->len, cp, k);
+		w->len += k;
+		cp += k;
+		n -= k;
+		if (w->len == WBUF_SIZE)
+			wbuf_flush(w);
+	}
+}

@@ -15,13 +15,15 @@
 
 
 /*
- * The message bytes with CRLF turned into LF.  With out == -1 only count
- * them (netstrings need the length first); returns the count or -1.
+ * The message bytes with CRLF turned into LF.  With out == NULL only
+ * count them (netstrings need the length first); returns the count or -1
+ * on a read error.  Write errors stay in out->failed.
  */
 static long long
-message_bytes(int fd, off_t off, int out)
+message_bytes(int fd, off_t off, struct wbuf *out)
 {
-	char		 in[65536], buf[65536];
+	/* At most one byte more out than in: a CR carried from before. */
+	char		 in[65536], buf[sizeof(in) + 1];
 	long long	 total = 0;
 	ssize_t		 n;
 	int		 cr = 0;
@@ -32,8 +34,8 @@ message_bytes(int fd, off_t off, int out)
 		off += n;
 		/* MailScanner writes LF: most chunks go as they are. */
 		if (!cr && memchr(in, '\r', (size_t)n) == NULL) {
-			if (out != -1 && net_write_all(out, in, (size_t)n))
-				return -1;
+			if (out != NULL)
+				wbuf_put(out, in, (size_t)n);
 			total += (long long)n;
 			continue;
 		}
@@ -43,22 +45,16 @@ message_bytes(int fd, off_t off, int out)
 			cr = in[i] == '\r';
 			if (!cr)
 				buf[len++] = in[i];
-			if (len >= sizeof(buf) - 1) {
-				if (out != -1 && net_write_all(out, buf, len))
-					return -1;
-				total += (long long)len;
-				len = 0;
-			}
 		}
-		if (out != -1 && len > 0 && net_write_all(out, buf, len))
-			return -1;
+		if (out != NULL)
+			wbuf_put(out, buf, len);
 		total += (long long)len;
 	}
 	if (n < 0)
 		return -1;
 	if (cr) {
-		if (out != -1 && net_write_all(out, "\r", 1))
-			return -1;
+		if (out != NULL)
+			wbuf_put(out, "\r", 1);
 		total++;
 	}
 	return total;
@@ -72,15 +68,16 @@ netstring_len(size_t n)
 	return (size_t)snprintf(tmp, sizeof(tmp), "%zu:", n) + n + 1;
 }
 
-static int
-put_netstring(int fd, const char *s)
+static void
+put_netstring(struct wbuf *out, const char *s)
 {
 	char	 head[32];
 	size_t	 n = strlen(s);
 
 	snprintf(head, sizeof(head), "%zu:", n);
-	return net_write_all(fd, head, strlen(head)) ||
-	    net_write_all(fd, s, n) || net_write_all(fd, ",", 1) ? -1 : 0;
+	wbuf_put(out, head, strlen(head));
+	wbuf_put(out, s, n);
+	wbuf_put(out, ",", 1);
 }
 
 /*
@@ -106,12 +103,12 @@ address_len(const char *addr)
 	return netstring_len(strlen(internal(addr, buf)));
 }
 
-static int
-put_address(int fd, const char *addr)
+static void
+put_address(struct wbuf *out, const char *addr)
 {
 	char buf[QFILE_ADDR_MAX + 1];
 
-	return put_netstring(fd, internal(addr, buf));
+	put_netstring(out, internal(addr, buf));
 }
 
 /* "12:Kok thanks," -> code 'K', text "ok thanks"; strict. */
@@ -139,7 +136,8 @@ qmqp_deliver(struct worker *w, struct delivery *d)
 {
 	struct relay	*r = w->r;
 	char		 err[256], code = 0, text[400], head[32];
-	long long	 mlen = message_bytes(d->fd, d->q.data_offset, -1);
+	long long	 mlen = message_bytes(d->fd, d->q.data_offset, NULL);
+	struct wbuf	 out;
 	size_t		 total, n = 0;
 	enum rcpt_outcome o;
 	int		 fd;
@@ -162,18 +160,23 @@ qmqp_deliver(struct worker *w, struct delivery *d)
 		o = RCPT_DEFERRED;
 		goto done;
 	}
+	/* All of it in as few writes as fit: qmqpd wakes up for each. */
+	out.fd = fd;
+	out.len = 0;
+	out.failed = 0;
 	snprintf(head, sizeof(head), "%zu:%lld:", total, mlen);
-	if (net_write_all(fd, head, strlen(head)) == -1 ||
-	    message_bytes(d->fd, d->q.data_offset, fd) != mlen ||
-	    net_write_all(fd, ",", 1) == -1 ||
-	    put_address(fd, d->q.sender) == -1)
-		goto lost;
+	wbuf_put(&out, head, strlen(head));
+	errno = 0;
+	if (message_bytes(d->fd, d->q.data_offset, &out) != mlen)
+		goto lost;	/* a read error, or the file changed */
+	wbuf_put(&out, ",", 1);
+	put_address(&out, d->q.sender);
 	for (size_t i = 0; i < d->q.nrcpt; i++)
-		if (d->outcome[i] == RCPT_PENDING &&
-		    put_address(fd, d->q.rcpts[i].addr) == -1)
-			goto lost;
-	if (net_write_all(fd, ",", 1) == -1 ||
-	    read_answer(fd, &code, text, sizeof(text)) == -1)
+		if (d->outcome[i] == RCPT_PENDING)
+			put_address(&out, d->q.rcpts[i].addr);
+	wbuf_put(&out, ",", 1);
+	wbuf_flush(&out);
+	if (out.failed || read_answer(fd, &code, text, sizeof(text)) == -1)
 		goto lost;
 	close(fd);
 	snprintf(d->reply, sizeof(d->reply), "%c%s", code, text);

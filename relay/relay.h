@@ -224,6 +224,21 @@ int	qmqp_deliver(struct worker *, struct delivery *);
 int	net_connect(const struct msm_settings *, char *err, size_t errlen);
 int	net_write_all(int fd, const void *p, size_t len);
 
+/*
+ * net.c: what goes to the MTA, gathered into few writes (each one wakes
+ * the reader).  failed stays set after a write failed; later output is
+ * dropped.
+ */
+#define WBUF_SIZE	65536
+struct wbuf {
+	int		 fd;
+	size_t		 len;
+	int		 failed;
+	char		 data[WBUF_SIZE];
+};
+void	wbuf_put(struct wbuf *, const void *, size_t);
+void	wbuf_flush(struct wbuf *);
+
 /* pending.c: the queue's two indexes (the main thread's). */
 void	pending_init(struct relay *);
 struct pending *pending_find(const struct relay *, const char *name);

@@ -19,7 +19,6 @@
 
 #define REPLY_LINE_MAX	2048
 #define REPLY_LINES_MAX	100
-#define WBUF_SIZE	65536
 #define RCPTS_PER_TXN	1000	/* Postfix's smtpd_recipient_limit */
 #define ADDRESS_MAX	1000	/* RFC 5321 allows 256 octets per path */
 
@@ -30,13 +29,6 @@ enum ext {
 	EXT_SMTPUTF8 = 1 << 3,
 	EXT_DSN = 1 << 4,
 	EXT_XFORWARD = 1 << 5,
-};
-
-struct wbuf {
-	int		 fd;
-	size_t		 len;
-	int		 failed;
-	char		 data[WBUF_SIZE];
 };
 
 struct smtp_conn {
@@ -100,29 +92,6 @@ read_reply(struct smtp_conn *c, struct reply *r)
 
 /* ---- writing ---- */
 
-static void
-wflush(struct wbuf *w)
-{
-	if (w->len > 0 && !w->failed && net_write_all(w->fd, w->data, w->len))
-		w->failed = 1;
-	w->len = 0;
-}
-
-static void
-wput(struct wbuf *w, const char *p, size_t n)
-{
-	while (n > 0) {
-		size_t k = n < WBUF_SIZE - w->len ? n : WBUF_SIZE - w->len;
-
-		memcpy(w->data + w->len, p, k);
-		w->len += k;
-		p += k;
-		n -= k;
-		if (w->len == WBUF_SIZE)
-			wflush(w);
-	}
-}
-
 static void wprintf(struct wbuf *, const char *, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -140,7 +109,7 @@ wprintf(struct wbuf *w, const char *fmt, ...)
 		w->failed = 1;
 		return;
 	}
-	wput(w, line, (size_t)n);
+	wbuf_put(w, line, (size_t)n);
 }
 
 /*
@@ -162,7 +131,7 @@ send_body(struct wbuf *w, int fd, off_t off)
 
 			if (cr) {
 				cr = 0;
-				wput(w, "\r\n", 2);
+				wbuf_put(w, "\r\n", 2);
 				bol = 1;
 				if (ch == '\n')
 					continue;
@@ -172,23 +141,23 @@ send_body(struct wbuf *w, int fd, off_t off)
 				continue;
 			}
 			if (ch == '\n') {
-				wput(w, "\r\n", 2);
+				wbuf_put(w, "\r\n", 2);
 				bol = 1;
 				continue;
 			}
 			if (bol && ch == '.')
-				wput(w, ".", 1);
+				wbuf_put(w, ".", 1);
 			bol = 0;
-			w->data[w->len++] = ch;	/* wput's fast path */
+			w->data[w->len++] = ch;	/* wbuf_put's fast path */
 			if (w->len == WBUF_SIZE)
-				wflush(w);
+				wbuf_flush(w);
 		}
 	}
 	if (n < 0)
 		return -1;
 	if (cr || !bol)
-		wput(w, "\r\n", 2);
-	wput(w, ".\r\n", 3);
+		wbuf_put(w, "\r\n", 2);
+	wbuf_put(w, ".\r\n", 3);
 	return 0;
 }
 
@@ -308,7 +277,7 @@ put_xforward(struct smtp_conn *c, struct wbuf *w, const struct delivery *d)
 
 	if (!(c->ext & EXT_XFORWARD) || d->q.client_addr[0] == '\0')
 		return;
-	wput(w, "XFORWARD", 8);
+	wbuf_put(w, "XFORWARD", 8);
 	for (int i = 0; i < 4; i++) {
 		char want[16];
 
@@ -318,7 +287,7 @@ put_xforward(struct smtp_conn *c, struct wbuf *w, const struct delivery *d)
 		xtext(vals[i], v[i], sizeof(v[i]));
 		wprintf(w, " %s=%s", names[i], v[i]);
 	}
-	wput(w, "\r\n", 2);
+	wbuf_put(w, "\r\n", 2);
 }
 
 /* Does this transaction need SMTPUTF8: any envelope byte above 127? */
@@ -403,10 +372,10 @@ put_mail(struct smtp_conn *c, struct wbuf *w, const struct delivery *d)
 		wprintf(w, " SIZE=%lld",
 		    (long long)(d->q.size - d->q.data_offset));
 	if (c->ext & EXT_8BITMIME)
-		wput(w, " BODY=8BITMIME", 14);
+		wbuf_put(w, " BODY=8BITMIME", 14);
 	if ((c->ext & EXT_SMTPUTF8) && needs_utf8(d))
-		wput(w, " SMTPUTF8", 9);
-	wput(w, "\r\n", 2);
+		wbuf_put(w, " SMTPUTF8", 9);
+	wbuf_put(w, "\r\n", 2);
 }
 
 static void
@@ -415,14 +384,14 @@ put_rcpt(struct smtp_conn *c, struct wbuf *w, const struct qrcpt *rc)
 	wprintf(w, "RCPT TO:<%s>", rc->addr);
 	if (c->ext & EXT_DSN)
 		put_dsn(w, rc->dsn);
-	wput(w, "\r\n", 2);
+	wbuf_put(w, "\r\n", 2);
 }
 
 /* Send what is buffered and read one reply: the unpipelined step. */
 static int
 step(struct smtp_conn *c, struct wbuf *w, struct reply *rep)
 {
-	wflush(w);
+	wbuf_flush(w);
 	if (w->failed || read_reply(c, rep) == -1)
 		return -1;
 	return 0;
@@ -477,8 +446,8 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 			c->w.len = 0;	/* MAIL failed: RCPT not sent */
 	}
 	if (pipe) {
-		wput(&c->w, "DATA\r\n", 6);
-		wflush(&c->w);
+		wbuf_put(&c->w, "DATA\r\n", 6);
+		wbuf_flush(&c->w);
 		if (c->w.failed)
 			goto broken;
 		if (xfwd && read_reply(c, &rep) == -1)
@@ -507,7 +476,7 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 		if (read_reply(c, &rep) == -1)	/* to DATA */
 			goto broken;
 	} else if (mail_ok && *naccepted > 0) {
-		wput(&c->w, "DATA\r\n", 6);
+		wbuf_put(&c->w, "DATA\r\n", 6);
 		if (step(c, &c->w, &rep) == -1)
 			goto broken;
 	} else
@@ -517,7 +486,7 @@ transaction(struct smtp_conn *c, struct delivery *d, const char *sel,
 		goto broken;
 	if (rep.code == 354 && *naccepted == 0) {
 		/* Nobody to deliver to, yet the server wants data. */
-		wput(&c->w, ".\r\n", 3);
+		wbuf_put(&c->w, ".\r\n", 3);
 		if (step(c, &c->w, &rep) == -1)
 			goto broken;
 	} else if (rep.code == 354) {
