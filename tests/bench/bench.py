@@ -110,10 +110,36 @@ def idle_share(since):
     return (idle - since[0]) / max(1, total - since[1])
 
 
+# The directory the cases run in (bench()), for journal_commits().
+WHERE = None
+
+
+def journal_commits(path):
+    """Journal commits (jbd2 transactions) of the ext4 that holds path so
+    far, or None without a journal.  Each costs the machine CPU (the
+    commit block, the cache flush behind it) whoever asked for it:
+    Postfix's fsyncs and ours alike."""
+    if path is None:
+        return None
+    p = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "-T", path],
+                       stdout=subprocess.PIPE, universal_newlines=True)
+    dev = os.path.basename(p.stdout.strip())
+    try:
+        for n in os.listdir("/proc/fs/jbd2"):
+            if dev and n.startswith(dev + "-"):
+                with open(os.path.join("/proc/fs/jbd2", n, "info")) as f:
+                    return int(f.readline().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def smtp_source(port, size, sessions):
-    """Seconds the run took, and the share of the machine's CPU time that
-    was idle meanwhile (near 0: the cores, not the disk, set the pace)."""
+    """Seconds the run took, the share of the machine's CPU time that
+    was idle meanwhile (near 0: the cores, not the disk, set the pace)
+    and journal commits per message (or None)."""
     settle()
+    commits = journal_commits(WHERE)
     ticks = cpu_idle_ticks()
     args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES),
             "-l", str(size), "-f", "bench@example.org",
@@ -124,9 +150,11 @@ def smtp_source(port, size, sessions):
                        timeout=1800)
     elapsed = time.monotonic() - t0
     idle = idle_share(ticks)
+    if commits is not None:
+        commits = (journal_commits(WHERE) - commits) / MESSAGES
     if p.returncode != 0:
         raise RuntimeError("smtp-source failed: %s" % p.stdout.decode())
-    return elapsed, idle
+    return elapsed, idle, commits
 
 
 def proc_cpu(pid):
@@ -205,8 +233,8 @@ def run_case(base, label, size, sessions, milter=None, msm=None):
             pids = msmilter_pids(msm.pid)
             cpu0 = {k: proc_cpu(p) for k, p in pids.items()}
             rss0 = vm_rss_kb(pids["capture"])
-        elapsed, idle = smtp_source(pf.smtp_port, size, sessions)
-        extra = {"idle": idle}
+        elapsed, idle, commits = smtp_source(pf.smtp_port, size, sessions)
+        extra = {"idle": idle, "commits": commits}
         if msm is not None:
             extra["cpu"] = {k: proc_cpu(p) - cpu0[k] for k, p in pids.items()}
             extra["hwm"] = {k: P.vm_hwm_kb(p) for k, p in pids.items()}
@@ -426,6 +454,12 @@ def milter_bench(base, null, clamd=None):
                     [("a", a_extra), ("b", b_extra)] +
                     [(n, row[n + "_extra"]) for n, _ in cases
                      if row.get(n) is not None]))
+                if a_extra["commits"] is not None:
+                    print("  journal commits per message: " + ", ".join(
+                        "(%s) %.2f" % (n, e["commits"]) for n, e in
+                        [("a", a_extra), ("b", b_extra)] +
+                        [(n, row[n + "_extra"]) for n, _ in cases
+                         if row.get(n) is not None]))
                 print("  (c) msmilter             %8.1f msg/s   c/a = %.2f"
                       "   c/b = %.2f" % (row["c"], row["c"] / a,
                                          row["c"] / b))
@@ -722,7 +756,9 @@ def main():
         print("make bench: " + reason)
         return 1
     build = P.build_dir()
+    global WHERE
     where, loop, why = bench_dir()
+    WHERE = where
     try:
         return bench(build, where, why)
     finally:
