@@ -357,15 +357,22 @@ debug_prepare(void)
  * glibc opens /sys and /proc files behind our back in two places: to
  * count CPUs when it creates its ninth malloc arena, and to read
  * vm.overcommit_memory the first time it shrinks a thread's heap.  Fix
- * the arena limit (glibc's own default, 8 per CPU) and never trim, so
- * neither happens once open(2) kills.  (ASan's allocator ignores both.)
+ * the arena limit and never trim, so neither happens once open(2) kills.
+ * (ASan's allocator ignores both.)  Capture runs a libmilter thread per
+ * SMTP session, and glibc gives threads arenas of their own up to the
+ * limit, each with heap pages of its own: one arena for all of them took
+ * capture's peak RSS at 20 sessions from 4.7 to 3.8-4.2 MB (make bench,
+ * 4 KB), with the same CPU per message; they allocate little, and
+ * seldom.  The others keep glibc's own default, 8 per CPU.
  */
 static void
-malloc_prepare(void)
+malloc_prepare(enum sandbox_proc proc)
 {
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 
-	mallopt(M_ARENA_MAX, 8 * (int)(ncpu > 0 && ncpu < 4096 ? ncpu : 1));
+	if (ncpu < 1 || ncpu > 4096)
+		ncpu = 1;
+	mallopt(M_ARENA_MAX, proc == SANDBOX_CAPTURE ? 1 : 8 * (int)ncpu);
 	mallopt(M_TRIM_THRESHOLD, INT32_MAX);
 }
 
@@ -397,7 +404,7 @@ sandbox_seccomp(enum sandbox_proc proc, unsigned extras, int debug)
 
 	if ((unsigned)proc >= SANDBOX_PROC_COUNT)
 		fatalx("sandbox_seccomp: no policy %d", (int)proc);
-	malloc_prepare();
+	malloc_prepare(proc);
 	if (debug)
 		debug_prepare();
 	testhook_install((int)proc);
