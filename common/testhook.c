@@ -194,6 +194,7 @@ on_hook(int sig, siginfo_t *si, void *uctx)
 	case TESTHOOK_STALL_DIRSYNC:
 	case TESTHOOK_FAIL_FSYNC:
 	case TESTHOOK_FAIL_DIRSYNC:
+	case TESTHOOK_FAIL_WRITEBACK:
 		atomic_store(&faults[sig - SIGRTMIN],
 		    si->si_value.sival_int > 0 ?
 		    (unsigned)si->si_value.sival_int : 0u);

@@ -41,6 +41,8 @@ enum testhook_action {
 	TESTHOOK_STALL_DIRSYNC,	/* wait <value> ms before each directory fsync */
 	TESTHOOK_FAIL_FSYNC,	/* the next <value> file fsyncs fail, EIO */
 	TESTHOOK_FAIL_DIRSYNC,	/* the next <value> directory fsyncs fail, EIO */
+	TESTHOOK_FAIL_WRITEBACK, /* the next <value> waits for a commit round's
+				    write-back fail, EIO */
 	TESTHOOK_COUNT
 };
 

@@ -189,6 +189,33 @@ commit_answer_verdict(struct commit_job *j)
 }
 
 /*
+ * Write a new file out (SYNC_FILE_RANGE_WRITE), or wait until that is done
+ * (SYNC_FILE_RANGE_WAIT_BEFORE), for all of a round's files before their
+ * fsyncs: their blocks, and ext4's conversion of them to written extents
+ * when the write completes, are then in the transaction the round's
+ * first fsync commits.  A failure fails the file: the wait hands a
+ * write-back error to its caller and marks it seen for this descriptor,
+ * so the fsync after it would return 0.
+ */
+static void
+write_out(struct commit_job *j, unsigned int how)
+{
+	const char *hook = "";
+
+	if (j->err != 0)
+		return;
+	if (how == SYNC_FILE_RANGE_WAIT_BEFORE &&
+	    testhook_fail(TESTHOOK_FAIL_WRITEBACK)) {
+		errno = EIO;
+		hook = " (test hook)";
+	} else if (sync_file_range(j->file->fd, 0, 0, how) == 0)
+		return;
+	j->err = errno != 0 ? errno : EIO;
+	snprintf(j->reason, sizeof(j->reason), "writing %s out: %s%s",
+	    j->file->temp_name, strerror(j->err), hook);
+}
+
+/*
  * One round: step 5 for the files r renamed in an earlier round, step 3
  * for the new files w, then step 4 for w.  On a journaled file system
  * the first fsync commits the transaction that holds r's renames and,
@@ -210,17 +237,10 @@ round_run(struct commit_pool *p, struct commit_job *w, struct commit_job *r,
 	uint32_t		 n = 0;
 	int			 err = 0;
 
-	/*
-	 * Write the new files out, all at once, and wait until that is
-	 * done: their blocks (and ext4's conversion of them to written
-	 * extents when the write completes) are then in the transaction the
-	 * first fsync below commits.  Errors are the fsync's to report.
-	 */
 	for (j = w; j != NULL; j = j->next)
-		(void)sync_file_range(j->file->fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		write_out(j, SYNC_FILE_RANGE_WRITE);
 	for (j = w; j != NULL; j = j->next)
-		(void)sync_file_range(j->file->fd, 0, 0,
-		    SYNC_FILE_RANGE_WAIT_BEFORE);
+		write_out(j, SYNC_FILE_RANGE_WAIT_BEFORE);
 	if (r != NULL) {
 		t0 = clock_now_us();
 		if (sync_dir(p, reason, sizeof(reason)) == -1)
@@ -240,6 +260,8 @@ round_run(struct commit_pool *p, struct commit_job *w, struct commit_job *r,
 		r->t_dirsync = t;
 	}
 	for (j = w; j != NULL; j = j->next) {
+		if (j->err != 0)
+			continue;
 		t0 = clock_now_us();
 		if (sync_file(j) == -1)
 			j->err = errno != 0 ? errno : EIO;

@@ -50,10 +50,12 @@
  * (fdatasync/fsync 1.02 median, 0.58 to 1.36, 8 pairs).  No
  * sync_file_range to start write-back while the body still arrives: 0.94
  * (0.71 to 1.15) in the same pairs, mixed in make bench at 100 KB, and it
- * would run, and may block, on the event loop.  A commit round does start
- * write-back of its files (SYNC_FILE_RANGE_WRITE) just before its first
- * fsync, so that their blocks are in the journal commit that fsync
- * starts; the fsync of each file still follows, and is what counts.
+ * would run, and may block, on the event loop.  A commit round does write
+ * its files out and wait for that (sync_file_range) just before their
+ * fsyncs, so that their blocks are in the journal commit the first fsync
+ * starts; the fsync of each file still follows.  An error in that wait
+ * fails the file like a failed fsync: the kernel reports a write-back
+ * error once per descriptor, there, and the fsync after it returns 0.
  */
 #include <dirent.h>
 #include <errno.h>

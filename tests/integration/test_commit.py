@@ -17,9 +17,10 @@ from testhooks import ACTION
 from test_capture import child_pids, queued_id, wait_for, xclient
 from test_confinement import hooks_binary
 
-HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC, HOOK_FAIL_FSYNC, HOOK_FAIL_DIRSYNC = (
+(HOOK_STALL_COMMIT, HOOK_STALL_DIRSYNC, HOOK_FAIL_FSYNC, HOOK_FAIL_DIRSYNC,
+ HOOK_FAIL_WRITEBACK) = (
     ACTION[a] for a in ("STALL_COMMIT", "STALL_DIRSYNC", "FAIL_FSYNC",
-                        "FAIL_DIRSYNC"))
+                        "FAIL_DIRSYNC", "FAIL_WRITEBACK"))
 
 LIBC = ctypes.CDLL(None, use_errno=True)
 LIBC.sigqueue.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p]
@@ -143,6 +144,30 @@ def test_fsync_failure_gives_451_and_no_file(msmilter_factory,
     assert "Input/output error" in m.logged("Input/output error")
     wait_for(lambda: os.listdir(m.milterin) == [], 10, "no file")
     # The fault was used up: the next message is committed.
+    send(pf.smtp_port, 2, res)
+    assert res[1][0] == 250, res[1]
+    check_outcome(m, res)
+    assert len(real_files(m.milterin)) == 1
+    assert stats(m) == (1, 1, 0)
+    pf.wait_queue_empty(timeout=10)
+    assert pf.sink_messages() == []
+
+
+def test_writeback_failure_gives_451_and_no_file(msmilter_factory,
+                                                postfix_factory):
+    """A commit round writes its files out and waits for that before
+    their fsyncs (spooler/commit.c).  An error there is reported by the
+    wait, and only by it: the kernel then counts it as seen, and the
+    fsync after it returns 0.  So the wait's error fails the file: 451,
+    no file, and the next message is committed."""
+    m, pf = hooked_stack(msmilter_factory, postfix_factory)
+    hook(m, HOOK_FAIL_WRITEBACK, 1)
+    res = []
+    send(pf.smtp_port, 1, res)
+    code, text, _ = res[0]
+    assert code == 451 and "4.3.0" in text, text
+    assert "out: Input/output error" in m.logged("out: Input/output error")
+    wait_for(lambda: os.listdir(m.milterin) == [], 10, "no file")
     send(pf.smtp_port, 2, res)
     assert res[1][0] == 250, res[1]
     check_outcome(m, res)
