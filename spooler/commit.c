@@ -24,9 +24,10 @@
 /*
  * Under load, the least time between the starts of two commit rounds
  * (hold()).  Measured in make bench (4 KB, 20 sessions, journaled ext4):
- * journal commits per message 0.63-0.67 with 4 ms, 0.9-1.15 with 2 ms,
- * 1.16-1.46 for the pool before rounds; end of message to COMMITTED p50
- * 7.7, 4.1 and 2.3-3.1 ms.
+ * journal commits per message 0.39-0.47 with 4 ms, against 1.26-1.48
+ * for the pool of fsyncing threads before rounds (2 ms, before rounds
+ * waited for their write-out: 0.9-1.15); end of message to COMMITTED
+ * p50 7.7 ms against 2.3.
  */
 #define HOLD_US		4000
 
@@ -219,8 +220,8 @@ write_out(struct commit_job *j, unsigned int how)
  * One round: step 5 for the files r renamed in an earlier round, step 3
  * for the new files w, then step 4 for w.  On a journaled file system
  * the first fsync commits the transaction that holds r's renames and,
- * once write-back has started on each file of w, all of w's blocks: so
- * the round costs one journal commit, not one per file and one per
+ * with w written out before it (write_out), all of w's blocks: so the
+ * round costs one journal commit, not one per file and one per
  * directory fsync, and the other fsyncs find their part already
  * committed (a cache flush each).  Each call still returns only
  * when its own file or directory is on disk; nothing here relies on how
