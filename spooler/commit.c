@@ -217,67 +217,87 @@ write_out(struct commit_job *j, unsigned int how)
 }
 
 /*
- * One round: step 5 for the files r renamed in an earlier round, step 3
- * for the new files w, then step 4 for w.  On a journaled file system
- * the first fsync commits the transaction that holds r's renames and,
- * with w written out before it (write_out), all of w's blocks: so the
- * round costs one journal commit, not one per file and one per
- * directory fsync, and the other fsyncs find their part already
- * committed (a cache flush each).  Each call still returns only
- * when its own file or directory is on disk; nothing here relies on how
- * the file system batches them.  Without the lock.  Jobs that are done
- * (r, and w's failures) go on *finished; w's renamed files on *renamed.
+ * Step 5 for the files r renamed in an earlier round, then COMMITTED for
+ * each (or its error); all of them go on *finished.
  */
 static void
-round_run(struct commit_pool *p, struct commit_job *w, struct commit_job *r,
-    struct commit_queue *renamed, struct commit_queue *finished)
+sync_renamed(struct commit_pool *p, struct commit_job *r,
+    struct commit_queue *finished)
 {
 	struct commit_job	*j, *next;
 	char			 reason[IPC_REASON_MAX];
-	uint64_t		 t0, t;
+	uint64_t		 t0 = clock_now_us(), t;
 	uint32_t		 n = 0;
 	int			 err = 0;
 
-	for (j = w; j != NULL; j = j->next)
-		write_out(j, SYNC_FILE_RANGE_WRITE);
-	for (j = w; j != NULL; j = j->next)
-		write_out(j, SYNC_FILE_RANGE_WAIT_BEFORE);
-	if (r != NULL) {
-		t0 = clock_now_us();
-		if (sync_dir(p, reason, sizeof(reason)) == -1)
-			err = errno != 0 ? errno : EIO;
-		t = clock_now_us() - t0;
-		for (j = r; j != NULL; j = next, n++) {
-			next = j->next;
-			if (err != 0) {
-				j->err = err;
-				snprintf(j->reason, sizeof(j->reason), "%s",
-				    reason);
-			} else if (!j->loop_answers)
-				answer(j);
-			queue_put(finished, j);
-		}
-		r->round = n;
-		r->t_dirsync = t;
+	if (sync_dir(p, reason, sizeof(reason)) == -1)
+		err = errno != 0 ? errno : EIO;
+	t = clock_now_us() - t0;
+	for (j = r; j != NULL; j = next, n++) {
+		next = j->next;
+		if (err != 0) {
+			j->err = err;
+			snprintf(j->reason, sizeof(j->reason), "%s", reason);
+		} else if (!j->loop_answers)
+			answer(j);
+		queue_put(finished, j);
 	}
-	for (j = w; j != NULL; j = j->next) {
-		if (j->err != 0)
-			continue;
+	r->round = n;
+	r->t_dirsync = t;
+}
+
+/*
+ * Steps 3 and 4 for one new file, after write_out: onto *renamed, or
+ * with its error onto *finished.
+ */
+static void
+sync_and_rename(struct commit_pool *p, struct commit_job *j,
+    struct commit_queue *renamed, struct commit_queue *finished)
+{
+	uint64_t t0;
+
+	if (j->err == 0) {
 		t0 = clock_now_us();
 		if (sync_file(j) == -1)
 			j->err = errno != 0 ? errno : EIO;
 		j->t_fsync = clock_now_us() - t0;
 	}
+	if (j->err == 0) {
+		t0 = clock_now_us();
+		if (spool_rename(p->dir, j->file, j->reason,
+		    sizeof(j->reason)) == -1)
+			j->err = errno != 0 ? errno : EIO;
+		j->t_rename = clock_now_us() - t0;
+	}
+	queue_put(j->err == 0 ? renamed : finished, j);
+}
+
+/*
+ * One round: step 5 for the files r renamed in an earlier round, then
+ * steps 3 and 4 for the new files w.  On a journaled file system the
+ * first fsync commits the transaction that holds r's renames and, with w
+ * written out before it (write_out), all of w's blocks: so the round
+ * costs one journal commit, not one per file and one per directory
+ * fsync, and the other fsyncs find their part already committed (a cache
+ * flush each).  Each call still returns only when its own file or
+ * directory is on disk; nothing here relies on how the file system
+ * batches them.  Without the lock.
+ */
+static void
+round_run(struct commit_pool *p, struct commit_job *w, struct commit_job *r,
+    struct commit_queue *renamed, struct commit_queue *finished)
+{
+	struct commit_job *j, *next;
+
+	for (j = w; j != NULL; j = j->next)
+		write_out(j, SYNC_FILE_RANGE_WRITE);
+	for (j = w; j != NULL; j = j->next)
+		write_out(j, SYNC_FILE_RANGE_WAIT_BEFORE);
+	if (r != NULL)
+		sync_renamed(p, r, finished);
 	for (j = w; j != NULL; j = next) {
 		next = j->next;
-		if (j->err == 0) {
-			t0 = clock_now_us();
-			if (spool_rename(p->dir, j->file, j->reason,
-			    sizeof(j->reason)) == -1)
-				j->err = errno != 0 ? errno : EIO;
-			j->t_rename = clock_now_us() - t0;
-		}
-		queue_put(j->err == 0 ? renamed : finished, j);
+		sync_and_rename(p, j, renamed, finished);
 	}
 }
 

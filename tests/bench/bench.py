@@ -110,28 +110,37 @@ def idle_share(since):
     return (idle - since[0]) / max(1, total - since[1])
 
 
-# The directory the cases run in (bench()), for journal_commits().
-WHERE = None
+# /proc/fs/jbd2/<device>/info of the file system the cases run on, or
+# None without a journal (journal_info(), set once in main()).
+JOURNAL_INFO = None
 
 
-def journal_commits(path):
-    """Journal commits (jbd2 transactions) of the ext4 that holds path so
-    far, or None without a journal.  Each costs the machine CPU (the
-    commit block, the cache flush behind it) whoever asked for it:
-    Postfix's fsyncs and ours alike."""
-    if path is None:
-        return None
+def journal_info(path):
+    """The jbd2 info file of the ext4 that holds path, or None."""
     p = subprocess.run(["findmnt", "-n", "-o", "SOURCE", "-T", path],
                        stdout=subprocess.PIPE, universal_newlines=True)
     dev = os.path.basename(p.stdout.strip())
     try:
         for n in os.listdir("/proc/fs/jbd2"):
             if dev and n.startswith(dev + "-"):
-                with open(os.path.join("/proc/fs/jbd2", n, "info")) as f:
-                    return int(f.readline().split()[0])
-    except (OSError, ValueError, IndexError):
+                return os.path.join("/proc/fs/jbd2", n, "info")
+    except OSError:
         pass
     return None
+
+
+def journal_commits():
+    """Journal commits (jbd2 transactions) so far on the file system the
+    cases run on, or None.  Each costs the machine CPU (the commit block,
+    the cache flush behind it) whoever asked for it: Postfix's fsyncs and
+    ours alike."""
+    if JOURNAL_INFO is None:
+        return None
+    try:
+        with open(JOURNAL_INFO) as f:
+            return int(f.readline().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def smtp_source(port, size, sessions):
@@ -139,7 +148,7 @@ def smtp_source(port, size, sessions):
     was idle meanwhile (near 0: the cores, not the disk, set the pace)
     and journal commits per message (or None)."""
     settle()
-    commits = journal_commits(WHERE)
+    commits = journal_commits()
     ticks = cpu_idle_ticks()
     args = [SMTP_SOURCE, "-s", str(sessions), "-m", str(MESSAGES),
             "-l", str(size), "-f", "bench@example.org",
@@ -150,8 +159,9 @@ def smtp_source(port, size, sessions):
                        timeout=1800)
     elapsed = time.monotonic() - t0
     idle = idle_share(ticks)
-    if commits is not None:
-        commits = (journal_commits(WHERE) - commits) / MESSAGES
+    after = journal_commits()
+    commits = None if commits is None or after is None else \
+        (after - commits) / MESSAGES
     if p.returncode != 0:
         raise RuntimeError("smtp-source failed: %s" % p.stdout.decode())
     return elapsed, idle, commits
@@ -756,9 +766,9 @@ def main():
         print("make bench: " + reason)
         return 1
     build = P.build_dir()
-    global WHERE
+    global JOURNAL_INFO
     where, loop, why = bench_dir()
-    WHERE = where
+    JOURNAL_INFO = journal_info(where)
     try:
         return bench(build, where, why)
     finally:
